@@ -72,7 +72,16 @@ def run_from_dict(data: Any, source: str = "<spec>") -> OREALRun:
 
 def format_validation_error(err: ValidationError, data: Any) -> str:
     """One line per problem: `spec.algorithm.steps: must be >= 1, got 0`."""
-    lines = [_format_one(e, data) for e in err.errors(include_url=False)]
+    lines: list[str] = []
+    by_field: dict[str, int] = {}
+    for error in err.errors(include_url=False):
+        line = _format_one(error, data)
+        field = line.split(":", 1)[0]
+        if field in by_field:  # one field failing every member of a union: say it once
+            lines[by_field[field]] += " or" + line.split(":", 1)[1].split(", got")[0]
+            continue
+        by_field[field] = len(lines)
+        lines.append(line)
     if len(lines) == 1:
         return lines[0]
     return f"{len(lines)} problems:\n" + "\n".join(f"  - {line}" for line in lines)

@@ -1,0 +1,35 @@
+"""Errors raised by the bucket layer.
+
+Every failure a user can see is a `BucketError` whose message names the bucket URI and says
+what to do; the underlying exception is kept as `__cause__` for debugging, never printed as
+the primary message.
+"""
+
+from __future__ import annotations
+
+
+class BucketError(Exception):
+    """A storage operation failed permanently (after retries, or for a non-retryable reason)."""
+
+
+class NotCommittedError(BucketError):
+    """The data asked for is not committed (yet): a reader must wait or look elsewhere."""
+
+
+class CorruptPartError(BucketError):
+    """A stored object does not match its manifest (checksum, size or row count).
+
+    `kind` is "rollouts" or "verdicts" (or "policy"), `step` the step (or policy version) and
+    `part` the part number (None for a policy file). The owning worker regenerates the part after
+    `Bucket.invalidate_part(kind, step, part)` removed the untrusted manifests.
+    """
+
+    def __init__(self, message: str, *, kind: str, step: int, part: int | None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.step = step
+        self.part = part
+
+
+class SchemaVersionError(BucketError):
+    """A Parquet file was written with a newer, incompatible major schema version."""

@@ -1,0 +1,265 @@
+"""A small key/value view of one fsspec location, with retries, clear errors and metrics.
+
+Keys are '/'-separated paths relative to the run root. Single-object writes are atomic:
+on a local filesystem the bytes go to a temporary sibling that is renamed over the key; on
+object stores a single PUT is atomic per object. All failures leave as `BucketError`s that
+name the URI; transient ones are retried first (see `retry.py`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import TypeVar
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from oreal import metrics
+from oreal.bucket.errors import BucketError
+from oreal.bucket.retry import RetryPolicy, call_with_retry
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+class ObjectStore:
+    """Keys under `root` on `fs`; `uri` is only used in messages."""
+
+    def __init__(
+        self, fs: fsspec.AbstractFileSystem, root: str, uri: str, retry: RetryPolicy | None = None
+    ) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.uri = uri.rstrip("/")
+        self.retry = retry or RetryPolicy.from_env()
+        self.local = isinstance(fs, LocalFileSystem)
+
+    # -- paths -------------------------------------------------------------------------------------
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key.lstrip('/')}" if key else self.root
+
+    def url(self, key: str) -> str:
+        return f"{self.uri}/{key.lstrip('/')}"
+
+    # -- the one place that runs an operation ---------------------------------------------------------
+    def run(self, operation: str, key: str, fn: Callable[[], T]) -> T:
+        """Run fn with retries, a duration observation, and error translation."""
+        start = time.perf_counter()
+        try:
+            return call_with_retry(
+                fn,
+                self.retry,
+                what=f"{operation} {self.url(key)}",
+                on_retry=lambda _exc: metrics.BUCKET_RETRIES.labels(operation).inc(),
+            )
+        except BucketError:
+            raise
+        except FileNotFoundError:
+            raise  # callers decide whether "absent" is normal; see missing()
+        except Exception as exc:
+            raise self.translate(exc, operation, key) from exc
+        finally:
+            metrics.BUCKET_OPERATION_DURATION.labels(operation).observe(time.perf_counter() - start)
+
+    def translate(self, exc: BaseException, operation: str, key: str) -> BucketError:
+        """A BucketError with a message a user can act on; credentials never appear in it."""
+        where = self.url(key)
+        if isinstance(exc, OSError) and exc.errno in _SPACE_ERRNOS:
+            return BucketError(f"{operation} {where}: no space left on the storage device (disk full)")
+        if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+            return BucketError(f"{operation} {where}: the storage location is read-only")
+        if isinstance(exc, PermissionError):
+            return BucketError(
+                f"{operation} {where}: access denied; check the credentials "
+                "(spec.storage.secretRef) and the bucket policy"
+            )
+        names = {cls.__name__ for cls in type(exc).__mro__}
+        if names & {"NoCredentialsError", "PartialCredentialsError"}:
+            return BucketError(
+                f"{operation} {where}: no storage credentials found; set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (spec.storage.secretRef)"
+            )
+        if names & {"EndpointConnectionError", "ConnectTimeoutError", "ConnectionError", "TimeoutError"}:
+            return BucketError(
+                f"{operation} {where}: cannot reach the storage endpoint after retries ({exc}); "
+                "check spec.storage.endpoint and the network"
+            )
+        return BucketError(f"{operation} {where} failed: {type(exc).__name__}: {exc}")
+
+    def missing(self, key: str, exc: FileNotFoundError) -> BucketError | None:
+        """If a FileNotFoundError means that the bucket/root itself is gone, the error to raise."""
+        if self.local:
+            return None
+        bucket = self.root.split("/", 1)[0]
+        try:
+            if self.fs.exists(bucket):
+                return None
+        except Exception:  # noqa: BLE001 - a failing probe must not hide the original error
+            return None
+        return BucketError(f"{self.url(key)}: bucket {bucket!r} does not exist (check spec.storage.uri)")
+
+    # -- small objects ------------------------------------------------------------------------------
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write `data` at `key` atomically (temp + rename locally, one PUT on object stores)."""
+        path = self.path(key)
+        if self.local:
+            self.run("put", key, lambda: self._local_atomic_write(path, data))
+        else:
+
+            def put() -> None:
+                try:
+                    self.fs.pipe_file(path, data)
+                except FileNotFoundError as exc:
+                    raise self.missing(key, exc) or BucketError(f"put {self.url(key)}: {exc}") from exc
+
+            self.run("put", key, put)
+        metrics.BUCKET_BYTES_WRITTEN.inc(len(data))
+
+    def _local_atomic_write(self, path: str, data: bytes) -> None:
+        directory = os.path.dirname(path)
+        self.fs.makedirs(directory, exist_ok=True)
+        tmp = f"{directory}/.{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:12]}"
+        try:
+            with self.fs.open(tmp, "wb") as f:
+                f.write(data)
+            self.fs.mv(tmp, path)
+        except BaseException:
+            self._discard(tmp)
+            raise
+
+    def _discard(self, path: str) -> None:
+        try:
+            if self.fs.exists(path):
+                self.fs.rm_file(path)
+        except Exception:  # noqa: BLE001 - best-effort cleanup; the original error matters
+            log.debug("could not remove temporary %s", path)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        """The bytes at `key`, or None if there is no such object."""
+        path = self.path(key)
+
+        def get() -> bytes | None:
+            try:
+                return self.fs.cat_file(path)
+            except FileNotFoundError as exc:
+                bucket_gone = self.missing(key, exc)
+                if bucket_gone:
+                    raise bucket_gone from exc
+                return None
+            except IsADirectoryError:
+                return None
+
+        data = self.run("get", key, get)
+        if data is not None:
+            metrics.BUCKET_BYTES_READ.inc(len(data))
+        return data
+
+    def exists(self, key: str) -> bool:
+        path = self.path(key)
+        return self.run("exists", key, lambda: bool(self.fs.exists(path)))
+
+    def size(self, key: str) -> int | None:
+        path = self.path(key)
+
+        def info() -> int | None:
+            try:
+                return int(self.fs.info(path)["size"])
+            except FileNotFoundError:
+                return None
+
+        return self.run("info", key, info)
+
+    def list(self, prefix: str) -> list[str]:
+        """Names (last path component) directly under `prefix`; [] if it does not exist."""
+        path = self.path(prefix).rstrip("/")
+
+        def ls() -> list[str]:
+            try:
+                entries = self.fs.ls(path, detail=False)
+            except FileNotFoundError as exc:
+                bucket_gone = self.missing(prefix, exc)
+                if bucket_gone:
+                    raise bucket_gone from exc
+                return []
+            return sorted({str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries})
+
+        if hasattr(self.fs, "invalidate_cache"):
+            self.fs.invalidate_cache(path)
+        return self.run("list", prefix, ls)
+
+    def delete(self, key: str) -> None:
+        """Delete one object; absent is fine."""
+        path = self.path(key)
+
+        def rm() -> None:
+            with suppress(FileNotFoundError):
+                self.fs.rm_file(path)
+
+        self.run("delete", key, rm)
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete everything under `prefix`; absent is fine."""
+        path = self.path(prefix).rstrip("/")
+
+        def rm() -> None:
+            with suppress(FileNotFoundError):
+                self.fs.rm(path, recursive=True)
+
+        self.run("delete", prefix, rm)
+
+    # -- large files (policy weights) ----------------------------------------------------------------
+    def put_file(self, local_path: str, key: str) -> None:
+        """Upload a local file to `key` (atomic: temp + rename locally, one (multipart) PUT on S3)."""
+        path = self.path(key)
+        size = os.path.getsize(local_path)
+        if self.local:
+
+            def put() -> None:
+                directory = os.path.dirname(path)
+                self.fs.makedirs(directory, exist_ok=True)
+                tmp = f"{directory}/.{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:12]}"
+                try:
+                    self.fs.put_file(local_path, tmp)
+                    self.fs.mv(tmp, path)
+                except BaseException:
+                    self._discard(tmp)
+                    raise
+
+            self.run("put_file", key, put)
+        else:
+            self.run("put_file", key, lambda: self.fs.put_file(local_path, path))
+        metrics.BUCKET_BYTES_WRITTEN.inc(size)
+
+    def get_file(self, key: str, local_path: str) -> None:
+        """Download `key` to `local_path` (written to a temporary sibling, then renamed)."""
+        path = self.path(key)
+        os.makedirs(os.path.dirname(local_path) or ".", exist_ok=True)
+        tmp = f"{local_path}.tmp-{uuid.uuid4().hex[:12]}"
+        try:
+            self.run("get_file", key, lambda: self.fs.get_file(path, tmp))
+            os.replace(tmp, local_path)
+        except FileNotFoundError as exc:
+            raise BucketError(f"get {self.url(key)}: no such object") from exc
+        except OSError as exc:
+            raise self.translate(exc, "get_file", key) from exc
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        metrics.BUCKET_BYTES_READ.inc(os.path.getsize(local_path))
+
+    @contextmanager
+    def timed(self, operation: str) -> Iterator[None]:
+        """Observe a composite operation (e.g. a whole commit) under `operation`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            metrics.BUCKET_OPERATION_DURATION.labels(operation).observe(time.perf_counter() - start)

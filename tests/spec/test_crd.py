@@ -106,7 +106,10 @@ def test_cross_section_rule_rejected_by_both(crd: dict, minimal: dict) -> None:
     minimal["spec"]["rollout"] = {"replicas": 3}
     with pytest.raises(SpecError):
         run_from_dict(minimal)
-    assert any("rollout.replicas must be <= algorithm.promptsPerStep" in e for e in validate_against_crd(crd, minimal))
+    assert any(
+        "rollout.replicas must be <= algorithm.promptsPerStep" in e
+        for e in validate_against_crd(crd, minimal)
+    )
 
 
 algorithm_values = st.fixed_dictionaries(

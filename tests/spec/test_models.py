@@ -50,7 +50,10 @@ def test_keep_per_prompt_accepts_all(minimal: dict) -> None:
         ({"keepPerPrompt": 20}, "keepPerPrompt (20) must be <= samplesPerPrompt (16)"),
         ({"warmupSteps": 10, "steps": 10}, "warmupSteps (10) must be < steps (10)"),
         ({"policyOptimizer": {"lr": 1e-7, "minLr": 1e-6}}, "minLr (1e-06) must be <= lr (1e-07)"),
-        ({"samplesPerPrompt": 1}, "spec.algorithm.samplesPerPrompt: Input should be greater than or equal to 2"),
+        (
+            {"samplesPerPrompt": 1},
+            "spec.algorithm.samplesPerPrompt: Input should be greater than or equal to 2",
+        ),
     ],
 )
 def test_cross_field_rules_name_the_field(minimal: dict, algorithm: dict, message: str) -> None:
@@ -69,14 +72,18 @@ def test_rollout_replicas_cannot_exceed_prompts(minimal: dict) -> None:
 
 def test_prompt_template_needs_placeholder(minimal: dict) -> None:
     minimal["spec"]["data"]["promptTemplate"] = "Solve it."
-    with pytest.raises(SpecError, match=r"spec.data: promptTemplate must contain the placeholder \{problem\}"):
+    with pytest.raises(
+        SpecError, match=r"spec.data: promptTemplate must contain the placeholder \{problem\}"
+    ):
         run_from_dict(minimal)
 
 
 def test_unknown_field_suggests_the_close_one(minimal: dict) -> None:
     bad = copy.deepcopy(minimal)
     bad["spec"]["algorithm"] = {"samplesPerPromt": 8}
-    with pytest.raises(SpecError, match=r"spec.algorithm.samplesPerPromt: unknown field; did you mean 'samplesPerPrompt'\?"):
+    with pytest.raises(
+        SpecError, match=r"spec.algorithm.samplesPerPromt: unknown field; did you mean 'samplesPerPrompt'\?"
+    ):
         run_from_dict(bad)
 
 

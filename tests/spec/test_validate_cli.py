@@ -34,14 +34,35 @@ def _with(spec_patch: dict) -> str:
 
 
 CASES = {
-    "unknown field": (_with({"spec.algorithm.stepz": 3}), "spec.algorithm.stepz: unknown field; did you mean 'steps'?"),
-    "wrong type": (_with({"spec.algorithm.steps": "many"}), "spec.algorithm.steps: Input should be a valid integer"),
-    "zero count": (_with({"spec.algorithm.promptsPerStep": 0}), "spec.algorithm.promptsPerStep: Input should be greater than or equal to 1, got 0"),
-    "negative count": (_with({"spec.rollout.replicas": -2}), "spec.rollout.replicas: Input should be greater than or equal to 1, got -2"),
-    "unknown algorithm": (_with({"spec.algorithm.name": "ppo"}), "spec.algorithm.name: Input should be 'oreal', 'grpo' or 'reinforce', got 'ppo'"),
-    "unknown engine": (_with({"spec.rollout.engine": "sglang"}), "spec.rollout.engine: Input should be 'vllm' or 'hf', got 'sglang'"),
+    "unknown field": (
+        _with({"spec.algorithm.stepz": 3}),
+        "spec.algorithm.stepz: unknown field; did you mean 'steps'?",
+    ),
+    "wrong type": (
+        _with({"spec.algorithm.steps": "many"}),
+        "spec.algorithm.steps: Input should be a valid integer",
+    ),
+    "zero count": (
+        _with({"spec.algorithm.promptsPerStep": 0}),
+        "spec.algorithm.promptsPerStep: Input should be greater than or equal to 1, got 0",
+    ),
+    "negative count": (
+        _with({"spec.rollout.replicas": -2}),
+        "spec.rollout.replicas: Input should be greater than or equal to 1, got -2",
+    ),
+    "unknown algorithm": (
+        _with({"spec.algorithm.name": "ppo"}),
+        "spec.algorithm.name: Input should be 'oreal', 'grpo' or 'reinforce', got 'ppo'",
+    ),
+    "unknown engine": (
+        _with({"spec.rollout.engine": "sglang"}),
+        "spec.rollout.engine: Input should be 'vllm' or 'hf', got 'sglang'",
+    ),
     "missing model": (_with({"spec.model": ...}), "spec.model: required field is missing"),
-    "not a mapping": ("- just\n- a list\n", "expected a mapping (apiVersion, kind, metadata, spec), got list"),
+    "not a mapping": (
+        "- just\n- a list\n",
+        "expected a mapping (apiVersion, kind, metadata, spec), got list",
+    ),
     "empty file": ("", "empty file; expected an OREALRun resource"),
     "bad yaml": ("spec: [unclosed\n", "invalid YAML (line 2, column 1)"),
     "wrong kind": (_with({"kind": "Job"}), "kind: Input should be 'OREALRun', got 'Job'"),
@@ -78,12 +99,17 @@ def test_missing_file_and_non_utf8(tmp_path: Path, capsys) -> None:
 
 def test_valid_file_exits_zero_and_says_what_it_is(repo_root: Path, capsys) -> None:
     assert main(["validate", str(repo_root / "examples" / "run.yaml")]) == 0
-    assert "valid OREALRun 'qwen7b-oreal' (oreal/reference, 100 steps, 64 prompts x 16 samples)" in capsys.readouterr().out
+    assert (
+        "valid OREALRun 'qwen7b-oreal' (oreal/reference, 100 steps, 64 prompts x 16 samples)"
+        in capsys.readouterr().out
+    )
 
 
 def test_console_script_prints_no_traceback(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text(CASES["unknown engine"][0])
-    proc = subprocess.run([sys.executable, "-m", "oreal.cli", "validate", str(path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "oreal.cli", "validate", str(path)], capture_output=True, text=True
+    )
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

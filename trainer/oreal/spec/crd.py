@@ -136,7 +136,11 @@ def _models_by_name(model: type[BaseModel], found: dict[str, type[BaseModel]]) -
     found[model.__name__] = model
     for field in model.model_fields.values():
         for candidate in (field.annotation, *getattr(field.annotation, "__args__", ())):
-            if isinstance(candidate, type) and issubclass(candidate, BaseModel) and candidate.__name__ not in found:
+            if (
+                isinstance(candidate, type)
+                and issubclass(candidate, BaseModel)
+                and candidate.__name__ not in found
+            ):
                 _models_by_name(candidate, found)
     return found
 

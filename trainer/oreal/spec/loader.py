@@ -63,7 +63,9 @@ def parse_run(text: str, source: str = "<spec>") -> OREALRun:
 def run_from_dict(data: Any, source: str = "<spec>") -> OREALRun:
     """Validate an already-parsed mapping (from YAML or from the Kubernetes API)."""
     if not isinstance(data, dict):
-        raise SpecError(f"{source}: expected a mapping (apiVersion, kind, metadata, spec), got {type(data).__name__}")
+        raise SpecError(
+            f"{source}: expected a mapping (apiVersion, kind, metadata, spec), got {type(data).__name__}"
+        )
     try:
         return OREALRun.model_validate(data)
     except ValidationError as err:

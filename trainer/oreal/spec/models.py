@@ -83,7 +83,9 @@ class DataSpec(SpecModel):
         description="Python format string applied to the prompt field, as {problem}.",
     )
     system_prompt: str | None = None
-    use_chat_template: bool = Field(default=True, description="Wrap the prompt in the tokenizer's chat template.")
+    use_chat_template: bool = Field(
+        default=True, description="Wrap the prompt in the tokenizer's chat template."
+    )
 
     @model_validator(mode="after")
     def _template_has_placeholder(self) -> DataSpec:
@@ -105,7 +107,9 @@ class StorageSpec(SpecModel):
         default=None,
         description="Bucket URI (s3://, gs://, file://, or a path). Default for local runs: ./runs/<name>/.",
     )
-    endpoint: str | None = Field(default=None, description="S3-compatible endpoint URL (MinIO, SeaweedFS, ...).")
+    endpoint: str | None = Field(
+        default=None, description="S3-compatible endpoint URL (MinIO, SeaweedFS, ...)."
+    )
     region: str | None = None
     secret_ref: SecretRef | None = None
 
@@ -163,9 +167,13 @@ class AlgorithmSpec(SpecModel):
     advantage: Literal["rloo", "grpo"] | None = Field(
         default=None, description="Advantage estimator. Default: grpo for name=grpo, else rloo."
     )
-    token_weights: bool = Field(default=True, description="Weight token losses by the token-level reward model.")
+    token_weights: bool = Field(
+        default=True, description="Weight token losses by the token-level reward model."
+    )
     kl_coef: float = Field(default=0.01, ge=0, description="beta, the KL(k3) coefficient to the reference.")
-    negative_coef: float = Field(default=0.5, ge=0, description="eta, the weight of the negative-sample loss.")
+    negative_coef: float = Field(
+        default=0.5, ge=0, description="eta, the weight of the negative-sample loss."
+    )
     policy_optimizer: OptimizerSpec = Field(default_factory=_policy_optimizer)
     reward_model_optimizer: OptimizerSpec = Field(default_factory=_reward_model_optimizer)
     max_staleness: NonNegativeInt = Field(
@@ -235,7 +243,9 @@ class ResourceRequirements(SpecModel):
 class PodFields(SpecModel):
     """Scheduling fields every role has."""
 
-    image: str | None = Field(default=None, description="Container image. Default: the operator's worker image.")
+    image: str | None = Field(
+        default=None, description="Container image. Default: the operator's worker image."
+    )
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
@@ -259,7 +269,9 @@ class JudgeSpec(SpecModel):
 
 class VerifierSpec(PodFields):
     replicas: PositiveInt = 1
-    workers: PositiveInt | None = Field(default=None, description="Checker processes per pod. Default: CPU count.")
+    workers: PositiveInt | None = Field(
+        default=None, description="Checker processes per pod. Default: CPU count."
+    )
     timeout_seconds: float = Field(default=5.0, gt=0, description="Wall-clock limit of one answer check.")
     judge: JudgeSpec | None = None
 
@@ -315,8 +327,12 @@ class OREALRunSpec(SpecModel):
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
-    suspend: bool = Field(default=False, description="As in Jobs: true deletes the pods and keeps the bucket.")
-    max_restarts: NonNegativeInt = Field(default=3, description="Pod restarts tolerated before the run fails.")
+    suspend: bool = Field(
+        default=False, description="As in Jobs: true deletes the pods and keeps the bucket."
+    )
+    max_restarts: NonNegativeInt = Field(
+        default=3, description="Pod restarts tolerated before the run fails."
+    )
     active_deadline_seconds: PositiveInt | None = None
 
     @model_validator(mode="after")

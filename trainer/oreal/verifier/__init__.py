@@ -1,0 +1,18 @@
+"""Math answer verifier: the binary outcome reward of OREAL (arXiv 2502.06781).
+
+    from oreal.verifier import Verifier, Verdict
+
+    with Verifier(timeout_seconds=5.0) as verifier:
+        verdict = verifier.verify(gold="\\frac{1}{2}", response="... so the answer is $\\boxed{0.5}$.")
+        verdict.correct, verdict.status  # (True, "correct")
+
+Module map: extract (final answer), normalize (strings), latex (safe parser), structure (sets,
+intervals, tuples, ...), algebra + evaluate (exact and numeric arithmetic), rules (the cascade),
+symbolic (sympy, workers only), worker + pool (killable processes), judge (optional LLM),
+metrics (Prometheus), verifier (the API), cli (`oreal verify`).
+"""
+
+from .judge import JudgeConfig
+from .verifier import STATUSES, Verdict, Verifier
+
+__all__ = ["STATUSES", "JudgeConfig", "Verdict", "Verifier"]

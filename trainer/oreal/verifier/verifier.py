@@ -1,0 +1,168 @@
+"""The verifier: the binary outcome reward of OREAL (r = +1 if the final answer is right, else -1).
+
+Per response: extract the final answer (`extract`), decide with the fast rules in the calling
+process (`rules`: string match, exact arithmetic, numeric refutation), and only if they cannot
+decide, run the same check with sympy in a killable worker (`pool`) under a wall-clock limit.
+An optional LLM judge (`judge`) may turn a rule negative into a positive.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+from . import metrics
+from .extract import extract_answer, gold_answer
+from .judge import JudgeConfig, ask_judge
+from .pool import CheckFailed, CheckTimeout, WorkerPool
+from .rules import check
+
+STATUSES = ("correct", "incorrect", "no_answer", "timeout", "error")
+for _status in STATUSES:
+    metrics.VERDICTS.labels(result=_status)  # export every series from the start, at zero
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One judgement. Same field names as `oreal.trajectory.Verdict`, so `Verdict(**v.as_dict(), ...)` works."""
+
+    correct: bool
+    status: str  # correct | incorrect | no_answer | timeout | error
+    extracted: str | None
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A check the fast rules could not decide; it goes to the worker pool."""
+
+    gold: str
+    extracted: str
+    fast_seconds: float
+
+
+class Verifier:
+    def __init__(
+        self,
+        timeout_seconds: float = 5.0,
+        workers: int | None = None,
+        judge: JudgeConfig | None = None,
+        max_checks_per_worker: int = 1_000,
+        recycle_rss_bytes: int = 1 << 30,
+    ) -> None:
+        if timeout_seconds <= 0:
+            raise ValueError("timeout_seconds must be positive")
+        self.timeout_seconds = timeout_seconds
+        self.workers = workers or os.cpu_count() or 1
+        self.judge = judge
+        self._pool = WorkerPool(
+            self.workers, max_checks_per_worker=max_checks_per_worker, recycle_rss_bytes=recycle_rss_bytes
+        )
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Start the worker processes now instead of at the first check that needs sympy."""
+        self._pool.warm_up()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        self._pool.close()
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- checks --------------------------------------------------------------------------------
+    def verify(self, gold: str, response: str, truncated: bool = False) -> Verdict:
+        verdict = self._finish(self._fast(gold, response, truncated), gold)
+        _record(verdict)
+        return verdict
+
+    def verify_batch(self, items: Sequence[tuple[str, str, bool]]) -> list[Verdict]:
+        """Verify many responses; undecided checks and judge calls run in parallel."""
+        results: list[Verdict | None] = [None] * len(items)
+        futures: dict[int, Future[Verdict]] = {}
+        for index, item in enumerate(items):
+            gold, response = item[0], item[1]
+            truncated = bool(item[2]) if len(item) > 2 else False
+            first = self._fast(gold, response, truncated)
+            if isinstance(first, Verdict) and not self._wants_judge(first):
+                results[index] = first
+            else:
+                futures[index] = self._threads().submit(self._finish, first, gold)
+        for index, future in futures.items():
+            results[index] = future.result()
+        verdicts = [v for v in results if v is not None]
+        for verdict in verdicts:
+            _record(verdict)
+        return verdicts
+
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            extra = 16 if self.judge else 0
+            self._executor = ThreadPoolExecutor(self.workers + extra, thread_name_prefix="oreal-verifier")
+        return self._executor
+
+    def _fast(self, gold: str, response: str, truncated: bool) -> Verdict | _Pending:
+        start = time.perf_counter()
+        if truncated:  # cut at the length limit: never a final answer
+            return Verdict(False, "no_answer", None, time.perf_counter() - start)
+        extracted = extract_answer(response)
+        if extracted is None:
+            return Verdict(False, "no_answer", None, time.perf_counter() - start)
+        reference = gold_answer(gold)
+        try:
+            result = check(reference, extracted)
+        except (RecursionError, MemoryError, ValueError, ArithmeticError, TypeError):
+            result = None  # let the worker try; it fails safely if it fails again
+        elapsed = time.perf_counter() - start
+        if result is None:
+            return _Pending(reference, extracted, elapsed)
+        return Verdict(result, "correct" if result else "incorrect", extracted, elapsed)
+
+    def _finish(self, first: Verdict | _Pending, gold: str) -> Verdict:
+        verdict = first if isinstance(first, Verdict) else self._slow(first)
+        if self._wants_judge(verdict):
+            verdict = self._ask_judge(verdict, gold_answer(gold))
+        return verdict
+
+    def _slow(self, pending: _Pending) -> Verdict:
+        remaining = self.timeout_seconds - pending.fast_seconds
+        try:
+            correct, seconds = self._pool.run(pending.gold, pending.extracted, remaining)
+        except CheckTimeout:
+            return Verdict(False, "timeout", pending.extracted, pending.fast_seconds + remaining)
+        except CheckFailed:
+            return Verdict(False, "error", pending.extracted, pending.fast_seconds)
+        status = "correct" if correct else "incorrect"
+        return Verdict(correct, status, pending.extracted, pending.fast_seconds + seconds)
+
+    def _wants_judge(self, verdict: Verdict) -> bool:
+        return self.judge is not None and verdict.status == "incorrect" and verdict.extracted is not None
+
+    def _ask_judge(self, verdict: Verdict, gold: str) -> Verdict:
+        assert self.judge is not None and verdict.extracted is not None
+        start = time.perf_counter()
+        agrees = ask_judge(self.judge, gold, verdict.extracted)
+        seconds = verdict.seconds + time.perf_counter() - start
+        if agrees:
+            return Verdict(True, "correct", verdict.extracted, seconds)
+        return Verdict(False, "incorrect", verdict.extracted, seconds)
+
+
+def _record(verdict: Verdict) -> None:
+    metrics.VERDICTS.labels(result=verdict.status).inc()
+    metrics.CHECK_DURATION.observe(verdict.seconds)
+    if verdict.status == "timeout":
+        metrics.TIMEOUTS.inc()

@@ -1,0 +1,66 @@
+"""Log-probs under padding, and the token-level reward model's head and positions."""
+
+import pytest
+import torch
+
+from oreal.algorithm import token_weights
+from oreal.training.logprobs import collate, gather_logprobs, response_logprobs
+from oreal.training.models import load_causal_lm
+from oreal.training.reward_model import HEAD_FILE, TokenRewardModel
+
+CPU = torch.device("cpu")
+PROMPTS = [[5, 6, 7], [9], [3, 4, 5, 6, 7, 8]]
+RESPONSES = [[10, 11], [12, 13, 14, 15, 16], [17]]
+
+
+def unpadded_logprobs(model, prompt, response):
+    ids = torch.tensor([prompt + response])
+    logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
+    return torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(response)[:, None]).squeeze(-1)
+
+
+@pytest.mark.parametrize("arch", ["tiny_qwen", "tiny_llama"])
+def test_padded_batch_logprobs_equal_unpadded(arch, request):
+    model = load_causal_lm(request.getfixturevalue(arch), torch.float32, CPU).eval()
+    batch = collate(PROMPTS, RESPONSES, CPU, pad_id=63)
+    with torch.no_grad():
+        logp = response_logprobs(model, batch)
+        assert batch.response_mask.tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
+        for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES, strict=True)):
+            expected = unpadded_logprobs(model, p, r)
+            assert torch.allclose(logp[i, : len(r)], expected, atol=1e-5), i
+
+
+def test_gather_logprobs_matches_log_softmax():
+    logits = torch.randn(2, 3, 7)
+    targets = torch.randint(0, 7, (2, 3))
+    ref = torch.log_softmax(logits, -1).gather(-1, targets[..., None]).squeeze(-1)
+    assert torch.allclose(gather_logprobs(logits, targets), ref, atol=1e-6)
+
+
+def test_zero_head_gives_zero_scores_and_zero_weights(tiny_qwen):
+    rm = TokenRewardModel.from_pretrained(tiny_qwen, torch.float32, CPU)
+    assert rm.head.bias is None and rm.head.weight.abs().sum() == 0
+    batch = collate(PROMPTS, RESPONSES, CPU)
+    scores = rm(**batch.model_inputs(), num_response=batch.num_response)
+    assert scores.shape == (3, 5) and scores.abs().sum() == 0
+    pos, neg = token_weights(scores, batch.response_mask)
+    assert pos.abs().sum() == 0 and neg.abs().sum() == 0
+
+
+def test_reward_scores_read_at_policy_logprob_positions_and_round_trip(tiny_qwen, tmp_path):
+    rm = TokenRewardModel.from_pretrained(tiny_qwen, torch.float32, CPU)
+    torch.manual_seed(0)
+    rm.head.weight.data.normal_()
+    batch = collate(PROMPTS, RESPONSES, CPU)
+    with torch.no_grad():
+        scores = rm(**batch.model_inputs(), num_response=batch.num_response)
+        # unpadded: the hidden state at prompt_len - 1 + t scores response token t
+        for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES, strict=True)):
+            hidden = rm.backbone(input_ids=torch.tensor([p + r])).last_hidden_state[0]
+            expected = rm.head(hidden[len(p) - 1 : len(p) - 1 + len(r)]).squeeze(-1)
+            assert torch.allclose(scores[i, : len(r)], expected, atol=1e-5)
+        rm.save_pretrained(tmp_path / "rm")
+        assert (tmp_path / "rm" / HEAD_FILE).is_file() and (tmp_path / "rm" / "config.json").is_file()
+        again = TokenRewardModel.from_pretrained(tmp_path / "rm", torch.float32, CPU)
+        assert torch.equal(again(**batch.model_inputs(), num_response=batch.num_response), scores)

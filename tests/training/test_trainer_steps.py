@@ -1,0 +1,154 @@
+"""OREALTrainer on a tiny random model: warm-up, the three algorithms, saving, exact resume."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from trainer_fixtures import scored_batch
+
+from oreal.training import OptimizerOptions, OREALTrainer, TrainerOptions
+from oreal.training.checkpoint import load_safetensors_dir
+
+FAST = dict(
+    steps=6,
+    warmup_steps=2,
+    micro_batch_size=3,
+    policy_optimizer=OptimizerOptions(lr=1e-3, min_lr=1e-4),
+    reward_model_optimizer=OptimizerOptions(lr=1e-2, min_lr=1e-3),
+)
+
+
+def params(module):
+    return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+def changed(before, module):
+    return [n for n, p in module.named_parameters() if not torch.equal(before[n], p.detach())]
+
+
+def test_warmup_freezes_policy_and_trains_reward_model(tiny_qwen):
+    trainer = OREALTrainer(TrainerOptions(**FAST), policy_path=tiny_qwen)
+    policy0 = params(trainer.policy.module)
+    head0 = trainer.reward_model.module.head.weight.detach().clone()
+    for step in range(2):
+        stats = trainer.train_step(scored_batch(step), step)
+        assert stats["warmup"] == 1.0 and "loss/policy" not in stats
+    assert changed(policy0, trainer.policy.module) == []
+    assert not torch.equal(head0, trainer.reward_model.module.head.weight)
+    stats = trainer.train_step(scored_batch(2), 2)
+    assert stats["warmup"] == 0.0
+    assert len(changed(policy0, trainer.policy.module)) > 0
+    # after warm-up the reward model has non-zero scores, so some tokens carry weight
+    assert stats["omega/positive"] + stats["omega/negative"] > 0
+    for key in ("loss/positive", "loss/negative", "loss/kl", "kl", "entropy", "rm/loss", "rm/accuracy"):
+        assert key in stats and stats[key] == stats[key]  # present and not NaN
+    assert stats["kept_samples"] == 8 and stats["kept_groups"] == 4  # 1 correct + 1 wrong per prompt
+
+
+def test_filter_drops_uniform_groups_and_empty_batch_is_skipped(tiny_qwen):
+    trainer = OREALTrainer(TrainerOptions(**FAST), policy_path=tiny_qwen)
+    stats = trainer.train_step(scored_batch(0, pass_rates=[1.0, 0.0, 0.5, 0.5]), 0)
+    assert stats["groups/all_correct"] == 1 and stats["groups/all_wrong"] == 1 and stats["kept_groups"] == 2
+    stats = trainer.train_step(scored_batch(1, pass_rates=[1.0, 0.0, 1.0, 0.0]), 1)
+    assert stats["skipped"] == 1.0
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "reinforce"])
+def test_baselines_use_all_samples_and_no_reward_model(tiny_llama, algorithm):
+    trainer = OREALTrainer(TrainerOptions(algorithm=algorithm, **FAST), policy_path=tiny_llama)
+    assert trainer.reward_model is None
+    assert (trainer.reference is None) == (algorithm == "reinforce")
+    policy0 = params(trainer.policy.module)
+    stats = trainer.train_step(scored_batch(0), 0)  # no warm-up without a reward model
+    assert stats["kept_samples"] == 16 and "loss/pg" in stats
+    assert ("loss/kl" in stats) == (algorithm == "grpo")
+    assert len(changed(policy0, trainer.policy.module)) > 0
+
+
+def test_oreal_without_token_weights_has_no_reward_model(tiny_qwen):
+    trainer = OREALTrainer(TrainerOptions(token_weights=False, **FAST), policy_path=tiny_qwen)
+    assert trainer.reward_model is None
+    stats = trainer.train_step(scored_batch(0), 0)
+    assert stats["warmup"] == 0.0 and stats["loss/positive"] > 0
+
+
+def test_save_policy_is_loadable_hf_with_tokenizer(tiny_qwen, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    trainer = OREALTrainer(TrainerOptions(token_weights=False, **FAST), policy_path=tiny_qwen)
+    trainer.train_step(scored_batch(0), 0)
+    trainer.save_policy(tmp_path / "out")
+    assert (tmp_path / "out" / "tokenizer_config.json").is_file()
+    loaded = AutoModelForCausalLM.from_pretrained(str(tmp_path / "out"))
+    for name, p in trainer.policy.module.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], p), name
+
+
+def test_resume_reproduces_next_step_bit_for_bit(tiny_qwen, tmp_path):
+    opts = TrainerOptions(**FAST)
+    a = OREALTrainer(opts, policy_path=tiny_qwen)
+    for step in range(3):
+        a.train_step(scored_batch(step), step)
+    a.save_checkpoint(tmp_path / "ckpt")
+    stats_a = a.train_step(scored_batch(3), 3)
+
+    b = OREALTrainer(opts, policy_path=tiny_qwen)
+    assert b.load_checkpoint(tmp_path / "ckpt") == 3
+    stats_b = b.train_step(scored_batch(3), 3)
+    for key in ("loss/policy", "rm/loss", "kl", "grad_norm/policy"):
+        assert stats_a[key] == stats_b[key], key
+    for module_a, module_b in (
+        (a.policy.module, b.policy.module),
+        (a.reward_model.module, b.reward_model.module),
+    ):
+        for (name, pa), pb in zip(module_a.state_dict().items(), module_b.state_dict().values(), strict=True):
+            assert torch.equal(pa, pb), name
+    state = json.loads((tmp_path / "ckpt" / "trainer_state.json").read_text())
+    assert state["next_step"] == 3
+    assert (tmp_path / "ckpt" / "reward_model" / "reward_head.safetensors").is_file()
+    assert load_safetensors_dir(tmp_path / "ckpt" / "policy")
+    assert load_file(str(tmp_path / "ckpt" / "reward_model" / "reward_head.safetensors"))["weight"].shape == (
+        1,
+        32,
+    )
+
+
+def test_learning_rate_schedules(tiny_qwen):
+    trainer = OREALTrainer(
+        TrainerOptions(token_weights=True, steps=12, warmup_steps=2), policy_path=tiny_qwen
+    )
+    assert trainer.policy_lr(2) == pytest.approx(5e-7) and trainer.policy_lr(11) == pytest.approx(1e-7)
+    assert trainer.reward_model_lr(0) == pytest.approx(2e-6) and trainer.reward_model_lr(11) == pytest.approx(
+        4e-7
+    )
+    assert 1e-7 < trainer.policy_lr(6) < 5e-7
+
+
+def test_options_from_spec():
+    from oreal.spec import run_from_dict
+
+    run = run_from_dict(
+        {
+            "apiVersion": "oreal.io/v1alpha1",
+            "kind": "OREALRun",
+            "metadata": {"name": "t"},
+            "spec": {
+                "model": {"policy": "/m"},
+                "data": {"prompts": "/p.jsonl"},
+                "algorithm": {
+                    "name": "grpo",
+                    "steps": 20,
+                    "warmupSteps": 3,
+                    "klCoef": 0.02,
+                    "keepPerPrompt": "all",
+                },
+                "trainer": {"backend": "torch", "zeroStage": 1, "microBatchSize": 2},
+            },
+        }
+    )
+    opts = TrainerOptions.from_spec(run.spec)
+    assert (opts.algorithm, opts.steps, opts.warmup_steps, opts.kl_coef) == ("grpo", 20, 3, 0.02)
+    assert opts.keep is None and opts.advantage_estimator == "grpo" and opts.micro_batch_size == 2
+    assert opts.policy_optimizer.lr == 5e-7 and opts.reward_model_optimizer.min_lr == 4e-7
+    assert opts.policy_warmup_steps == 0  # grpo has no reward model, hence no warm-up

@@ -1,0 +1,278 @@
+"""OREALTrainer: policy, frozen reference and token-level reward model, one optimiser step per batch.
+
+Per step (Algorithm 1 of the paper, strictly on-policy):
+  1. advantages over each whole group (RLOO, or GRPO's normalisation), then the filter;
+  2. the kept samples are sharded over ranks and cut into micro-batches; N+, N-, N and the number of
+     kept sequences are all-reduced so every micro-batch's loss is its share of the global loss;
+  3. per micro-batch: reward-model forward → its BCE loss (Eq. 12) → backward, and token weights
+     ω± from the same (pre-update) scores; reference forward (no grad); policy forward → OREAL loss
+     → backward;
+  4. one optimiser step for each network. During the first `warmup_steps` only the reward model
+     learns: the policy is not even run forward.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from oreal.algorithm import PolicyBatch, TokenCounts, policy_loss, reward_model_loss, token_weights
+from oreal.training import checkpoint as ckpt
+from oreal.training.batch import KeptSample, micro_batches, prepare, shard
+from oreal.training.distributed import all_reduce_max, all_reduce_sum, barrier, init_distributed
+from oreal.training.engine import Engine, make_engine
+from oreal.training.logprobs import collate, response_logprobs
+from oreal.training.models import copy_tokenizer_files, load_causal_lm, load_reference, resolve_dtype
+from oreal.training.options import TrainerOptions
+from oreal.training.reward_model import TokenRewardModel
+from oreal.trajectory import ScoredSample
+
+# Stats that are per-step sums over micro-batches and ranks (each micro-batch adds its share).
+_ADDITIVE_PREFIXES = ("loss/", "rm/", "omega/", "kl", "entropy")
+_DUMMY = KeptSample(prompt_ids=[0], response_ids=[], reward=-1.0, advantage=0.0, pass_rate=0.0)
+
+
+class OREALTrainer:
+    def __init__(
+        self,
+        options: TrainerOptions,
+        policy_path: str | Path,
+        reference_path: str | Path | None = None,
+        reward_model_path: str | Path | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.options = options
+        self.loss_cfg = options.loss_config()
+        self.policy_path = Path(policy_path)
+        if device is None:
+            local = int(__import__("os").environ.get("LOCAL_RANK", "0"))
+            device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.dist = init_distributed(self.device, force=options.backend == "deepspeed")
+        self.compute_dtype = resolve_dtype(options.dtype, self.device)
+        torch.manual_seed(options.seed)
+
+        # Trainable networks keep fp32 weights (DeepSpeed casts to bf16 and keeps fp32 masters).
+        policy = load_causal_lm(self.policy_path, torch.float32, self.device)
+        if options.gradient_checkpointing:
+            policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        policy.train()
+        self.policy: Engine = self._engine(policy, options.policy_optimizer)
+
+        self.reference = None
+        if self.loss_cfg.uses_kl:
+            self.reference = load_reference(
+                reference_path or self.policy_path, self.compute_dtype, self.device
+            )
+
+        self.reward_model: Engine | None = None
+        if options.uses_reward_model:
+            rm = TokenRewardModel.from_pretrained(
+                reward_model_path or self.policy_path, torch.float32, self.device
+            )
+            if options.gradient_checkpointing:
+                rm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            rm.train()
+            self.reward_model = self._engine(rm, options.reward_model_optimizer)
+        self.next_step = 0
+
+    def _engine(self, module: torch.nn.Module, opt) -> Engine:
+        return make_engine(
+            module,
+            opt,
+            self.dist,
+            backend=self.options.backend,
+            zero_stage=self.options.zero_stage,
+            compute_dtype=self.compute_dtype,
+        )
+
+    # ------------------------------------------------------------------ learning rates
+    def policy_lr(self, step: int) -> float:
+        o = self.options
+        return o.policy_optimizer.lr_at(step, o.policy_warmup_steps, o.steps)
+
+    def reward_model_lr(self, step: int) -> float:
+        return self.options.reward_model_optimizer.lr_at(step, 0, self.options.steps)
+
+    def in_warmup(self, step: int) -> bool:
+        return step < self.options.policy_warmup_steps
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, samples: Sequence[ScoredSample], step: int) -> dict[str, float]:
+        """One optimiser step on the global batch `samples` (the same list on every rank)."""
+        start = time.perf_counter()
+        o = self.options
+        prepared = prepare(
+            samples,
+            advantage=o.advantage_estimator,
+            keep=o.keep,
+            drop_uniform=o.drop_uniform_groups,
+            seed=o.seed,
+            step=step,
+        )
+        stats = dict(prepared.stats)
+        warmup = self.in_warmup(step)
+        stats["warmup"] = float(warmup)
+        self.next_step = step + 1
+        if not prepared.kept:
+            stats["skipped"] = 1.0
+            stats["step_seconds"] = time.perf_counter() - start
+            return stats
+
+        local = shard(prepared.kept, self.dist.rank, self.dist.world_size)
+        chunks = micro_batches(local, o.micro_batch_size)
+        counts_t = torch.tensor(
+            [
+                sum(len(k.response_ids) for k in local if k.reward > 0),
+                sum(len(k.response_ids) for k in local if k.reward <= 0),
+                sum(len(k.response_ids) for k in local),
+                len(local),
+            ],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        all_reduce_sum(counts_t)
+        counts = TokenCounts(*[float(c) for c in counts_t.tolist()])
+        n_micro = int(all_reduce_max(torch.tensor([len(chunks)], device=self.device)).item())
+
+        sums: dict[str, torch.Tensor] = {}
+        for i in range(n_micro):
+            chunk = chunks[i] if i < len(chunks) else [_DUMMY]
+            self._micro_step(chunk, counts, warmup, last=i == n_micro - 1, sums=sums)
+
+        if self.reward_model is not None:
+            stats["lr/reward_model"] = self.reward_model_lr(step)
+            stats["grad_norm/reward_model"] = self.reward_model.step(stats["lr/reward_model"])
+        if not warmup:
+            stats["lr/policy"] = self.policy_lr(step)
+            stats["grad_norm/policy"] = self.policy.step(stats["lr/policy"])
+
+        names = sorted(sums)
+        if names:
+            flat = torch.stack([sums[n].to(torch.float64) for n in names])
+            all_reduce_sum(flat)
+            stats |= {n: float(v) for n, v in zip(names, flat.tolist(), strict=True)}
+        stats |= {
+            "tokens/positive": counts.positive,
+            "tokens/negative": counts.negative,
+            "tokens/total": counts.total,
+            "step_seconds": time.perf_counter() - start,
+        }
+        return stats
+
+    def _micro_step(
+        self,
+        chunk: list[KeptSample],
+        counts: TokenCounts,
+        warmup: bool,
+        *,
+        last: bool,
+        sums: dict[str, torch.Tensor],
+    ) -> None:
+        batch = collate([k.prompt_ids for k in chunk], [k.response_ids for k in chunk], self.device)
+        mask = batch.response_mask
+        rewards = torch.tensor([k.reward for k in chunk], device=self.device)
+
+        pos_w = neg_w = None
+        if self.reward_model is not None:
+            scores = self.reward_model(**batch.model_inputs(), num_response=batch.num_response)
+            rm_loss, rm_stats = reward_model_loss(scores, mask, rewards, counts.sequences)
+            self.reward_model.backward(rm_loss, last=last)
+            pos_w, neg_w = token_weights(scores, mask)
+            _accumulate(sums, rm_stats)
+
+        if warmup:
+            return
+        ref_logp = None
+        if self.reference is not None:
+            with torch.no_grad():
+                ref_logp = response_logprobs(self.reference, batch)
+        logp = response_logprobs(self.policy, batch)
+        pb = PolicyBatch(
+            logp=logp,
+            mask=mask,
+            advantages=torch.tensor([k.advantage for k in chunk], device=self.device),
+            rewards=rewards,
+            pass_rate=torch.tensor([k.pass_rate for k in chunk], device=self.device),
+            ref_logp=ref_logp,
+            pos_weights=pos_w,
+            neg_weights=neg_w,
+        )
+        loss, pstats = policy_loss(pb, counts, self.loss_cfg)
+        self.policy.backward(loss, last=last)
+        _accumulate(sums, pstats)
+
+    # ------------------------------------------------------------------ saving and resuming
+    def save_policy(self, directory: str | Path) -> None:
+        """The policy in HF format (safetensors + config + tokenizer files of the initial policy)."""
+        directory = Path(directory)
+        sd = self.policy.full_state_dict()
+        if self.dist.is_main:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.policy.module.save_pretrained(str(directory), state_dict=sd)
+            copy_tokenizer_files(self.policy_path, directory)
+        barrier()
+
+    def save_reward_model(self, directory: str | Path) -> None:
+        if self.reward_model is None:
+            return
+        sd = self.reward_model.full_state_dict()
+        if self.dist.is_main:
+            self.reward_model.module.save_pretrained(directory, state_dict=sd)
+        barrier()
+
+    def save_checkpoint(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        self.save_policy(directory / "policy")
+        self.save_reward_model(directory / "reward_model")
+        self.policy.save_optimizer(directory / "optimizer" / "policy")
+        if self.reward_model is not None:
+            self.reward_model.save_optimizer(directory / "optimizer" / "reward_model")
+        ckpt.save_rng(directory, self.dist.rank)
+        if self.dist.is_main:
+            ckpt.write_state(
+                directory,
+                {
+                    "next_step": self.next_step,
+                    "world_size": self.dist.world_size,
+                    "options": asdict(self.options),
+                },
+            )
+        barrier()
+
+    def load_checkpoint(self, directory: str | Path) -> int:
+        """Restore weights, optimiser states and RNG; returns the next step to run."""
+        directory = Path(directory)
+        state = ckpt.read_state(directory)
+        if self.options.backend == "deepspeed":
+            # DeepSpeed's own checkpoint restores module weights and optimiser state together.
+            self.policy.load_optimizer(directory / "optimizer" / "policy")
+            if self.reward_model is not None:
+                self.reward_model.load_optimizer(directory / "optimizer" / "reward_model")
+        else:
+            ckpt.load_weights_into(self.policy.module, ckpt.load_safetensors_dir(directory / "policy"))
+            self.policy.load_optimizer(directory / "optimizer" / "policy")
+            if self.reward_model is not None:
+                rm_dir = directory / "reward_model"
+                module = self.reward_model.module
+                ckpt.load_weights_into(module, ckpt.load_safetensors_dir(rm_dir), prefix="backbone.")
+                head = ckpt.load_file(str(rm_dir / "reward_head.safetensors"))["weight"]
+                with torch.no_grad():
+                    module.head.weight.copy_(head.to(module.head.weight.dtype))
+                self.reward_model.load_optimizer(directory / "optimizer" / "reward_model")
+        ckpt.load_rng(directory, self.dist.rank)
+        self.next_step = int(state["next_step"])
+        return self.next_step
+
+
+def _accumulate(sums: dict[str, torch.Tensor], stats: dict[str, torch.Tensor]) -> None:
+    for name, value in stats.items():
+        if name.startswith(_ADDITIVE_PREFIXES):
+            v = value.detach().to(torch.float64)
+            sums[name] = sums[name] + v if name in sums else v

@@ -14,9 +14,18 @@ import errno
 import logging
 import os
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    start_http_server,
+)
 
 log = logging.getLogger(__name__)
+disable_created_metrics()  # no `*_created` series: half the series, nothing a dashboard reads
 
 # -- bucket (recorded by oreal.bucket) -------------------------------------------------------------
 BUCKET_BYTES_WRITTEN = Counter(
@@ -64,6 +73,14 @@ POLICY_SYNC_DURATION = Histogram(
     "Time to publish (trainer) or download and load (rollout) one policy version.",
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
+
+# Create the known label values up front so every series exists (at 0) from the first scrape.
+BUCKET_PRIMITIVES = ("put", "get", "exists", "info", "list", "delete", "put_file", "get_file")
+for _operation in BUCKET_PRIMITIVES:
+    BUCKET_RETRIES.labels(_operation)
+    BUCKET_OPERATION_DURATION.labels(_operation)
+for _phase in STEP_PHASES:
+    STEP_PHASE_DURATION.labels(_phase)
 
 WORKER_INFO = Info("oreal_worker", "Which run, namespace and role this process serves.")
 

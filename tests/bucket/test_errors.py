@@ -1,0 +1,120 @@
+"""Permanent failures: a full disk, denied access, bad URIs. Clear BucketErrors, nothing half-committed."""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bucket_records import make_samples
+from fsspec.implementations.local import LocalFileSystem
+
+from oreal.bucket import Bucket, BucketError, RetryPolicy, schema
+
+
+class FullDiskFS(LocalFileSystem):
+    """Writes succeed until `budget` bytes have been written, then raise ENOSPC (like a full disk)."""
+
+    def __init__(self, budget: int) -> None:
+        super().__init__(auto_mkdir=True)
+        self.budget = budget
+
+    def open(self, path: str, mode: str = "rb", **kw: Any) -> Any:  # type: ignore[override]
+        f = super().open(path, mode, **kw)
+        if "w" not in mode:
+            return f
+        fs, write = self, f.write
+
+        def limited(data: bytes) -> int:
+            if len(data) > fs.budget:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            fs.budget -= len(data)
+            return write(data)
+
+        f.write = limited
+        return f
+
+    def put_file(self, lpath: str, rpath: str, **kw: Any) -> None:  # type: ignore[override]
+        size = os.path.getsize(lpath)
+        if size > self.budget:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.budget -= size
+        super().put_file(lpath, rpath, **kw)
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(p.name for p in root.rglob("*") if p.is_file() and ".tmp-" in p.name)
+
+
+def test_full_disk_while_writing_data_commits_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    bucket = Bucket(FullDiskFS(budget=100), str(root), uri="file:///data/run", retry=RetryPolicy(attempts=3))
+    with pytest.raises(BucketError) as info:
+        bucket.write_rollout_part(0, 0, make_samples(0))
+    assert "no space left" in str(
+        info.value
+    ) and "file:///data/run/rollouts/step-000000/part-00.parquet" in str(info.value)
+    assert bucket.rollout_parts_committed(0) == set()
+    assert not bucket.commit_rollouts(0, 1)
+    assert leftovers(root) == []  # the temporary file was removed
+
+
+def test_full_disk_while_writing_the_manifest_leaves_part_uncommitted(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    data_size = len(schema.encode("rollouts", make_samples(0))[0])
+    fs = FullDiskFS(budget=data_size + 10)  # room for the data, not for its manifest
+    bucket = Bucket(fs, str(root))
+    with pytest.raises(BucketError, match="no space left"):
+        bucket.write_rollout_part(0, 0, make_samples(0))
+    assert (root / "rollouts/step-000000/part-00.parquet").exists()
+    assert bucket.rollout_parts_committed(0) == set()  # data without manifest is invisible
+    fs.budget = 10**9  # space freed: the re-run writer succeeds
+    assert bucket.write_rollout_part(0, 0, make_samples(0))
+    assert bucket.commit_rollouts(0, 1)
+    assert leftovers(root) == []
+
+
+def test_full_disk_during_policy_publish_leaves_no_commit(tmp_path: Path) -> None:
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "model.safetensors").write_bytes(os.urandom(50_000))
+    (policy / "config.json").write_text("{}")
+    bucket = Bucket(FullDiskFS(budget=10_000), str(tmp_path / "run"))
+    with pytest.raises(BucketError, match="no space left"):
+        bucket.publish_policy(0, policy)
+    assert not bucket.policy_committed(0)
+    assert bucket.latest_policy_version() is None
+
+
+class DeniedFS(LocalFileSystem):
+    def cat_file(self, path: str, start: Any = None, end: Any = None, **kw: Any) -> bytes:
+        raise PermissionError(errno.EACCES, "Access Denied")
+
+
+def test_access_denied_is_a_clear_error(tmp_path: Path) -> None:
+    bucket = Bucket(DeniedFS(), str(tmp_path), uri="s3://team/run")
+    with pytest.raises(
+        BucketError, match=r"get s3://team/run/state.json: access denied; check the credentials"
+    ):
+        bucket.read_state()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs is installed")
+def test_gs_without_gcsfs_says_what_to_install() -> None:
+    with pytest.raises(BucketError, match="gcsfs"):
+        Bucket.open("gs://bucket/run")
+
+
+@pytest.mark.parametrize("uri", ["", "s3://", "nosuchscheme://x/y"])
+def test_bad_uris(uri: str) -> None:
+    with pytest.raises(BucketError):
+        Bucket.open(uri)
+
+
+def test_plain_path_and_file_uri_are_the_same_place(tmp_path: Path) -> None:
+    Bucket.open(str(tmp_path / "run")).write_spec("a: 1\n")
+    assert Bucket.open(f"file://{tmp_path / 'run'}").read_spec() == "a: 1\n"
+    assert Bucket.open(str(tmp_path / "run")).uri == f"file://{tmp_path / 'run'}"

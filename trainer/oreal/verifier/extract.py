@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _PHRASES = ("final answer is", "the answer is", "answer:")
 # Characters trimmed from the end of a phrase answer ("The answer is $5$.").
 _TRAIL = " \t\n.;:,!"
@@ -28,10 +28,10 @@ def final_section(response: str) -> str | None:
     return response
 
 
-def _braced(text: str, start: int) -> tuple[str, int] | None:
-    """The content of the brace group opening at text[start] == '{', and the index after it."""
+def _braced(text: str, start: int, stop: int) -> tuple[str, int] | None:
+    """The content of the brace group opening at text[start] == '{' and closing before stop."""
     depth = 0
-    for pos in range(start, len(text)):
+    for pos in range(start, stop):
         char = text[pos]
         if char == "\\":
             continue
@@ -46,24 +46,23 @@ def _braced(text: str, start: int) -> tuple[str, int] | None:
 
 def last_boxed(text: str) -> str | None:
     """Content of the last complete \\boxed{...} or \\fbox{...} in text."""
-    best = -1
-    for command in _BOX_COMMANDS:
-        best = max(best, text.rfind(command))
-    while best >= 0:
-        command = next(c for c in _BOX_COMMANDS if text.startswith(c, best))
-        pos = best + len(command)
+    starts = [(m.start(), m.end()) for m in _BOX_RE.finditer(text)]
+    # A group that never closes cannot contain the closing brace of an earlier group either, so
+    # earlier candidates are scanned only up to the last failed one: linear time overall.
+    stop = len(text)
+    for begin, pos in reversed(starts):
         while pos < len(text) and text[pos] == " ":
             pos += 1
         if pos < len(text) and text[pos] == "{":
-            group = _braced(text, pos)
+            group = _braced(text, pos, stop)
             if group is not None:
                 return group[0].strip()
-        elif pos > best + len(command) and pos < len(text):
-            # "\boxed 5": the argument runs to the next space or dollar sign.
+            stop = begin
+        elif pos > begin and text[pos - 1] == " " and pos < len(text):
+            # "\\boxed 5": the argument runs to the next space or dollar sign.
             match = re.match(r"[^\s$]+", text[pos : pos + 200])
             if match:
                 return match.group(0).rstrip(_TRAIL)
-        best = max(text.rfind(c, 0, best) for c in _BOX_COMMANDS)
     return None
 
 

@@ -1,0 +1,81 @@
+"""World size 2 (two CPU processes, gloo) equals world size 1 on the same global batch."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from oreal.training.checkpoint import load_safetensors_dir
+from oreal.training.distributed import free_port
+
+WORKER = Path(__file__).with_name("dist_worker.py")
+COMPARED = (
+    "loss/policy",
+    "loss/positive",
+    "loss/negative",
+    "kl",
+    "entropy",
+    "rm/loss",
+    "rm/accuracy",
+    "grad_norm/policy",
+    "grad_norm/reward_model",
+    "tokens/total",
+)
+
+
+def launch(world_size: int, policy: Path, out: Path, backend: str) -> None:
+    port = str(free_port())
+    procs = []
+    for rank in range(world_size):
+        env = os.environ | {
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": port,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world_size),
+            "OMP_NUM_THREADS": "1",
+            "CUDA_VISIBLE_DEVICES": "",
+        }
+        cmd = [sys.executable, str(WORKER), "--policy", str(policy), "--out", str(out), "--backend", backend]
+        procs.append(
+            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
+    for p in procs:
+        output, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, output[-4000:]
+
+
+def compare(one: Path, two: Path, initial: Path) -> None:
+    s1 = json.loads((one / "stats.json").read_text())
+    s2 = json.loads((two / "stats.json").read_text())
+    for step, (a, b) in enumerate(zip(s1, s2, strict=True)):
+        for key in COMPARED:
+            if key in a or key in b:
+                assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (step, key)
+    assert "loss/policy" in s1[-1] and s1[0]["warmup"] == 1.0
+    start = load_safetensors_dir(initial)
+    moved = max((load_safetensors_dir(one / "policy")[n] - w).abs().max().item() for n, w in start.items())
+    assert moved > 1e-4  # the comparison below is 50x finer than how far training moved the weights
+    for sub in ("policy", "reward_model"):
+        w1, w2 = load_safetensors_dir(one / sub), load_safetensors_dir(two / sub)
+        assert w1.keys() == w2.keys()
+        for name in w1:
+            assert torch.allclose(w1[name], w2[name], atol=2e-6, rtol=0), (sub, name)
+
+
+@pytest.mark.slow
+def test_world_size_two_matches_one_torch(tiny_qwen, tmp_path):
+    launch(1, tiny_qwen, tmp_path / "ws1", "torch")
+    launch(2, tiny_qwen, tmp_path / "ws2", "torch")
+    compare(tmp_path / "ws1", tmp_path / "ws2", tiny_qwen)
+
+
+@pytest.mark.slow
+def test_world_size_two_matches_one_deepspeed_zero2(tiny_qwen, tmp_path):
+    launch(1, tiny_qwen, tmp_path / "ws1", "deepspeed")
+    launch(2, tiny_qwen, tmp_path / "ws2", "deepspeed")
+    compare(tmp_path / "ws1", tmp_path / "ws2", tiny_qwen)

@@ -15,7 +15,10 @@ from collections.abc import Sequence
 from oreal import __version__
 
 # Modules whose `register(subparsers)` adds a subcommand, in the order `oreal --help` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("oreal.spec.commands",)
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "oreal.spec.commands",
+    "oreal.verifier.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,241 @@
+"""`oreal run RUN.yaml`: one whole run on this machine, the same workers as the pods, as processes.
+
+The bucket defaults to ./runs/<name>/ (a folder). The runner writes the frozen spec, starts
+rollout x R, verifier x V and one trainer with the flags the operator gives pods, shows progress,
+restarts a crashed worker up to spec.maxRestarts times, stops everything on Ctrl-C, and resumes
+where it stopped when started again. At the end it writes curves.png and report.html.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from oreal.bucket import Bucket, BucketError
+from oreal.runner.processes import RunFailed, Supervisor, WorkerProcess
+from oreal.runner.progress import Display, StepProgress
+from oreal.runner.report import collect_stats, write_report
+from oreal.spec import SpecError, load_run, parse_run
+
+
+class RunnerError(RuntimeError):
+    """Something the user must fix before the run can start."""
+
+
+@dataclass
+class LocalRun:
+    name: str
+    uri: str
+    run_dir: Path
+    spec_text: str
+    spec: object
+
+
+def frozen_spec(run, uri: str) -> str:
+    """The spec as it will be stored: canonical YAML with storage.uri filled in."""
+    data = run.model_dump(by_alias=True, exclude_none=True, mode="json")
+    data.pop("status", None)
+    data["spec"].setdefault("storage", {})["uri"] = uri
+    return yaml.safe_dump(data, sort_keys=True)
+
+
+def prepare(
+    spec_path: str, bucket_uri: str | None = None, runs_root: Path = Path("runs")
+) -> tuple[LocalRun, Bucket]:
+    """Load the spec, open the bucket, write (or check) the frozen spec."""
+    run = load_run(spec_path)
+    name = run.metadata.name
+    run_dir = (runs_root / name).resolve()
+    uri = bucket_uri or run.spec.storage.uri or run_dir.as_uri()
+    if uri.startswith("file://") or "://" not in uri:
+        run_dir = Path(uri.removeprefix("file://")).resolve()
+    text = frozen_spec(run, uri)
+    bucket = Bucket.open(uri, endpoint=run.spec.storage.endpoint, region=run.spec.storage.region)
+    stored = bucket.read_spec()
+    if stored is not None and stored != text:
+        previous = parse_run(stored)
+        if previous.model_dump() != parse_run(text).model_dump() and bucket.policy_committed(0):
+            raise RunnerError(
+                f"{uri} already holds run {previous.metadata.name!r} with a different spec; "
+                "to resume it use the same spec, to start over delete that folder or pick a new metadata.name"
+            )
+    if stored != text:
+        bucket.write_spec(text)
+    return LocalRun(name, uri, run_dir, text, parse_run(text).spec), bucket
+
+
+def free_ports(start: int, count: int) -> list[int]:
+    """`count` ports from `start` upwards that nothing listens on (0 disables metrics)."""
+    if start == 0:
+        return [0] * count
+    ports: list[int] = []
+    port = start
+    while len(ports) < count and port < 65536:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+                ports.append(port)
+            except OSError:
+                pass
+        port += 1
+    return ports + [0] * (count - len(ports))
+
+
+def worker_command(role: str, uri: str, extra: list[str]) -> list[str]:
+    """The same command line a pod runs: `oreal worker ROLE --run URI ...` (via this Python)."""
+    from oreal import cli
+
+    if "oreal.workers" in getattr(cli, "SUBCOMMAND_MODULES", ()):
+        return [sys.executable, "-m", "oreal.cli", "worker", role, "--run", uri, *extra]
+    return [sys.executable, "-m", "oreal.workers", role, "--run", uri, *extra]
+
+
+def build_workers(lr: LocalRun, threads: int, metrics_port: int | None) -> list[WorkerProcess]:
+    spec = lr.spec
+    R, V = spec.rollout.replicas, spec.verifier.replicas
+    base = spec.metrics.port if metrics_port is None else metrics_port
+    ports = free_ports(base, R + V + 1)
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "OREAL_RUN": lr.name,
+        "OREAL_WORK_DIR": str(lr.run_dir / "work"),
+        "OMP_WAIT_POLICY": "PASSIVE",  # idle torch threads must not spin while another role computes
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    logs = lr.run_dir / "logs"
+    workers = []
+
+    def add(name: str, role: str, extra: list[str], port: int, n_threads: int) -> None:
+        worker_env = env | {
+            "OREAL_METRICS_PORT": str(port),
+            "OREAL_NUM_THREADS": str(n_threads),
+            "OMP_NUM_THREADS": str(n_threads),
+        }
+        workers.append(
+            WorkerProcess(name, worker_command(role, lr.uri, extra), worker_env, logs / f"{name}.log")
+        )
+
+    for i in range(R):
+        add(
+            f"rollout-{i}",
+            "rollout",
+            ["--index", str(i), "--replicas", str(R)],
+            ports[i],
+            max(1, threads // R),
+        )
+    for i in range(V):
+        add(f"verifier-{i}", "verifier", ["--index", str(i), "--replicas", str(V)], ports[R + i], 1)
+    add("trainer", "trainer", [], ports[R + V], threads)
+    return workers
+
+
+def step_progress(bucket: Bucket, first: int, last: int, R: int, V: int) -> dict[int, StepProgress]:
+    out = {}
+    for step in range(first, last + 1):
+        out[step] = StepProgress(
+            rollout_parts=R if bucket.rollouts_committed(step) else len(bucket.rollout_parts_committed(step)),
+            verdict_parts=V if bucket.verdicts_committed(step) else len(bucket.verdict_parts_committed(step)),
+            trained=bucket.exists(f"stats/step-{step:06d}.json"),
+        )
+    return out
+
+
+def supervise(lr: LocalRun, bucket: Bucket, supervisor: Supervisor, display: Display, poll: float) -> None:
+    spec = lr.spec
+    R, V, steps = spec.rollout.replicas, spec.verifier.replicas, spec.algorithm.steps
+    seen: dict[int, StepProgress] = {}
+    last_stats = None
+    while True:
+        for event in supervisor.check():
+            display.note(event)
+        state = bucket.read_state()
+        done_step = state.step if state else -1
+        first = max(0, done_step)
+        last = min(steps - 1, done_step + 1 + spec.algorithm.max_staleness)
+        seen.update(step_progress(bucket, first, last, R, V))
+        for step in range(done_step + 1):
+            seen.setdefault(step, StepProgress(R, V, True)).trained = True
+        if done_step >= 0:
+            last_stats = bucket.read_stats(done_step) or last_stats
+        display.update(seen, last_stats, supervisor.restarts)
+        if state and state.done:
+            return
+        if supervisor.all_exited_ok():
+            raise RunFailed(
+                f"every worker exited but the run is not marked done; see the logs in {lr.run_dir / 'logs'}"
+            )
+        time.sleep(poll)
+
+
+def finish(lr: LocalRun, bucket: Bucket, started: float) -> Path:
+    rows = collect_stats(bucket)
+    facts = {
+        "bucket": lr.uri,
+        "steps": len(rows),
+        "wall seconds (this session)": f"{time.time() - started:.0f}",
+    }
+    return write_report(lr.name, rows, lr.run_dir, facts)
+
+
+def run_local(
+    spec_path: str,
+    bucket_uri: str | None = None,
+    threads: int | None = None,
+    metrics_port: int | None = None,
+    poll: float = 0.5,
+) -> int:
+    started = time.time()
+    try:
+        lr, bucket = prepare(spec_path, bucket_uri)
+    except (SpecError, RunnerError, BucketError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"error: cannot prepare the run folder: {err}", file=sys.stderr)
+        return 1
+    spec = lr.spec
+    display = Display(spec.algorithm.steps, spec.rollout.replicas, spec.verifier.replicas)
+    state = bucket.read_state()
+    if state and state.done:
+        display.note(f"run {lr.name} is already complete ({lr.uri}); report: {finish(lr, bucket, started)}")
+        return 0
+    if spec.suspend:
+        display.note(f"run {lr.name} is suspended (spec.suspend: true); nothing to do")
+        return 0
+    resumed = f" (resuming after step {state.step})" if state and state.step >= 0 else ""
+    display.note(f"run {lr.name}: {spec.algorithm.steps} steps, bucket {lr.uri}{resumed}")
+    workers = build_workers(lr, threads or os.cpu_count() or 1, metrics_port)
+    supervisor = Supervisor(workers, spec.max_restarts)
+    code = 0
+    try:
+        supervisor.start()
+        with display:
+            supervise(lr, bucket, supervisor, display, poll)
+        deadline = time.monotonic() + 60
+        while any(w.running() for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        display.note("interrupted: stopping the workers; run the same command again to resume")
+        code = 130
+    except RunFailed as err:
+        display.note(f"error: {err}")
+        code = 1
+    except BucketError as err:
+        display.note(f"error: {err}")
+        code = 1
+    finally:
+        supervisor.stop()
+    try:
+        report = finish(lr, bucket, started)
+        if code == 0:
+            display.note(f"run {lr.name} complete; report: {report}")
+    except (BucketError, OSError) as err:
+        display.note(f"could not write the report: {err}")
+    return code

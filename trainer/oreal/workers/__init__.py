@@ -1,0 +1,24 @@
+"""The three worker roles (`oreal worker rollout|verifier|trainer`): the only code inside pods.
+
+They coordinate only through the run bucket, so any of them can die and restart without losing
+or duplicating a step. `register(subparsers)` adds the `oreal worker` command group.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from oreal.workers import rollout, trainer, verifier
+
+    parser = subparsers.add_parser(
+        "worker",
+        help="run one worker role (rollout, verifier or trainer) of a run",
+        description="Run one worker of a run. The operator's pods and `oreal run` start these.",
+    )
+    roles = parser.add_subparsers(dest="role", metavar="ROLE")
+    rollout.register(roles)
+    verifier.register(roles)
+    trainer.register(roles)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)

@@ -1,0 +1,69 @@
+"""Trainer checkpoints in the bucket: checkpoints/step-NNNNNN/<files>, `_COMMITTED` last.
+
+The manifest lists every file with its size; a checkpoint without it is ignored (a trainer that
+died mid-upload leaves nothing a successor would trust). Multi-rank: every rank uploads its own
+local files, then rank 0 writes the manifest of all of them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from oreal.bucket import Bucket
+
+PREFIX = "checkpoints"
+MARKER = "_COMMITTED"
+
+
+def step_key(step: int) -> str:
+    return f"{PREFIX}/step-{step:06d}"
+
+
+def local_files(directory: Path) -> list[Path]:
+    return sorted(p for p in Path(directory).rglob("*") if p.is_file())
+
+
+def upload(bucket: Bucket, step: int, directory: Path) -> list[dict]:
+    """Upload every file under `directory`; returns their entries for the manifest."""
+    entries = []
+    for path in local_files(directory):
+        rel = path.relative_to(directory).as_posix()
+        bucket.store.put_file(str(path), f"{step_key(step)}/{rel}")
+        entries.append({"path": rel, "size": path.stat().st_size})
+    return entries
+
+
+def commit(bucket: Bucket, step: int, entries: list[dict]) -> None:
+    manifest = {"step": step, "files": sorted(entries, key=lambda e: e["path"])}
+    bucket.put_bytes(f"{step_key(step)}/{MARKER}", json.dumps(manifest, indent=1).encode())
+
+
+def committed_steps(bucket: Bucket) -> list[int]:
+    steps = []
+    for name in bucket.list(PREFIX):
+        if name.startswith("step-") and name[5:].isdigit():
+            step = int(name[5:])
+            if bucket.exists(f"{step_key(step)}/{MARKER}"):
+                steps.append(step)
+    return sorted(steps)
+
+
+def download(bucket: Bucket, step: int, directory: Path) -> Path:
+    data = bucket.get_bytes(f"{step_key(step)}/{MARKER}")
+    if data is None:
+        raise FileNotFoundError(f"checkpoint of step {step} is not committed")
+    directory = Path(directory)
+    for entry in json.loads(data)["files"]:
+        target = directory / entry["path"]
+        if target.is_file() and target.stat().st_size == entry["size"]:
+            continue
+        bucket.store.get_file(f"{step_key(step)}/{entry['path']}", str(target))
+    return directory
+
+
+def prune(bucket: Bucket, keep: int) -> None:
+    """Keep the newest `keep` committed checkpoints; withdraw the marker before deleting files."""
+    for step in committed_steps(bucket)[:-keep]:
+        bucket.delete(f"{step_key(step)}/{MARKER}")
+        bucket.delete(step_key(step))

@@ -1,0 +1,197 @@
+"""`oreal worker rollout`: sample answers for this replica's share of every step's prompts.
+
+Per step k: wait until a policy version v with k - maxStaleness <= v <= k is committed, load it
+(reusing the engine where possible), take shard `index` of step k's prompts (a pure function of
+(seed, k)), sample `samplesPerPrompt` answers per prompt, each seeded by (seed, k, prompt, sample),
+and commit the part. A part that is already committed is never regenerated, so a restarted
+replica picks up exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from typing import Any
+
+from oreal import metrics
+from oreal.workers.common import (
+    WorkerContext,
+    add_common_args,
+    open_run,
+    phase,
+    run_done,
+    run_worker,
+    set_threads,
+    wait_for,
+)
+
+log = logging.getLogger("oreal.worker.rollout")
+
+
+def register(roles: argparse._SubParsersAction) -> None:
+    parser = roles.add_parser("rollout", help="generate samples for a shard of each step's prompts")
+    add_common_args(parser)
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    return run_worker("rollout", lambda: run(args))
+
+
+def storage_options(spec, uri: str) -> dict[str, Any]:
+    """fsspec options for reading data/policies from the run's object store."""
+    if uri.startswith("s3://") and spec.storage.endpoint:
+        return {"client_kwargs": {"endpoint_url": spec.storage.endpoint}}
+    return {}
+
+
+def load_pool(spec):
+    from oreal.algorithm.resampling import resample_by_pass_rate
+    from oreal.data import load_prompts
+
+    d = spec.data
+    pool = load_prompts(
+        d.prompts,
+        d.prompt_field,
+        d.answer_field,
+        d.id_field,
+        d.pass_rate_field,
+        storage_options(spec, d.prompts),
+    )
+    if d.pass_rate_field:
+        pool = resample_by_pass_rate(pool)
+        if not pool:
+            from oreal.data import DataError
+
+            raise DataError(f"{d.prompts}: every prompt's pass rate is >= 0.8; nothing left to train on")
+    return pool
+
+
+def sampling_options(spec):
+    from oreal.engines import SamplingOptions
+
+    s = spec.sampling
+    return SamplingOptions(
+        temperature=s.temperature, top_p=s.top_p, top_k=max(0, s.top_k), max_new_tokens=s.max_new_tokens
+    )
+
+
+def build_rows(spec, tokenizer, prompts, step: int):
+    """(prompt, prompt text, prompt ids, sample index, seed) for every sample to generate."""
+    from oreal.data import encode_prompt, render_prompt
+    from oreal.engines import sample_seed
+
+    d, a = spec.data, spec.algorithm
+    rows = []
+    for prompt in prompts:
+        text = render_prompt(
+            tokenizer, prompt.problem, d.prompt_template, d.system_prompt, d.use_chat_template
+        )
+        ids = encode_prompt(tokenizer, text, d.use_chat_template, spec.sampling.max_prompt_tokens)
+        for j in range(a.samples_per_prompt):
+            rows.append((prompt, text, ids, j, sample_seed(a.seed, step, prompt.prompt_id, j)))
+    return rows
+
+
+def pick_version(ctx: WorkerContext, step: int) -> int | None:
+    """The newest committed policy usable for `step` (k - staleness <= v <= k), waiting for it."""
+    s = ctx.spec.algorithm.max_staleness
+    found: dict[str, int | None] = {"v": None}
+
+    def ready() -> bool:
+        found["v"] = ctx.bucket.latest_policy_version()
+        return found["v"] is not None and found["v"] >= step - s
+
+    if not wait_for(ctx, f"policy v{max(0, step - s)} for step {step}", ready, lambda: run_done(ctx.bucket)):
+        return None
+    return min(found["v"], step)
+
+
+def generate_step(ctx: WorkerContext, engine, pool, step: int, index: int, replicas: int, version: int):
+    from oreal.data import shard, step_prompts
+    from oreal.trajectory import RolloutSample
+
+    spec = ctx.spec
+    prompts = shard(
+        step_prompts(pool, spec.algorithm.seed, step, spec.algorithm.prompts_per_step), index, replicas
+    )
+    rows = build_rows(spec, engine.tokenizer, prompts, step)
+    outputs = engine.generate([r[2] for r in rows], [r[4] for r in rows], sampling_options(spec))
+    samples = []
+    for (prompt, text, ids, j, _seed), out in zip(rows, outputs, strict=True):
+        samples.append(
+            RolloutSample(
+                step=step,
+                prompt_id=prompt.prompt_id,
+                sample_index=j,
+                prompt_text=text,
+                prompt_token_ids=list(ids),
+                response_token_ids=list(out.token_ids),
+                response_text=out.text,
+                gold=prompt.gold,
+                policy_version=version,
+                truncated=out.truncated,
+                logprobs=list(out.logprobs),
+            )
+        )
+    return samples
+
+
+def load_policy(ctx: WorkerContext, engine, version: int) -> None:
+    start = time.perf_counter()
+    local = ctx.bucket.download_policy(version, ctx.work_dir / "policy")
+    engine.load(local, version)
+    metrics.POLICY_SYNC_DURATION.observe(time.perf_counter() - start)
+    log.info("loaded policy v%d in %.1fs", version, time.perf_counter() - start)
+
+
+def run(args: argparse.Namespace) -> int:
+    from oreal.engines import make_engine
+
+    ctx = open_run(args, "rollout")
+    set_threads()
+    spec, bucket = ctx.spec, ctx.bucket
+    pool = load_pool(spec)
+    engine = make_engine(
+        spec.rollout.engine,
+        batch_size=spec.rollout.batch_size,
+        gpu_memory_utilization=spec.rollout.gpu_memory_utilization,
+        seed=spec.algorithm.seed,
+        dtype=spec.model.dtype,
+    )
+    try:
+        for step in range(spec.algorithm.steps):
+            if args.index in bucket.rollout_parts_committed(step):
+                bucket.commit_rollouts(step, args.replicas)  # in case we died between part and commit
+                continue
+            timings: dict[str, float] = {}
+            with phase("wait", timings):
+                version = pick_version(ctx, step)
+            if version is None:
+                log.info("run is done")
+                return 0
+            if engine.version != version:
+                with phase("sync", timings):
+                    load_policy(ctx, engine, version)
+            metrics.ROLLOUT_POLICY_STALENESS.set(step - version)
+            with phase("generate", timings):
+                samples = generate_step(ctx, engine, pool, step, args.index, args.replicas, version)
+            tokens = sum(len(s.response_token_ids) for s in samples)
+            with phase("sync", timings):
+                bucket.write_rollout_part(step, args.index, samples)
+                bucket.commit_rollouts(step, args.replicas)
+            metrics.ROLLOUT_SAMPLES.inc(len(samples))
+            metrics.ROLLOUT_GENERATED_TOKENS.inc(tokens)
+            record = {**timings, "samples": len(samples), "tokens": tokens, "policy_version": version}
+            bucket.put_bytes(
+                f"timings/step-{step:06d}/rollout-{args.index:02d}.json", json.dumps(record).encode()
+            )
+            log.info(
+                "step %d part %d: %d samples, %d tokens in %.1fs (policy v%d)",
+                step, args.index, len(samples), tokens, timings.get("generate", 0.0), version,
+            )  # fmt: skip
+    finally:
+        engine.close()
+    return 0

@@ -1,0 +1,233 @@
+"""`oreal worker trainer`: one OREAL step per committed verdict step, then policy v(k+1).
+
+Per step k: wait until verdicts of step k are committed, join them with the rollouts, run one
+`OREALTrainer.train_step`, publish policy v(k+1), write stats/step-k.json, checkpoint when due
+(every `checkpoint.every` steps and at the last step) and update state.json; `done` is set at
+the last step. On start it publishes v0 (the initial policy) if absent and resumes from the
+newest committed checkpoint, replaying later steps from the bucket's data (already published
+policies and stats are kept as they are, so every step's data is committed exactly once).
+
+Under torchrun (WORLD_SIZE > 1) every rank runs this loop and reads the same data; rank 0 alone
+writes policies, stats and state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from oreal import metrics
+from oreal.workers import checkpoints
+from oreal.workers.common import (
+    WorkerContext,
+    WorkerError,
+    add_common_args,
+    open_run,
+    phase,
+    run_worker,
+    set_threads,
+    wait_for,
+)
+
+log = logging.getLogger("oreal.worker.trainer")
+
+
+def register(roles: argparse._SubParsersAction) -> None:
+    parser = roles.add_parser("trainer", help="train on committed verdicts and publish new policies")
+    add_common_args(parser, replicated=False)
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    return run_worker("trainer", lambda: run(args))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def resolve_model(uri: str | None, local: Path, what: str, spec) -> Path | None:
+    """A local folder for a model given as a path or a bucket URI (downloaded once)."""
+    if uri is None:
+        return None
+    if "://" not in uri or uri.startswith("file://"):
+        path = Path(uri.removeprefix("file://")).expanduser()
+        if not (path / "config.json").is_file():
+            raise WorkerError(f"spec.model.{what}: {path} is not a model folder (no config.json)")
+        return path
+    import fsspec
+
+    from oreal.workers.rollout import storage_options
+
+    if not (local / "config.json").is_file():
+        fs, root = fsspec.core.url_to_fs(uri, **storage_options(spec, uri))
+        try:
+            fs.get(root.rstrip("/") + "/", str(local) + "/", recursive=True)
+        except (FileNotFoundError, OSError) as err:
+            raise WorkerError(f"spec.model.{what}: cannot download {uri}: {err}") from None
+    if not (local / "config.json").is_file():
+        raise WorkerError(f"spec.model.{what}: {uri} is not a model folder (no config.json)")
+    return local
+
+
+def gather(entries: list[dict]) -> list[dict]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        everyone: list[list[dict]] = [[] for _ in range(dist.get_world_size())]
+        dist.all_gather_object(everyone, entries)
+        merged = {e["path"]: e for part in everyone for e in part}
+        return list(merged.values())
+    return entries
+
+
+def save_checkpoint(ctx: WorkerContext, trainer, step: int) -> None:
+    local = ctx.work_dir / f"checkpoint-rank{rank()}"
+    shutil.rmtree(local, ignore_errors=True)
+    trainer.save_checkpoint(local)
+    entries = gather(checkpoints.upload(ctx.bucket, step, local))
+    if rank() == 0:
+        checkpoints.commit(ctx.bucket, step, entries)
+        checkpoints.prune(ctx.bucket, ctx.spec.checkpoint.keep)
+    shutil.rmtree(local, ignore_errors=True)
+
+
+def resume(ctx: WorkerContext, trainer) -> int:
+    """Load the newest committed checkpoint; returns the first step to train."""
+    steps = checkpoints.committed_steps(ctx.bucket)
+    if not steps:
+        return 0
+    local = ctx.work_dir / "resume"
+    shutil.rmtree(local, ignore_errors=True)
+    checkpoints.download(ctx.bucket, steps[-1], local)
+    start = trainer.load_checkpoint(local)
+    shutil.rmtree(local, ignore_errors=True)
+    log.info("resumed from the checkpoint of step %d; next step %d", steps[-1], start)
+    return start
+
+
+def prune_policies(ctx: WorkerContext, newest: int) -> None:
+    """Keep v0, and the newest max(checkpoint.keep, maxStaleness + 1) versions."""
+    keep = max(ctx.spec.checkpoint.keep, ctx.spec.algorithm.max_staleness + 1)
+    for version in ctx.bucket.policy_versions():
+        if 0 < version <= newest - keep:
+            ctx.bucket.delete_policy(version)
+
+
+def record_metrics(stats: dict) -> None:
+    for gauge, key in (
+        (metrics.TRAINER_LOSS, "loss/policy"),
+        (metrics.TRAINER_PASS_RATE, "pass_rate"),
+        (metrics.TRAINER_KL, "kl"),
+        (metrics.TRAINER_REWARD_MODEL_ACCURACY, "rm/accuracy"),
+        (metrics.TRAINER_REWARD_MEAN, "reward"),
+    ):
+        if key in stats:
+            gauge.set(float(stats[key]))
+
+
+def step_timings(bucket, step: int) -> dict[str, float]:
+    """Generate/verify seconds that the other workers reported for this step (max over replicas)."""
+    out: dict[str, float] = {}
+    for role in ("rollout", "verifier"):
+        for name in bucket.list(f"timings/step-{step:06d}"):
+            if name.startswith(role):
+                data = bucket.get_bytes(f"timings/step-{step:06d}/{name}")
+                for key, value in json.loads(data or b"{}").items():
+                    if key in ("generate", "verify"):
+                        out[f"time/{key}"] = max(out.get(f"time/{key}", 0.0), float(value))
+    return out
+
+
+def train_one(ctx: WorkerContext, trainer, step: int) -> None:
+    from oreal.bucket import RunState
+    from oreal.trajectory import join_verdicts
+
+    bucket, spec = ctx.bucket, ctx.spec
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    with phase("wait", timings):
+
+        def ready() -> bool:
+            return bucket.verdicts_committed(step) or bucket.commit_verdicts(step, spec.verifier.replicas)
+
+        wait_for(ctx, f"verdicts of step {step}", ready)
+    with phase("sync", timings):
+        scored = join_verdicts(bucket.read_rollouts(step), bucket.read_verdicts(step))
+    with phase("train", timings):
+        stats = trainer.train_step(scored, step)
+    main = rank() == 0
+    replay = bucket.policy_committed(step + 1)
+    with phase("sync", timings):
+        if not replay:
+            out = ctx.work_dir / "policy-out"
+            shutil.rmtree(out, ignore_errors=True)
+            trainer.save_policy(out)
+            if main:
+                bucket.publish_policy(step + 1, out)
+    last = step == spec.algorithm.steps - 1
+    if (step + 1) % spec.checkpoint.every == 0 or last:
+        with phase("sync", timings):
+            save_checkpoint(ctx, trainer, step)
+    if not main:
+        return
+    stats = {k: float(v) for k, v in stats.items()}
+    stats |= {f"time/{k}": v for k, v in timings.items()}
+    stats |= step_timings(bucket, step)
+    stats |= {
+        "step": step,
+        "policy_version": step + 1,
+        "samples": len(scored),
+        "wall_seconds": time.perf_counter() - started,
+    }
+    if bucket.read_stats(step) is None:
+        bucket.write_stats(step, stats)
+    record_metrics(stats)
+    metrics.TRAINER_STEP.set(step)
+    prune_policies(ctx, step + 1)
+    state = bucket.read_state()
+    if state is None or state.step < step or (last and not state.done):
+        bucket.write_state(RunState(step=step, policy_version=step + 1, done=last))
+    log.info(
+        "step %d: pass rate %.3f, loss %.4f, train %.1fs%s",
+        step, stats.get("pass_rate", float("nan")), stats.get("loss/policy", float("nan")),
+        timings.get("train", 0.0), " (replayed)" if replay else "",
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from oreal.training import OREALTrainer, TrainerOptions
+
+    ctx = open_run(args, "trainer")
+    set_threads()
+    spec, bucket = ctx.spec, ctx.bucket
+    m = spec.model
+    initial = resolve_model(m.policy, ctx.work_dir / "initial-policy", "policy", spec)
+    reference = resolve_model(m.reference, ctx.work_dir / "reference", "reference", spec)
+    reward = resolve_model(m.token_reward_model, ctx.work_dir / "reward-model", "tokenRewardModel", spec)
+    if rank() == 0 and not bucket.policy_committed(0):
+        with phase("sync"):
+            bucket.publish_policy(0, initial)
+        log.info("published the initial policy as v0")
+    try:
+        options = TrainerOptions.from_spec(spec)
+    except ValueError as err:
+        raise WorkerError(f"spec.algorithm: {err}") from None
+    trainer = OREALTrainer(options, initial, reference_path=reference, reward_model_path=reward)
+    start = resume(ctx, trainer)
+    for step in range(start, spec.algorithm.steps):
+        train_one(ctx, trainer, step)
+    if rank() == 0:
+        from oreal.bucket import RunState
+
+        state = bucket.read_state()
+        if state is None or not state.done:
+            last = spec.algorithm.steps - 1
+            bucket.write_state(RunState(step=last, policy_version=last + 1, done=True))
+    log.info("run complete")
+    return 0

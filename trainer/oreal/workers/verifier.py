@@ -1,0 +1,132 @@
+"""`oreal worker verifier`: score committed rollouts with the verifier library, commit verdicts.
+
+Verifier replica i of V scores rollout parts p with p % V == i of every step and writes verdict
+part i. As everywhere, a committed verdict part is never rewritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from oreal.bucket import CorruptPartError
+from oreal.workers.common import (
+    WorkerContext,
+    add_common_args,
+    open_run,
+    phase,
+    run_done,
+    run_worker,
+    wait_for,
+)
+
+log = logging.getLogger("oreal.worker.verifier")
+
+
+def register(roles: argparse._SubParsersAction) -> None:
+    parser = roles.add_parser("verifier", help="score committed rollouts and commit verdicts")
+    add_common_args(parser)
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    return run_worker("verifier", lambda: run(args))
+
+
+def build_verifier(spec):
+    from oreal.verifier import JudgeConfig, Verifier
+
+    v = spec.verifier
+    judge = None
+    if v.judge is not None:
+        judge = JudgeConfig(
+            endpoint=v.judge.endpoint, model=v.judge.model, timeout_seconds=v.judge.timeout_seconds
+        )
+    return Verifier(timeout_seconds=v.timeout_seconds, workers=v.workers, judge=judge)
+
+
+def score(verifier, samples):
+    """Verdict records (oreal.trajectory.Verdict) for rollout samples, in order."""
+    from oreal.trajectory import Verdict
+
+    results = verifier.verify_batch([(s.gold, s.response_text, s.truncated) for s in samples])
+    return [
+        Verdict(
+            step=s.step,
+            prompt_id=s.prompt_id,
+            sample_index=s.sample_index,
+            correct=r.correct,
+            status=r.status,
+            extracted=r.extracted,
+            seconds=r.seconds,
+        )
+        for s, r in zip(samples, results, strict=True)
+    ]
+
+
+def my_rollout_parts(rollout_replicas: int, index: int, replicas: int) -> list[int]:
+    return [p for p in range(rollout_replicas) if p % replicas == index]
+
+
+def read_parts(ctx: WorkerContext, step: int, parts: list[int]):
+    samples = []
+    for part in parts:
+        try:
+            samples.extend(ctx.bucket.read_rollouts(step, part=part))
+        except CorruptPartError as err:
+            # Withdraw the bad part so its rollout replica regenerates it; try again later.
+            log.warning("%s", err)
+            ctx.bucket.invalidate_part("rollouts", step, part)
+            return None
+    return samples
+
+
+def run(args: argparse.Namespace) -> int:
+    ctx = open_run(args, "verifier")
+    spec, bucket = ctx.spec, ctx.bucket
+    rollout_replicas = spec.rollout.replicas
+    parts = my_rollout_parts(rollout_replicas, args.index, args.replicas)
+    verifier = build_verifier(spec)
+    try:
+        for step in range(spec.algorithm.steps):
+            if args.index in bucket.verdict_parts_committed(step):
+                bucket.commit_verdicts(step, args.replicas)
+                continue
+            timings: dict[str, float] = {}
+            samples = None
+            while samples is None:
+                with phase("wait", timings):
+
+                    def ready(step: int = step) -> bool:
+                        # Any replica may commit the rollout step once all its parts are in.
+                        return bucket.rollouts_committed(step) or bucket.commit_rollouts(
+                            step, rollout_replicas
+                        )
+
+                    if not wait_for(ctx, f"rollouts of step {step}", ready, lambda: run_done(bucket)):
+                        log.info("run is done")
+                        return 0
+                with phase("sync", timings):
+                    samples = read_parts(ctx, step, parts)
+            with phase("verify", timings):
+                verdicts = score(verifier, samples)
+            with phase("sync", timings):
+                bucket.write_verdict_part(step, args.index, verdicts)
+                bucket.commit_verdicts(step, args.replicas)
+            correct = sum(v.correct for v in verdicts)
+            record = {**timings, "samples": len(verdicts), "correct": correct}
+            bucket.put_bytes(
+                f"timings/step-{step:06d}/verifier-{args.index:02d}.json", json.dumps(record).encode()
+            )
+            log.info(
+                "step %d part %d: %d/%d correct in %.2fs",
+                step,
+                args.index,
+                correct,
+                len(verdicts),
+                timings["verify"],
+            )
+    finally:
+        verifier.close()
+    return 0

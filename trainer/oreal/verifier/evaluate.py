@@ -106,33 +106,28 @@ def base_value(digits: str, base: int) -> int:
         raise Unsupported("digit not valid in base") from err
 
 
-def symbols(node: tuple) -> set[str]:
-    """Free variables of an expression tree."""
-    found: set[str] = set()
+def walk(node: tuple) -> Iterator[tuple]:
+    """Every node of an expression tree (children may be nodes or tuples of nodes)."""
     stack = [node]
     while stack:
         item = stack.pop()
-        if not isinstance(item, tuple) or not item:
-            continue
-        if item[0] == "sym":
-            found.add(item[1])
-        else:
-            stack.extend(child for child in item[1:] if isinstance(child, tuple))
-    return found
+        yield item
+        for child in item[1:]:
+            if isinstance(child, tuple) and child:
+                if isinstance(child[0], str):
+                    stack.append(child)
+                else:
+                    stack.extend(c for c in child if isinstance(c, tuple) and c and isinstance(c[0], str))
+
+
+def symbols(node: tuple) -> set[str]:
+    """Free variables of an expression tree."""
+    return {item[1] for item in walk(node) if item[0] == "sym"}
 
 
 def decimals(node: tuple) -> Iterator[tuple[int, float]]:
     """(significant digits, relative half-ulp) of every decimal literal in the tree."""
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if not isinstance(item, tuple) or not item:
-            continue
-        if item[0] == "num":
-            if item[2] is not None:
-                yield item[2]
-        else:
-            stack.extend(child for child in item[1:] if isinstance(child, tuple))
+    return (item[2] for item in walk(node) if item[0] == "num" and item[2] is not None)
 
 
 # -- numeric ------------------------------------------------------------------------------------

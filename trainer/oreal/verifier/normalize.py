@@ -33,6 +33,7 @@ _MEMBERSHIP = re.compile(r"^[a-zA-Z]\s*\\in\s*")
 class Normalized:
     text: str
     percent: bool = False
+    degrees: bool = False
     textual: bool = False  # the answer was written as words in \text{...}
 
 
@@ -86,6 +87,7 @@ def normalize(answer: str) -> Normalized:
     s = _SIZE_COMMANDS.sub("", s)
     s = _THOUSANDS_MARKED.sub("", s)
     s = _SPACES.sub(" ", s)
+    degrees = _DEGREES.search(s) is not None or "degree" in s
     s = _DEGREES.sub("", s)
     textual = False
     stripped = s.strip()
@@ -105,7 +107,7 @@ def normalize(answer: str) -> Normalized:
     s = s.rstrip(".").strip()
     if _PLAIN_THOUSANDS.fullmatch(s):
         s = s.replace(",", "")
-    return Normalized(text=s, percent=percent, textual=textual)
+    return Normalized(text=s, percent=percent, degrees=degrees, textual=textual)
 
 
 def comparison_key(text: str) -> str:

@@ -50,10 +50,18 @@ class _Worker:
         self.process.start()
         child.close()
         self.checks = 0
-        if not self.conn.poll(start_timeout):
+        try:
+            if not self.conn.poll(start_timeout):
+                raise CheckFailed("verifier worker did not start in time")
+            self.conn.recv()
+        except (EOFError, OSError) as err:
+            # Typically the parent's __main__ cannot be re-imported (multiprocessing needs an
+            # `if __name__ == "__main__":` guard); the check becomes an 'error' verdict.
             self.kill()
-            raise CheckFailed("verifier worker did not start")
-        self.conn.recv()
+            raise CheckFailed(f"verifier worker failed to start: {err!r}") from err
+        except CheckFailed:
+            self.kill()
+            raise
 
     def kill(self) -> None:
         if self.process.is_alive():

@@ -19,7 +19,7 @@ from fractions import Fraction
 from functools import lru_cache
 
 from .algebra import TooBig, Unsupported
-from .evaluate import decimals, exact, numeric, relative_difference, symbols
+from .evaluate import decimals, exact, numeric, relative_difference, symbols, walk
 from .latex import ParseError
 from .normalize import comparison_key, normalize
 from .structure import parse_answer
@@ -41,19 +41,20 @@ class Symbolic:
 
 @lru_cache(maxsize=65_536)
 def prepare(text: str) -> tuple[str, tuple | None, bool]:
-    """(comparison key, structure or None if unparseable, had a percent sign)."""
+    """(comparison key, structure or None if unparseable, unit: "percent", "degrees" or "")."""
     normalized = normalize(text)
     key = comparison_key(normalized.text)
     try:
         node = parse_answer(normalized)
     except (ParseError, RecursionError):
         node = None
-    return key, node, normalized.percent
+    unit = "percent" if normalized.percent else ("degrees" if normalized.degrees else "")
+    return key, node, unit
 
 
 def check(gold: str, answer: str, symbolic: Symbolic | None = None) -> Tri:
-    gold_key, gold_node, gold_percent = prepare(gold)
-    key, node, percent = prepare(answer)
+    gold_key, gold_node, gold_unit = prepare(gold)
+    key, node, unit = prepare(answer)
     if gold_key == key and key:
         return True
     if gold_node is None:
@@ -61,17 +62,24 @@ def check(gold: str, answer: str, symbolic: Symbolic | None = None) -> Tri:
     if node is None:
         return False
     result = equal(gold_node, node, symbolic)
-    if result is not True and gold_percent != percent:
-        # "25%" may be written 25 or 0.25: also try the percent side divided by 100.
-        scaled_gold, scaled = (_percent(gold_node), node) if gold_percent else (gold_node, _percent(node))
+    if result is not True and gold_unit != unit:
+        # "25%" may be written 25 or 0.25, and 90 degrees as pi/2: also try converting the side
+        # that carries the unit.
+        scaled_gold, scaled = (
+            (_convert(gold_node, gold_unit), node) if gold_unit else (gold_node, _convert(node, unit))
+        )
         if scaled_gold is not None and scaled is not None:
             second = equal(scaled_gold, scaled, symbolic)
             result = True if second else (None if None in (result, second) else False)
     return result
 
 
-def _percent(node: tuple) -> tuple | None:
-    return ("expr", ("div", node[1], ("num", Fraction(100), None))) if node[0] == "expr" else None
+def _convert(node: tuple, unit: str) -> tuple | None:
+    if node[0] != "expr" or not unit:
+        return None
+    if unit == "percent":
+        return ("expr", ("div", node[1], ("num", Fraction(100), None)))
+    return ("expr", ("div", ("mul", (node[1], ("const", "pi"))), ("num", Fraction(180), None)))
 
 
 def _all(results: Iterable[Tri]) -> Tri:
@@ -306,13 +314,7 @@ def _numeric_or_huge(node: tuple, names: list[str], point: int) -> tuple:
 
 
 def _has_addition(node: tuple) -> bool:
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if item[0] == "add":
-            return True
-        stack.extend(child for child in item[1:] if isinstance(child, tuple))
-    return False
+    return any(item[0] == "add" for item in walk(node))
 
 
 def _approximately(x: tuple, y: tuple, literals: list[tuple[int, float]], names: list[str]) -> bool:

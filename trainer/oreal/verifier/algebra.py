@@ -18,6 +18,8 @@ from __future__ import annotations
 from fractions import Fraction
 from math import gcd, isqrt
 
+from .budget import check as check_budget
+
 MAX_TERMS = 4_000
 MAX_PRODUCT_WORK = 400_000
 MAX_BITS = 40_000
@@ -86,6 +88,7 @@ def _check(value: Value) -> Value:
 
 
 def add(a: Value, b: Value) -> Value:
+    check_budget()
     out = dict(a)
     for key, coef in b.items():
         total = out.get(key, 0) + coef
@@ -130,6 +133,7 @@ def mul(a: Value, b: Value) -> Value:
         raise TooBig("product too large")
     out: Value = {}
     for (r1, m1), c1 in a.items():
+        check_budget()
         for (r2, m2), c2 in b.items():
             factor, r = _mul_radicands(r1, r2)
             key = (r, _mul_monomials(m1, m2))
@@ -229,7 +233,16 @@ def factorial(n: Fraction) -> int:
         raise Unsupported("factorial of a non-integer")
     if n > MAX_FACTORIAL:
         raise TooBig("factorial too large")
-    result = 1
-    for k in range(2, int(n) + 1):
-        result *= k
-    return result
+    return _product(1, int(n))
+
+
+def _product(low: int, high: int) -> int:
+    """low * (low+1) * ... * high by splitting in halves (fast for big factorials)."""
+    check_budget()
+    if high - low < 16:
+        result = 1
+        for k in range(max(low, 1), high + 1):
+            result *= k
+        return result
+    middle = (low + high) // 2
+    return _product(low, middle) * _product(middle + 1, high)

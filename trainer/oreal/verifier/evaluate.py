@@ -16,6 +16,7 @@ import mpmath
 
 from . import algebra
 from .algebra import TooBig, Unsupported
+from .budget import check as check_budget
 
 MAX_MAGNITUDE_BITS = 200_000  # |log2| of any intermediate numeric value
 MAX_NUMERIC_FACTORIAL = 10**6
@@ -25,6 +26,7 @@ PI, E = "\\pi", "\\e"  # the exact domain treats pi and e as independent transce
 
 def exact(node: tuple) -> algebra.Value:
     """The exact value of an expression tree, or Unsupported/TooBig."""
+    check_budget()
     kind = node[0]
     if kind == "num":
         return algebra.constant(node[1])
@@ -151,6 +153,7 @@ class _Numeric:
         return value
 
     def eval(self, node: tuple, env: dict[str, object]):  # noqa: ANN201 - an mpmath number
+        check_budget()
         c = self.ctx
         kind = node[0]
         if kind == "num":

@@ -23,6 +23,7 @@ from fractions import Fraction
 
 MAX_DEPTH = 100
 MAX_TOKENS = 60_000
+MAX_DIGITS = 2_000
 
 
 class ParseError(ValueError):
@@ -107,6 +108,8 @@ def collapse_parentheses(tokens: list[Token]) -> list[Token]:
 def _digits_fraction(text: str) -> tuple[Fraction, tuple[int, float] | None]:
     """Exact value of a numeric literal and, for decimals, (significant digits, relative half-ulp)."""
     mantissa, _, exponent = text.lower().partition("e")
+    if len(mantissa) > MAX_DIGITS or len(exponent) > 6:
+        raise ParseError("number too long")
     value = Fraction(mantissa) * (Fraction(10) ** int(exponent or 0))
     if "." not in mantissa and not exponent:
         return value, None
@@ -154,10 +157,13 @@ class ExpressionParser:
         return node
 
     # -- grammar -------------------------------------------------------------------------------
-    def expr(self) -> tuple:
+    def _enter(self) -> None:
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise ParseError("answer nested too deeply")
+
+    def expr(self) -> tuple:
+        self._enter()
         terms = [self.term()]
         while self.value() in ("+", "-"):
             op = self.take()[1]
@@ -182,14 +188,18 @@ class ExpressionParser:
                 return node
 
     def factor(self) -> tuple:
+        self._enter()
         value = self.value()
         if value == "-":
             self.pos += 1
-            return ("neg", self.factor())
-        if value == "+":
+            node = ("neg", self.factor())
+        elif value == "+":
             self.pos += 1
-            return self.factor()
-        return self.power()
+            node = self.factor()
+        else:
+            node = self.power()
+        self.depth -= 1
+        return node
 
     def power(self) -> tuple:
         base = self.postfix()
@@ -206,7 +216,9 @@ class ExpressionParser:
     def _exponent_atom(self) -> tuple:
         if self.value() in ("-", "+"):
             sign = self.take()[1]
+            self._enter()  # a guard against long sign chains such as x^- - - 1
             atom = self._exponent_atom()
+            self.depth -= 1
             return ("neg", atom) if sign == "-" else atom
         token = self.peek()
         if token and token[0] == "num" and len(token[1]) > 1 and token[1].isdigit():
@@ -250,15 +262,20 @@ class ExpressionParser:
         return value in ("(", "[", "{")
 
     def primary(self) -> tuple:
+        self._enter()
+        try:
+            return self._primary()
+        finally:
+            self.depth -= 1
+
+    def _primary(self) -> tuple:
         kind, value = self.take()
         if kind == "num":
             return self._number(value)
         if kind == "letter":
             return self._letter(value)
         if value in ("(", "[", "{"):
-            self.depth += 1
             node = self.expr()
-            self.depth -= 1
             if self.value() not in (")", "]", "}"):
                 raise ParseError("unbalanced brackets")
             self.pos += 1

@@ -19,6 +19,8 @@ from fractions import Fraction
 from functools import lru_cache
 
 from .algebra import TooBig, Unsupported
+from .budget import OutOfTime, deadline
+from .budget import check as check_budget
 from .evaluate import decimals, exact, numeric, relative_difference, symbols, walk
 from .latex import ParseError
 from .normalize import comparison_key, normalize
@@ -52,7 +54,16 @@ def prepare(text: str) -> tuple[str, tuple | None, bool]:
     return key, node, unit
 
 
-def check(gold: str, answer: str, symbolic: Symbolic | None = None) -> Tri:
+def check(gold: str, answer: str, symbolic: Symbolic | None = None, budget: float | None = None) -> Tri:
+    """True/False, or None when sympy is needed (or the fast rules ran out of their time budget)."""
+    try:
+        with deadline(budget):
+            return _check(gold, answer, symbolic)
+    except OutOfTime:
+        return None
+
+
+def _check(gold: str, answer: str, symbolic: Symbolic | None) -> Tri:
     gold_key, gold_node, gold_unit = prepare(gold)
     key, node, unit = prepare(answer)
     if gold_key == key and key:
@@ -92,7 +103,8 @@ def _all(results: Iterable[Tri]) -> Tri:
 
 
 def equal(a: tuple, b: tuple, symbolic: Symbolic | None) -> Tri:
-    """Structural equality of two answers, scalars compared by `scalar`."""
+    """Structural equality of two answers (a is the reference), scalars compared by `scalar`."""
+    check_budget()
     if a[0] == "set" and len(a[1]) == 1:
         return equal(_as_item(a[1][0]), b, symbolic)
     if b[0] == "set" and len(b[1]) == 1:
@@ -270,7 +282,7 @@ def scalar(x: tuple, y: tuple, symbolic: Symbolic | None) -> Tri:
     sx, sy = _infinity_sign(x), _infinity_sign(y)
     if sx is not None or sy is not None:
         return sx == sy
-    if x[0] == "base" or y[0] == "base":
+    if x[0] == "base":
         return _base_numeral(x, y)
     try:
         if exact(x) == exact(y):
@@ -335,12 +347,13 @@ def _approximately(x: tuple, y: tuple, literals: list[tuple[int, float]], names:
 
 
 def _base_numeral(x: tuple, y: tuple) -> bool:
-    """52_8 equals 52_8; a bare 52 also matches 52_8 (the subscript is often dropped)."""
-    if x[0] == y[0] == "base":
+    """A reference 52_8 accepts 52_8 and the bare numeral 52 (the subscript is often dropped).
+
+    A bare numeral answering a base-b question is read in base b; an answer in another base is
+    wrong even if its value agrees, because the question asked for base b.
+    """
+    if y[0] == "base":
         return x[2] == y[2] and x[1].lstrip("0") == y[1].lstrip("0")
-    numeral, other = (x, y) if x[0] == "base" else (y, x)
-    if other[0] == "num" and other[2] is None and other[1].denominator == 1:
-        return str(other[1].numerator) == numeral[1].lstrip("0") or (
-            numeral[1].strip("0") == "" == str(other[1].numerator).strip("0")
-        )
+    if y[0] == "num" and y[2] is None and y[1].denominator == 1 and y[1] >= 0:
+        return str(y[1].numerator) == (x[1].lstrip("0") or "0")
     return False

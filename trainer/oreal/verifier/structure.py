@@ -28,6 +28,8 @@ _KNOWN_WORDS = re.compile(
 )
 _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
 _MATRIX_ENVS = ("pmatrix", "bmatrix", "matrix", "Bmatrix", "smallmatrix")
+MAX_ITEMS = 256  # elements of a list, set, tuple or matrix
+MAX_PLUS_MINUS = 4  # each \pm doubles the answer
 
 
 def _text_key(text: str) -> str:
@@ -73,8 +75,8 @@ def _flatten_sets(items: list[tuple]) -> tuple:
 def _structure(tokens: list[Token]) -> tuple:
     parts = _split_top(tokens, {",", ";"})
     if len(parts) > 1:
-        if any(not part for part in parts):
-            raise ParseError("empty list element")
+        if any(not part for part in parts) or len(parts) > MAX_ITEMS:
+            raise ParseError("empty list element or too many elements")
         return ("set", _flatten_sets([_item(part) for part in parts]))
     return _item(tokens)
 
@@ -85,6 +87,8 @@ def _item(tokens: list[Token]) -> tuple:
     unions = _split_top(tokens, {"\\cup"})
     if len(unions) > 1:
         return ("union", tuple(_item(part) for part in unions))
+    if sum(value in ("\\pm", "\\mp") for _, value in tokens) > MAX_PLUS_MINUS:
+        raise ParseError("too many \\pm")
     for index, (_, value) in enumerate(tokens):
         if value in ("\\pm", "\\mp") and _depth_at(tokens, index) == 0:
             plus = tokens[:index] + [("op", "+" if value == "\\pm" else "-")] + tokens[index + 1 :]
@@ -96,9 +100,14 @@ def _item(tokens: list[Token]) -> tuple:
         inner = tokens[1:-1]
         if not inner:
             return ("set", ())
-        return ("set", _flatten_sets([_item(p) for p in _split_top(inner, {",", ";"})]))
+        elements = _split_top(inner, {",", ";"})
+        if len(elements) > MAX_ITEMS:
+            raise ParseError("set too large")
+        return ("set", _flatten_sets([_item(p) for p in elements]))
     if first in ("(", "[") and last in (")", "]") and pairs[0] == len(tokens) - 1:
         inner = _split_top(tokens[1:-1], {","})
+        if len(inner) > MAX_ITEMS:
+            raise ParseError("tuple too long")
         if len(inner) == 2:
             lo, hi = (_bound(part) for part in inner)
             if first == "(" and last == ")":
@@ -137,7 +146,11 @@ def _matrix(tokens: list[Token]) -> tuple:
     rows = _split_top(tokens[1:-1], {"\\\\"})
     if rows and not rows[-1]:
         rows = rows[:-1]
+    if len(rows) > MAX_ITEMS:
+        raise ParseError("matrix too large")
     cells = tuple(tuple(parse_expression(cell) for cell in _split_top(row, {"&"})) for row in rows)
+    if sum(len(row) for row in cells) > MAX_ITEMS:
+        raise ParseError("matrix too large")
     if not cells or len({len(row) for row in cells}) != 1:
         raise ParseError("ragged matrix")
     return ("matrix", cells)

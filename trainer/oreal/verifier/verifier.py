@@ -59,6 +59,8 @@ class Verifier:
         if timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
         self.timeout_seconds = timeout_seconds
+        # Time the fast rules may spend in this process before a check moves to a worker.
+        self.fast_budget_seconds = min(1.0, timeout_seconds / 2)
         self.workers = workers or os.cpu_count() or 1
         self.judge = judge
         self._pool = WorkerPool(
@@ -123,7 +125,7 @@ class Verifier:
             return Verdict(False, "no_answer", None, time.perf_counter() - start)
         reference = gold_answer(gold)
         try:
-            result = check(reference, extracted)
+            result = check(reference, extracted, budget=self.fast_budget_seconds)
         except (RecursionError, MemoryError, ValueError, ArithmeticError, TypeError):
             result = None  # let the worker try; it fails safely if it fails again
         elapsed = time.perf_counter() - start

@@ -135,19 +135,15 @@ class Bucket:
         return None if data is None else PartManifest.from_bytes(data, self.store.url(key))
 
     def write_part(self, kind: str, step: int, part: int, records: list[Any]) -> bool:
-        """Write one part (data, then its manifest). False if it was already committed (kept as is)."""
+        """Write one part (data, then its manifest). False if it was already committed (kept as is).
+
+        A committed step's parts all have manifests (a commit copies them and `invalidate_part`
+        removes the step commit first), so checking the part's own manifest is enough.
+        """
         wrong = next((r for r in records if r.step != step), None)
         if wrong is not None:
             raise ValueError(f"{kind} part for step {step} contains a record of step {wrong.step}")
         with self.store.timed(f"write_{kind}_part"):
-            committed = self._step_manifest(kind, step)
-            if committed is not None:
-                if committed.part(part) is None:
-                    raise BucketError(
-                        f"{self.store.url(layout.step_dir(kind, step))}: step is committed without part {part}"
-                    )
-                log.info("%s step %d is committed; part %d kept as is", kind, step, part)
-                return False
             existing = self._part_manifest(kind, step, part)
             if existing is not None and self.store.size(layout.part_data(kind, step, part)) == existing.size:
                 log.info("%s step %d part %d is already committed; kept as is", kind, step, part)
@@ -167,7 +163,11 @@ class Bucket:
         return {p for p in (layout.parse_part_manifest(n) for n in names) if p is not None}
 
     def commit(self, kind: str, step: int, num_parts: int) -> bool:
-        """Write the step's `_COMMITTED` iff parts 0..num_parts-1 are committed. Idempotent."""
+        """Write the step's `_COMMITTED` iff parts 0..num_parts-1 are committed. Idempotent.
+
+        A part whose data object does not have the size its manifest records is withdrawn (its
+        manifest deleted) so that its owner rewrites it; the step then stays uncommitted.
+        """
         if num_parts < 1:
             raise ValueError(f"num_parts must be >= 1, got {num_parts}")
         with self.store.timed(f"commit_{kind}"):
@@ -179,14 +179,18 @@ class Bucket:
                         f"{len(existing.parts)} parts, asked to commit {num_parts}"
                     )
                 return True
-            if not set(range(num_parts)) <= self.parts_committed(kind, step):
-                return False
-            parts: list[PartManifest] = []
-            for part in range(num_parts):
+
+            def probe(part: int) -> tuple[PartManifest | None, int | None]:
                 manifest = self._part_manifest(kind, step, part)
                 if manifest is None:
-                    return False  # withdrawn meanwhile
-                size = self.store.size(layout.part_data(kind, step, part))
+                    return None, None
+                return manifest, self.store.size(layout.part_data(kind, step, part))
+
+            found = self.store.map(probe, list(range(num_parts)))
+            if any(manifest is None for manifest, _ in found):
+                return False
+            for part, (manifest, size) in enumerate(found):
+                assert manifest is not None
                 if size != manifest.size:
                     log.warning(
                         "%s step %d part %d: object is %s bytes, manifest says %d; withdrawing the part",
@@ -194,18 +198,18 @@ class Bucket:
                     )  # fmt: skip
                     self.store.delete(layout.part_manifest(kind, step, part))
                     return False
-                parts.append(manifest)
-            commit = StepManifest(kind=kind, step=step, parts=parts)
+            commit = StepManifest(kind=kind, step=step, parts=[m for m, _ in found if m is not None])
             self.store.put_bytes(layout.step_commit(kind, step), commit.to_bytes())
         return True
 
     def committed(self, kind: str, step: int) -> bool:
-        return self.store.exists(layout.step_commit(kind, step))
+        return self._step_manifest(kind, step) is not None  # one GET of a small object
 
     def committed_steps(self, kind: str) -> list[int]:
         """Committed steps of `kind`, ascending (one listing plus one probe per step)."""
         steps = sorted(s for s in (layout.parse_step_dir(n) for n in self.store.list(kind)) if s is not None)
-        return [s for s in steps if self.committed(kind, s)]
+        flags = self.store.map(lambda s: self.committed(kind, s), steps)
+        return [s for s, ok in zip(steps, flags, strict=True) if ok]
 
     def read_part_records(self, kind: str, step: int, part: int | None = None) -> list[Any]:
         """Committed records of one part, or of all parts of a committed step (in part order)."""
@@ -224,26 +228,37 @@ class Bucket:
                         f"{self.store.url(layout.part_data(kind, step, part))}: part is not committed"
                     )
                 manifests = [found]
+            blobs = self.store.map(lambda m: self._fetch_verified(kind, step, m), manifests)
             records: list[Any] = []
-            for manifest in manifests:
-                records.extend(self._read_verified(kind, step, manifest))
+            for manifest, data in zip(manifests, blobs, strict=True):
+                records.extend(self._decode_verified(kind, step, manifest, data))
         return records
 
-    def _read_verified(self, kind: str, step: int, manifest: PartManifest) -> list[Any]:
-        key = layout.part_data(kind, step, manifest.part)
-        where = self.store.url(key)
+    def _corrupt(self, kind: str, step: int, part: int, why: str) -> CorruptPartError:
+        where = self.store.url(layout.part_data(kind, step, part))
+        return CorruptPartError(f"{where}: {why}", kind=kind, step=step, part=part)
 
-        def corrupt(why: str) -> CorruptPartError:
-            return CorruptPartError(f"{where}: {why}", kind=kind, step=step, part=manifest.part)
-
-        data = self.store.get_bytes(key)
+    def _fetch_verified(self, kind: str, step: int, manifest: PartManifest) -> bytes:
+        data = self.store.get_bytes(layout.part_data(kind, step, manifest.part))
         if data is None:
-            raise corrupt("data object is missing although its manifest exists")
+            raise self._corrupt(
+                kind, step, manifest.part, "data object is missing although its manifest exists"
+            )
         if len(data) != manifest.size or sha256(data) != manifest.sha256:
-            raise corrupt(f"checksum mismatch ({len(data)} bytes, manifest says {manifest.size})")
-        records = schema.decode(kind, data, where)
+            raise self._corrupt(
+                kind,
+                step,
+                manifest.part,
+                f"checksum mismatch ({len(data)} bytes, manifest says {manifest.size})",
+            )
+        return data
+
+    def _decode_verified(self, kind: str, step: int, manifest: PartManifest, data: bytes) -> list[Any]:
+        records = schema.decode(kind, data, self.store.url(layout.part_data(kind, step, manifest.part)))
         if len(records) != manifest.rows:
-            raise corrupt(f"{len(records)} rows, manifest says {manifest.rows}")
+            raise self._corrupt(
+                kind, step, manifest.part, f"{len(records)} rows, manifest says {manifest.rows}"
+            )
         return records
 
     def invalidate_part(self, kind: str, step: int, part: int) -> None:
@@ -301,7 +316,7 @@ class Bucket:
         policy.publish(self.store, version, Path(local_dir))
 
     def policy_committed(self, version: int) -> bool:
-        return self.store.exists(layout.policy_commit(version))
+        return policy.read_manifest(self.store, version) is not None
 
     def policy_versions(self) -> list[int]:
         """Committed policy versions, ascending."""

@@ -2,13 +2,19 @@
 
 - `PartManifest` (part-NN.manifest.json): one part's row count, byte size and sha256.
 - `StepManifest` (step-NNNNNN/_COMMITTED): every part of a step, copied from the part manifests.
-- `PolicyManifest` (policy/vNNNNNN/_COMMITTED): every file of a policy folder with size and sha256.
+- `PolicyManifest` (policy/vNNNNNN/_COMMITTED): every file of a policy folder with size and CRC-32.
+
+Parts use sha256 (a few MB per step). Policy files use CRC-32 (zlib, ~2.5 GB/s vs ~1 GB/s for
+sha256 here): a 7B checkpoint is ~15 GB and every rollout pod verifies every version it loads,
+so sha256 would add ~15 s per pass. CRC-32 is what S3 itself offers for transfer integrity and
+detects truncation and accidental corruption, which is what these checks are for.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,6 +25,15 @@ MANIFEST_VERSION = 1
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def file_crc32(path: str, chunk: int = 8 << 20) -> str:
+    """CRC-32 (zlib) of a file, as 8 hex digits."""
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
 
 
 def _load(data: bytes, where: str) -> dict[str, Any]:
@@ -88,7 +103,7 @@ class StepManifest:
 class PolicyFile:
     path: str  # relative, '/'-separated
     size: int
-    sha256: str
+    crc32: str  # 8 hex digits, see file_crc32
 
 
 @dataclass(frozen=True)
@@ -107,9 +122,7 @@ class PolicyManifest:
     def from_bytes(cls, data: bytes, where: str) -> PolicyManifest:
         obj = _load(data, where)
         try:
-            files = [
-                PolicyFile(path=f["path"], size=int(f["size"]), sha256=f["sha256"]) for f in obj["files"]
-            ]
+            files = [PolicyFile(path=f["path"], size=int(f["size"]), crc32=f["crc32"]) for f in obj["files"]]
             return cls(version=int(obj["version"]), files=files)
         except (KeyError, TypeError, ValueError) as exc:
             raise BucketError(f"{where}: malformed policy manifest") from exc

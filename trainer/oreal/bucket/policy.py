@@ -1,13 +1,13 @@
 """Publish and download HF-format policy folders: files first, `_COMMITTED` manifest last.
 
-The manifest lists every file with its size and sha256. A download verifies each file against
-it and leaves a marker (`.oreal_policy.json`, a copy of the manifest) in the local folder, so a
-second download of the same version is skipped when the marker and file sizes still match.
+The manifest lists every file with its size and CRC-32 (see `manifest.py` for why not sha256).
+Checksumming overlaps with the transfer. A download verifies each file and leaves a marker
+(`.oreal_policy.json`, a copy of the manifest) in the local folder, so a second download of the
+same version is skipped when the marker and the file sizes still match.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -16,22 +16,13 @@ from pathlib import Path
 
 from oreal.bucket import layout
 from oreal.bucket.errors import BucketError, CorruptPartError, NotCommittedError
-from oreal.bucket.manifest import PolicyFile, PolicyManifest
+from oreal.bucket.manifest import PolicyFile, PolicyManifest, file_crc32
 from oreal.bucket.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
 MARKER = ".oreal_policy.json"
-_CHUNK = 8 << 20
-_THREADS = int(os.environ.get("OREAL_BUCKET_THREADS", "4"))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+_THREADS = int(os.environ.get("OREAL_BUCKET_THREADS", "8"))
 
 
 def _local_files(local_dir: Path) -> list[Path]:
@@ -40,7 +31,7 @@ def _local_files(local_dir: Path) -> list[Path]:
     files = sorted(p for p in local_dir.rglob("*") if p.is_file() and p.name != MARKER)
     if not files:
         raise BucketError(f"policy folder {local_dir} is empty")
-    return files
+    return sorted(files, key=lambda p: -p.stat().st_size)  # largest first: they bound the time
 
 
 def read_manifest(store: ObjectStore, version: int) -> PolicyManifest | None:
@@ -50,25 +41,26 @@ def read_manifest(store: ObjectStore, version: int) -> PolicyManifest | None:
 
 
 def publish(store: ObjectStore, version: int, local_dir: Path) -> PolicyManifest:
-    """Upload every file of `local_dir` to policy/vNNNNNN/, then write its `_COMMITTED`."""
+    """Upload every file of `local_dir` to policy/vNNNNNN/, then write its `_COMMITTED`.
+
+    `local_dir` must be complete and must not change while it is published.
+    """
     local_dir = Path(local_dir)
     files = _local_files(local_dir)
     prefix = layout.policy_dir(version)
-
-    def upload(path: Path) -> PolicyFile:
-        rel = path.relative_to(local_dir).as_posix()
-        digest = file_sha256(path)  # hashed before upload: the manifest describes what we sent
-        store.put_file(str(path), f"{prefix}/{rel}")
-        return PolicyFile(path=rel, size=path.stat().st_size, sha256=digest)
-
     with store.timed("publish_policy"):
-        previous = read_manifest(store, version)
-        if previous is not None:
+        if read_manifest(store, version) is not None:
             # Versions are meant to be immutable; a re-run publisher replaces the commit it made.
             log.warning("policy v%d is already committed; replacing it", version)
             store.delete(layout.policy_commit(version))
+
+        def upload(path: Path) -> PolicyFile:
+            rel = path.relative_to(local_dir).as_posix()
+            crc = store.put_file(str(path), f"{prefix}/{rel}", checksum=file_crc32)
+            return PolicyFile(path=rel, size=path.stat().st_size, crc32=crc)
+
         with ThreadPoolExecutor(max_workers=max(1, min(_THREADS, len(files)))) as pool:
-            entries = list(pool.map(upload, files))
+            entries = sorted(pool.map(upload, files), key=lambda f: f.path)
         manifest = PolicyManifest(version=version, files=entries)
         store.put_bytes(layout.policy_commit(version), manifest.to_bytes())
     return manifest
@@ -104,15 +96,19 @@ def download(store: ObjectStore, version: int, local_dir: Path) -> Path:
 
     def fetch(entry: PolicyFile) -> None:
         target = local_dir / entry.path
-        if target.is_file() and target.stat().st_size == entry.size and file_sha256(target) == entry.sha256:
+        if (
+            target.is_file()
+            and target.stat().st_size == entry.size
+            and file_crc32(str(target)) == entry.crc32
+        ):
             return  # identical file already there
-        store.get_file(f"{prefix}/{entry.path}", str(target))
+        crc = store.get_file(f"{prefix}/{entry.path}", str(target), checksum=file_crc32)
         size = target.stat().st_size
-        if size != entry.size or file_sha256(target) != entry.sha256:
+        if size != entry.size or crc != entry.crc32:
             target.unlink(missing_ok=True)
             raise CorruptPartError(
                 f"{store.url(prefix + '/' + entry.path)}: content does not match the policy manifest "
-                f"(size {size} vs {entry.size} or checksum); re-publish policy v{version}",
+                f"({size} bytes, manifest says {entry.size}, or checksum differs); re-publish policy v{version}",
                 kind="policy",
                 step=version,
                 part=None,
@@ -120,7 +116,8 @@ def download(store: ObjectStore, version: int, local_dir: Path) -> Path:
 
     with store.timed("download_policy"):
         local_dir.mkdir(parents=True, exist_ok=True)
-        with ThreadPoolExecutor(max_workers=max(1, min(_THREADS, len(manifest.files)))) as pool:
-            list(pool.map(fetch, manifest.files))
+        largest_first = sorted(manifest.files, key=lambda f: -f.size)
+        with ThreadPoolExecutor(max_workers=max(1, min(_THREADS, len(largest_first)))) as pool:
+            list(pool.map(fetch, largest_first))
         (local_dir / MARKER).write_bytes(manifest.to_bytes())
     return local_dir

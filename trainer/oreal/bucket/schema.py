@@ -63,9 +63,16 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 RECORD_TYPES: dict[str, type] = {"prompts": Prompt, "rollouts": RolloutSample, "verdicts": Verdict}
-# zstd level 1: ~3x smaller than raw token ids/text at a few hundred MB/s per core.
+# zstd level 1 with dictionary encoding only for the columns that repeat within a part (a
+# prompt's 16 samples share its id and text): dictionary-encoding random token ids costs 2x the
+# write time and makes files larger (measured on a quickstart step: 3.7 MB vs 4.0 MB, 28 vs 59 ms).
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 1
+DICTIONARY_COLUMNS = {
+    "prompts": [],
+    "rollouts": ["prompt_id", "prompt_text", "gold"],
+    "verdicts": ["prompt_id", "status", "extracted"],
+}
 
 
 def _columns(kind: str, records: list[Any]) -> dict[str, list[Any]]:
@@ -87,7 +94,13 @@ def encode(kind: str, records: list[Any]) -> tuple[bytes, int]:
     table = pa.Table.from_pydict(_columns(kind, records), schema=schema)
     table = table.replace_schema_metadata({"oreal.schema": kind, "oreal.schema_version": f"{major}.{minor}"})
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL)
+    pq.write_table(
+        table,
+        sink,
+        compression=COMPRESSION,
+        compression_level=COMPRESSION_LEVEL,
+        use_dictionary=DICTIONARY_COLUMNS[kind] or False,
+    )
     return sink.getvalue(), table.num_rows
 
 

@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import TypeVar
 
@@ -26,6 +27,8 @@ from oreal.bucket.retry import RetryPolicy, call_with_retry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+A = TypeVar("A")
+_THREADS = int(os.environ.get("OREAL_BUCKET_THREADS", "8"))
 
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
@@ -41,6 +44,11 @@ class ObjectStore:
         self.uri = uri.rstrip("/")
         self.retry = retry or RetryPolicy.from_env()
         self.local = isinstance(fs, LocalFileSystem)
+        self._bucket_seen = False  # the bucket existed once: a 404 since then is just a missing key
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        # s3fs issues a HEAD before every GET to decide on ranged parallel reads (and a LIST after
+        # a 404); our objects are read whole, so one GET is enough.
+        self._cat_kwargs: dict[str, int] = {"max_concurrency": 1} if protocols & {"s3", "s3a"} else {}
 
     # -- paths -------------------------------------------------------------------------------------
     def path(self, key: str) -> str:
@@ -96,11 +104,12 @@ class ObjectStore:
 
     def missing(self, key: str, exc: FileNotFoundError) -> BucketError | None:
         """If a FileNotFoundError means that the bucket/root itself is gone, the error to raise."""
-        if self.local:
+        if self.local or self._bucket_seen:
             return None
         bucket = self.root.split("/", 1)[0]
         try:
             if self.fs.exists(bucket):
+                self._bucket_seen = True
                 return None
         except Exception:  # noqa: BLE001 - a failing probe must not hide the original error
             return None
@@ -148,7 +157,7 @@ class ObjectStore:
 
         def get() -> bytes | None:
             try:
-                return self.fs.cat_file(path)
+                return self.fs.cat_file(path, **self._cat_kwargs)
             except FileNotFoundError as exc:
                 bucket_gone = self.missing(key, exc)
                 if bucket_gone:
@@ -216,8 +225,11 @@ class ObjectStore:
         self.run("delete", prefix, rm)
 
     # -- large files (policy weights) ----------------------------------------------------------------
-    def put_file(self, local_path: str, key: str) -> None:
-        """Upload a local file to `key` (atomic: temp + rename locally, one (multipart) PUT on S3)."""
+    def put_file(self, local_path: str, key: str, checksum: Callable[[str], str]) -> str:
+        """Upload a local file to `key`; returns checksum(local_path), computed during the upload.
+
+        Atomic: temp + rename locally, one (multipart) PUT on object stores.
+        """
         path = self.path(key)
         size = os.path.getsize(local_path)
         if self.local:
@@ -233,18 +245,36 @@ class ObjectStore:
                     self._discard(tmp)
                     raise
 
-            self.run("put_file", key, put)
         else:
-            self.run("put_file", key, lambda: self.fs.put_file(local_path, path))
-        metrics.BUCKET_BYTES_WRITTEN.inc(size)
 
-    def get_file(self, key: str, local_path: str) -> None:
-        """Download `key` to `local_path` (written to a temporary sibling, then renamed)."""
+            def put() -> None:
+                self.fs.put_file(local_path, path)
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            digest = pool.submit(checksum, local_path)
+            self.run("put_file", key, put)
+            result = digest.result()
+        metrics.BUCKET_BYTES_WRITTEN.inc(size)
+        return result
+
+    def get_file(self, key: str, local_path: str, checksum: Callable[[str], str]) -> str:
+        """Download `key` to `local_path` (temp sibling, then rename); returns the content's checksum.
+
+        On a local filesystem the kernel copies the file while the bucket object is checksummed
+        in parallel; from an object store the downloaded file is checksummed after the transfer.
+        """
         path = self.path(key)
         os.makedirs(os.path.dirname(local_path) or ".", exist_ok=True)
         tmp = f"{local_path}.tmp-{uuid.uuid4().hex[:12]}"
         try:
-            self.run("get_file", key, lambda: self.fs.get_file(path, tmp))
+            if self.local:
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    digest = pool.submit(checksum, path)
+                    self.run("get_file", key, lambda: self.fs.get_file(path, tmp))
+                    result = digest.result()
+            else:
+                self.run("get_file", key, lambda: self.fs.get_file(path, tmp))
+                result = checksum(tmp)
             os.replace(tmp, local_path)
         except FileNotFoundError as exc:
             raise BucketError(f"get {self.url(key)}: no such object") from exc
@@ -254,6 +284,14 @@ class ObjectStore:
             if os.path.exists(tmp):
                 os.remove(tmp)
         metrics.BUCKET_BYTES_READ.inc(os.path.getsize(local_path))
+        return result
+
+    def map(self, fn: Callable[[A], T], items: list[A]) -> list[T]:
+        """fn over items concurrently (object-store round trips overlap); results in order."""
+        if len(items) <= 1:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(_THREADS, len(items))) as pool:
+            return list(pool.map(fn, items))
 
     @contextmanager
     def timed(self, operation: str) -> Iterator[None]:

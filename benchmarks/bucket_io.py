@@ -1,0 +1,311 @@
+"""Bucket I/O overhead: one quickstart-sized step and one ~135M-parameter policy, Bucket vs raw.
+
+    python benchmarks/bucket_io.py                 # local + S3 (SeaweedFS started here)
+    python benchmarks/bucket_io.py --no-s3 --policy-mb 50
+
+Step: P prompts x S samples x ~T tokens (text, token ids, float logprobs), split into R parts
+as R rollout replicas would write them. For each backend it times, best of --repeat runs:
+  raw      the same Parquet bytes written as R plain objects and read back (file write/read, or
+           an S3 PUT/GET per part through s3fs),
+  bucket   write_rollout_part x R + commit_rollouts + read_rollouts (manifests, checksums,
+           atomic renames, Parquet encode/decode included),
+  storage  the same Bucket calls with the Parquet codec replaced by the precomputed bytes: the
+           cost of the storage protocol alone (the figure to hold against raw),
+  codec    Parquet encode + decode alone (Python objects <-> Parquet; no I/O).
+Throughput = bytes written + bytes read, divided by time. Policy: a folder with random bytes of
+the size of a 135M-parameter bf16 model, publish_policy + download_policy vs copying the files
+up and back down (shutil.copy locally, s3fs put_file/get_file on S3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from oreal.bucket import Bucket, schema
+from oreal.trajectory import RolloutSample
+
+WORDS = [
+    "the",
+    "of",
+    "to",
+    "and",
+    "a",
+    "in",
+    "is",
+    "it",
+    "that",
+    "we",
+    "so",
+    "let",
+    "then",
+    "thus",
+    "x",
+    "y",
+    "n",
+    "=",
+    "+",
+    "-",
+    "\\frac{1}{2}",
+    "^2",
+    "\\sqrt{3}",
+    "\\boxed{42}",
+    "step",
+    "first",
+    "second",
+    "therefore",
+    "answer",
+]
+
+
+def make_step(prompts: int, samples: int, tokens: int, seed: int = 0) -> list[RolloutSample]:
+    rng = random.Random(seed)
+    out = []
+    for p in range(prompts):
+        prompt_text = "Problem: " + " ".join(rng.choices(WORDS, k=60))
+        prompt_ids = [rng.randrange(49_152) for _ in range(80)]
+        for j in range(samples):
+            n = rng.randint(tokens // 2, tokens * 3 // 2)
+            out.append(
+                RolloutSample(
+                    step=0,
+                    prompt_id=f"math-{p}",
+                    sample_index=j,
+                    prompt_text=prompt_text,
+                    prompt_token_ids=prompt_ids,
+                    response_token_ids=[rng.randrange(49_152) for _ in range(n)],
+                    response_text=" ".join(rng.choices(WORDS, k=n)),
+                    gold="42",
+                    policy_version=0,
+                    truncated=n == tokens * 3 // 2,
+                    logprobs=[-rng.expovariate(2.0) for _ in range(n)],
+                )
+            )
+    return out
+
+
+def best_of(repeat: int, fn: Callable[[int], Any]) -> float:
+    """Best wall time of `repeat` runs of fn(i) (the machine is shared: best is the least noisy)."""
+    times = []
+    for i in range(repeat):
+        start = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def split(samples: list[RolloutSample], parts: int) -> list[list[RolloutSample]]:
+    size = -(-len(samples) // parts)
+    return [samples[i * size : (i + 1) * size] for i in range(parts)]
+
+
+@contextmanager
+def precomputed_codec(parts: list[list[RolloutSample]], encoded: list[bytes]) -> Iterator[None]:
+    """Make the Bucket skip Parquet encoding/decoding: it gets the bytes we encoded beforehand."""
+    by_records = {id(p): (e, len(p)) for p, e in zip(parts, encoded, strict=True)}
+    rows_by_footer = {e[-256:]: len(p) for p, e in zip(parts, encoded, strict=True)}
+    real_encode, real_decode = schema.encode, schema.decode
+    schema.encode = lambda kind, records: by_records[id(records)]  # type: ignore[assignment]
+    schema.decode = lambda kind, data, where: [None] * rows_by_footer[data[-256:]]  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        schema.encode, schema.decode = real_encode, real_decode
+
+
+def bench_step(
+    name: str, bucket_for: Callable[[int], Bucket], raw_put: Callable[[str, bytes], None],
+    raw_get: Callable[[str], bytes], parts: list[list[RolloutSample]], repeat: int,
+) -> dict[str, float]:  # fmt: skip
+    encoded = [schema.encode("rollouts", p)[0] for p in parts]
+    nbytes = sum(len(e) for e in encoded)
+    moved = 2 * nbytes / 1e6  # MB written + read
+
+    def raw(i: int) -> None:
+        for k, data in enumerate(encoded):
+            raw_put(f"raw-{i}/part-{k:02d}.parquet", data)
+        for k in range(len(encoded)):
+            assert len(raw_get(f"raw-{i}/part-{k:02d}.parquet")) == len(encoded[k])
+
+    def through_bucket(i: int) -> None:
+        bucket = bucket_for(i)
+        for k, part in enumerate(parts):
+            bucket.write_rollout_part(0, k, part)
+        assert bucket.commit_rollouts(0, len(parts))
+        assert len(bucket.read_rollouts(0)) == sum(len(p) for p in parts)
+
+    def codec(_i: int) -> None:
+        for part in parts:
+            schema.decode("rollouts", schema.encode("rollouts", part)[0], "bench")
+
+    t_raw = best_of(repeat, raw)
+    t_bucket = best_of(repeat, through_bucket)
+    with precomputed_codec(parts, encoded):
+        t_storage = best_of(repeat, lambda i: through_bucket(repeat + i))
+    t_codec = best_of(repeat, codec)
+    result = {
+        "step_bytes": nbytes,
+        "raw_MBps": moved / t_raw,
+        "bucket_MBps": moved / t_bucket,
+        "bucket_storage_MBps": moved / t_storage,
+        "raw_s": t_raw,
+        "bucket_s": t_bucket,
+        "bucket_storage_s": t_storage,
+        "codec_s": t_codec,
+    }
+    print(
+        f"[{name}] step {nbytes / 1e6:.2f} MB in {len(parts)} parts: raw {result['raw_MBps']:.0f} MB/s "
+        f"({t_raw * 1e3:.0f} ms) | bucket storage path {result['bucket_storage_MBps']:.0f} MB/s "
+        f"({t_storage * 1e3:.0f} ms, {result['bucket_storage_MBps'] / result['raw_MBps']:.0%} of raw) | "
+        f"bucket incl. Parquet codec {result['bucket_MBps']:.0f} MB/s ({t_bucket * 1e3:.0f} ms, "
+        f"{result['bucket_MBps'] / result['raw_MBps']:.0%} of raw; codec alone {t_codec * 1e3:.0f} ms)"
+    )
+    return result
+
+
+def make_policy(root: Path, megabytes: float) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "model.safetensors", "wb") as f:
+        remaining = int(megabytes * 1e6)
+        while remaining > 0:
+            chunk = min(remaining, 16 << 20)
+            f.write(os.urandom(chunk))
+            remaining -= chunk
+    (root / "config.json").write_text(json.dumps({"hidden_size": 576, "num_hidden_layers": 30}))
+    (root / "tokenizer.json").write_text(json.dumps({"vocab": {f"tok{i}": i for i in range(49_152)}}))
+    (root / "generation_config.json").write_text("{}")
+    return root
+
+
+def bench_policy(
+    name: str, bucket_for: Callable[[int], Bucket], raw_up: Callable[[Path, str], None],
+    raw_down: Callable[[str, Path], None], folder: Path, scratch: Path, repeat: int,
+) -> dict[str, float]:  # fmt: skip
+    size = sum(p.stat().st_size for p in folder.iterdir())
+
+    def raw(i: int) -> None:
+        raw_up(folder, f"rawpolicy-{i}")
+        raw_down(f"rawpolicy-{i}", scratch / f"raw-{i}")
+
+    def through_bucket(i: int) -> None:
+        bucket = bucket_for(i)
+        bucket.publish_policy(0, folder)
+        bucket.download_policy(0, scratch / f"bucket-{i}")
+
+    t_raw = best_of(repeat, raw)
+    t_bucket = best_of(repeat, through_bucket)
+    t_skip = best_of(repeat, lambda i: bucket_for(i).download_policy(0, scratch / f"bucket-{i}"))
+    for p in scratch.iterdir():
+        shutil.rmtree(p, ignore_errors=True)
+    result = {"policy_bytes": size, "raw_s": t_raw, "bucket_s": t_bucket, "redownload_identical_s": t_skip}
+    print(
+        f"[{name}] policy {size / 1e6:.0f} MB publish+download | raw {t_raw:.2f} s "
+        f"({2 * size / 1e6 / t_raw:.0f} MB/s) | bucket {t_bucket:.2f} s ({2 * size / 1e6 / t_bucket:.0f} MB/s, "
+        f"{t_raw / t_bucket:.0%} of raw speed) | re-download of an identical version {t_skip * 1e3:.0f} ms"
+    )
+    return result
+
+
+def local_suite(root: Path, parts: list[list[RolloutSample]], folder: Path, repeat: int) -> dict[str, Any]:
+    raw_dir = root / "raw"
+
+    def put(key: str, data: bytes) -> None:
+        path = raw_dir / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def up(src: Path, key: str) -> None:
+        shutil.copytree(src, raw_dir / key, dirs_exist_ok=True)
+
+    def down(key: str, dst: Path) -> None:
+        shutil.copytree(raw_dir / key, dst, dirs_exist_ok=True)
+
+    run = uuid.uuid4().hex[:6]
+    step = bench_step(
+        "local", lambda i: Bucket.open(str(root / f"b-{run}-{i}")), put, lambda k: (raw_dir / k).read_bytes(),
+        parts, repeat,
+    )  # fmt: skip
+    scratch = root / "scratch"
+    scratch.mkdir(exist_ok=True)
+    pol = bench_policy(
+        "local", lambda i: Bucket.open(str(root / f"p-{run}-{i}")), up, down, folder, scratch, repeat
+    )
+    return {"step": step, "policy": pol}
+
+
+def s3_suite(root: Path, parts: list[list[RolloutSample]], folder: Path, repeat: int) -> dict[str, Any]:
+    import s3fs
+
+    from oreal.bucket.seaweedfs import SeaweedFS
+
+    with SeaweedFS(root / "seaweedfs", buckets=["bench"]) as server:
+        os.environ.update(server.env())
+        raw_fs = s3fs.S3FileSystem(endpoint_url=server.endpoint, skip_instance_cache=True)
+        run = uuid.uuid4().hex[:6]
+
+        def up(src: Path, key: str) -> None:
+            for p in src.iterdir():
+                raw_fs.put_file(str(p), f"bench/raw/{key}/{p.name}")
+
+        def down(key: str, dst: Path) -> None:
+            dst.mkdir(parents=True, exist_ok=True)
+            for name in raw_fs.ls(f"bench/raw/{key}", detail=False):
+                raw_fs.get_file(name, str(dst / name.rsplit("/", 1)[-1]))
+
+        def bucket_for(prefix: str) -> Callable[[int], Bucket]:
+            return lambda i: Bucket.open(f"s3://bench/{prefix}-{run}-{i}", endpoint=server.endpoint)
+
+        step = bench_step(
+            "s3", bucket_for("b"), lambda k, d: raw_fs.pipe_file(f"bench/raw/{k}", d),
+            lambda k: raw_fs.cat_file(f"bench/raw/{k}"), parts, repeat,
+        )  # fmt: skip
+        scratch = root / "scratch-s3"
+        scratch.mkdir(exist_ok=True)
+        pol = bench_policy("s3", bucket_for("p"), up, down, folder, scratch, repeat)
+    return {"step": step, "policy": pol}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=300)
+    parser.add_argument("--parts", type=int, default=4, help="rollout replicas writing one part each")
+    parser.add_argument("--policy-mb", type=float, default=270.0, help="135M params x 2 bytes (bf16)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-s3", action="store_true")
+    parser.add_argument("--dir", type=Path, default=None, help="scratch directory (default: a temp dir)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args()
+
+    root = Path(args.dir or tempfile.mkdtemp(prefix="oreal-bucket-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        samples = make_step(args.prompts, args.samples, args.tokens)
+        parts = split(samples, args.parts)
+        folder = make_policy(root / "policy-src", args.policy_mb)
+        results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
+        results["local"] = local_suite(root / "local", parts, folder, args.repeat)
+        if not args.no_s3:
+            results["s3"] = s3_suite(root / "s3", parts, folder, args.repeat)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+    finally:
+        if args.dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -46,6 +46,13 @@ def test_warmup_freezes_policy_and_trains_reward_model(tiny_qwen):
     assert stats["kept_samples"] == 8 and stats["kept_groups"] == 4  # 1 correct + 1 wrong per prompt
 
 
+def test_paper_variant_trains_with_token_weights(tiny_llama):
+    trainer = OREALTrainer(TrainerOptions(variant="paper", **FAST), policy_path=tiny_llama)
+    for step in range(3):
+        stats = trainer.train_step(scored_batch(step), step)
+    assert stats["loss/positive"] > 0 and stats["omega/positive"] + stats["omega/negative"] > 0
+
+
 def test_filter_drops_uniform_groups_and_empty_batch_is_skipped(tiny_qwen):
     trainer = OREALTrainer(TrainerOptions(**FAST), policy_path=tiny_qwen)
     stats = trainer.train_step(scored_batch(0, pass_rates=[1.0, 0.0, 0.5, 0.5]), 0)

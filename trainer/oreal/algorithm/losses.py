@@ -17,7 +17,7 @@ strictly on-policy (one optimiser step per rollout batch).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +84,6 @@ class PolicyBatch:
     ref_logp: torch.Tensor | None = None
     pos_weights: torch.Tensor | None = None
     neg_weights: torch.Tensor | None = None
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _clean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ Per step (Algorithm 1 of the paper, strictly on-policy):
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -49,7 +50,7 @@ class OREALTrainer:
         self.loss_cfg = options.loss_config()
         self.policy_path = Path(policy_path)
         if device is None:
-            local = int(__import__("os").environ.get("LOCAL_RANK", "0"))
+            local = int(os.environ.get("LOCAL_RANK", "0"))
             device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         if self.device.type == "cuda":

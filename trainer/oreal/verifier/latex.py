@@ -121,6 +121,14 @@ def _digits_fraction(text: str) -> tuple[Fraction, tuple[int, float] | None]:
     return value, (significant, float(half_ulp / abs(value)))
 
 
+def _repeating(prefix: str, repeat: str) -> Fraction:
+    r"""0.1\overline{6} = 0.1 + 6 / (10^1 * (10^1 - 1))."""
+    if "." not in prefix or "e" in prefix.lower() or len(repeat) > MAX_DIGITS:
+        raise ParseError("bad repeating decimal")
+    decimals = len(prefix.partition(".")[2])
+    return Fraction(prefix) + Fraction(int(repeat), 10**decimals * (10 ** len(repeat) - 1))
+
+
 class ExpressionParser:
     """Recursive descent over a token list; one instance per expression."""
 
@@ -300,6 +308,9 @@ class ExpressionParser:
             if base_token[0] != "num" or not base_token[1].isdigit():
                 raise ParseError("bad base subscript")
             return ("base", text, int(base_token[1]))
+        if self.value() == "\\overline":  # a repeating decimal, 0.\overline{3} = 1/3
+            self.pos += 1
+            return ("num", _repeating(text, self._digits_group()), None)
         if dec is None and self.value() == "\\frac":
             start = self.pos
             self.pos += 1
@@ -308,6 +319,14 @@ class ExpressionParser:
                 return ("add", (node, ("div", numerator, denominator)))  # mixed number 1\frac{4}{5}
             self.pos = start
         return node
+
+    def _digits_group(self) -> str:
+        self.expect("{")
+        token = self.take()
+        self.expect("}")
+        if token[0] != "num" or not token[1].isdigit():
+            raise ParseError("expected digits")
+        return token[1]
 
     def _letter(self, letter: str) -> tuple:
         if self.value() == "_":

@@ -26,7 +26,8 @@ _PLAIN_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _UNIT_TOKEN = re.compile(r"[a-zA-Z]{2,}\.?(?:\^\{?\d\}?)?|\^\{?\d\}?")
 _KEEP_WORDS = {"pi", "sqrt", "frac", "infty", "inf"}
 _CONJUNCTIONS = re.compile(r",?\s+(?:and|or)\s+")
-_MEMBERSHIP = re.compile(r"^[a-zA-Z]\s*\\in\s*")
+_MEMBERSHIP = re.compile(r"^[a-zA-Z]\s*\\in\s*|^\\approx\s*|^≈\s*")
+_EMPTY_SET = re.compile(r"\\varnothing|\\emptyset|\\\{\s*\\\}|\{\s*\}")
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ def normalize(answer: str) -> Normalized:
         s = _strip_units(s)
         s = s.replace("degrees", "").strip()
     s = _MEMBERSHIP.sub("", s)
+    s = _EMPTY_SET.sub(lambda _: "\\emptyset", s)
     s = _CONJUNCTIONS.sub(",", s)
     s = s.rstrip(".").strip()
     if _PLAIN_THOUSANDS.fullmatch(s):

@@ -139,7 +139,7 @@ def equal(a: tuple, b: tuple, symbolic: Symbolic | None) -> Tri:
             for ra, rb in zip(a[1], b[1], strict=True)
             for x, y in zip(ra, rb, strict=True)
         )
-    seq_a, seq_b = _sequence(a), _sequence(b)
+    seq_a, seq_b = _sequence(a), _sequence(b) or _assignments(b)
     if seq_a is not None and seq_b is not None:
         if len(seq_a) != len(seq_b):
             return False
@@ -200,6 +200,16 @@ def _sequence(node: tuple) -> tuple | None:
     return None
 
 
+def _assignments(node: tuple) -> tuple | None:
+    """ "x=1, y=2" as the point (1, 2): values ordered by variable name."""
+    if node[0] != "set" or not all(item[0] == "eq" and item[1][0] == "sym" for item in node[1]):
+        return None
+    names = [item[1][1] for item in node[1]]
+    if len(set(names)) != len(names):
+        return None
+    return tuple(item[2] for item in sorted(node[1], key=lambda item: item[1][1]))
+
+
 def _interval(node: tuple) -> tuple | None:
     """(left closed, lo, hi, right closed) for intervals, open pairs and one-variable inequalities."""
     if node[0] == "interval":
@@ -243,6 +253,9 @@ def _relation(a: tuple, b: tuple, symbolic: Symbolic | None) -> Tri:
 
 
 def _equation(a: tuple, b: tuple, symbolic: Symbolic | None) -> Tri:
+    if b[0] == "eq" and a[0] != "eq" and not symbols(b[1]) and not symbols(b[2]):
+        # A chain of equal values ("\\frac{5}{2} = 2.5"): every side must equal the reference.
+        return _all((equal(a, ("expr", b[1]), symbolic), equal(a, ("expr", b[2]), symbolic)))
     if a[0] == b[0] == "eq":
         if a[1][0] == "sym" and a[1] == b[1]:
             return scalar(a[2], b[2], symbolic)

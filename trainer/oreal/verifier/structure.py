@@ -27,6 +27,7 @@ _KNOWN_WORDS = re.compile(
     r"[A-Za-z]{3,}\b"
 )
 _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
+_CHOICE_WITH_TEXT = re.compile(r"\(([A-E])\)\s+\S.*")  # "(C) 42"
 _MATRIX_ENVS = ("pmatrix", "bmatrix", "matrix", "Bmatrix", "smallmatrix")
 MAX_ITEMS = 256  # elements of a list, set, tuple or matrix
 MAX_PLUS_MINUS = 4  # each \pm doubles the answer
@@ -44,6 +45,9 @@ def parse_answer(normalized: Normalized) -> tuple:
     choice = _CHOICE.fullmatch(text)
     if choice and (text.startswith("(") or text.isupper()):
         return ("choice", choice.group(1).upper())
+    choice = _CHOICE_WITH_TEXT.fullmatch(text)
+    if choice:
+        return ("choice", choice.group(1))
     if normalized.textual or _KNOWN_WORDS.search(text):
         return ("text", _text_key(text))
     return _structure(tokenize(text))

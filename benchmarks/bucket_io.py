@@ -94,13 +94,18 @@ def make_step(prompts: int, samples: int, tokens: int, seed: int = 0) -> list[Ro
     return out
 
 
-def best_of(repeat: int, fn: Callable[[int], Any]) -> float:
-    """Best wall time of `repeat` runs of fn(i) (the machine is shared: best is the least noisy)."""
+def best_of(repeat: int, fn: Callable[[int], Any], cleanup: Callable[[int], Any] | None = None) -> float:
+    """Best wall time of `repeat` runs of fn(i) (the machine is shared: best is the least noisy).
+
+    cleanup(i), untimed, runs after each run so that runs do not pile up data in the page cache.
+    """
     times = []
     for i in range(repeat):
         start = time.perf_counter()
         fn(i)
         times.append(time.perf_counter() - start)
+        if cleanup is not None:
+            cleanup(i)
     return min(times)
 
 
@@ -189,7 +194,8 @@ def make_policy(root: Path, megabytes: float) -> Path:
 
 def bench_policy(
     name: str, bucket_for: Callable[[int], Bucket], raw_up: Callable[[Path, str], None],
-    raw_down: Callable[[str, Path], None], folder: Path, scratch: Path, repeat: int,
+    raw_down: Callable[[str, Path], None], raw_delete: Callable[[str], None], folder: Path,
+    scratch: Path, repeat: int,
 ) -> dict[str, float]:  # fmt: skip
     size = sum(p.stat().st_size for p in folder.iterdir())
 
@@ -202,11 +208,19 @@ def bench_policy(
         bucket.publish_policy(0, folder)
         bucket.download_policy(0, scratch / f"bucket-{i}")
 
-    t_raw = best_of(repeat, raw)
-    t_bucket = best_of(repeat, through_bucket)
-    t_skip = best_of(repeat, lambda i: bucket_for(i).download_policy(0, scratch / f"bucket-{i}"))
-    for p in scratch.iterdir():
-        shutil.rmtree(p, ignore_errors=True)
+    def raw_cleanup(i: int) -> None:
+        raw_delete(f"rawpolicy-{i}")
+        shutil.rmtree(scratch / f"raw-{i}", ignore_errors=True)
+
+    def bucket_cleanup(i: int) -> None:
+        bucket_for(i).delete_policy(0)
+        shutil.rmtree(scratch / f"bucket-{i}", ignore_errors=True)
+
+    t_raw = best_of(repeat, raw, raw_cleanup)
+    t_bucket = best_of(repeat, through_bucket)  # kept for the re-download below
+    t_skip = best_of(
+        repeat, lambda i: bucket_for(i).download_policy(0, scratch / f"bucket-{i}"), bucket_cleanup
+    )
     result = {"policy_bytes": size, "raw_s": t_raw, "bucket_s": t_bucket, "redownload_identical_s": t_skip}
     print(
         f"[{name}] policy {size / 1e6:.0f} MB publish+download | raw {t_raw:.2f} s "
@@ -238,8 +252,9 @@ def local_suite(root: Path, parts: list[list[RolloutSample]], folder: Path, repe
     scratch = root / "scratch"
     scratch.mkdir(exist_ok=True)
     pol = bench_policy(
-        "local", lambda i: Bucket.open(str(root / f"p-{run}-{i}")), up, down, folder, scratch, repeat
-    )
+        "local", lambda i: Bucket.open(str(root / f"p-{run}-{i}")), up, down,
+        lambda key: shutil.rmtree(raw_dir / key), folder, scratch, repeat,
+    )  # fmt: skip
     return {"step": step, "policy": pol}
 
 
@@ -271,7 +286,10 @@ def s3_suite(root: Path, parts: list[list[RolloutSample]], folder: Path, repeat:
         )  # fmt: skip
         scratch = root / "scratch-s3"
         scratch.mkdir(exist_ok=True)
-        pol = bench_policy("s3", bucket_for("p"), up, down, folder, scratch, repeat)
+        pol = bench_policy(
+            "s3", bucket_for("p"), up, down, lambda key: raw_fs.rm(f"bench/raw/{key}", recursive=True),
+            folder, scratch, repeat,
+        )  # fmt: skip
     return {"step": step, "policy": pol}
 
 

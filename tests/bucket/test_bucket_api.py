@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,18 @@ def test_empty_policy_folder_is_refused(bucket: Bucket, tmp_path: Path) -> None:
     with pytest.raises(BucketError, match="empty"):
         bucket.publish_policy(0, tmp_path / "empty")
     assert not bucket.policy_committed(0)
+
+
+def test_large_files_round_trip_with_checksum(bucket: Bucket, tmp_path: Path) -> None:
+    src = tmp_path / "optimizer.pt"
+    src.write_bytes(os.urandom(200_000))
+    crc_up = bucket.put_file(src, "checkpoints/step-000003/rank0/optimizer.pt")
+    assert bucket.exists("checkpoints/step-000003/rank0/optimizer.pt")
+    crc_down = bucket.get_file(
+        "checkpoints/step-000003/rank0/optimizer.pt", tmp_path / "back" / "optimizer.pt"
+    )
+    assert crc_up == crc_down == f"{zlib.crc32(src.read_bytes()):08x}"
+    assert (tmp_path / "back" / "optimizer.pt").read_bytes() == src.read_bytes()
+    with pytest.raises(BucketError, match="no such object"):
+        bucket.get_file("checkpoints/missing.pt", tmp_path / "missing.pt")
+    assert not (tmp_path / "missing.pt").exists()

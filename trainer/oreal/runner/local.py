@@ -151,7 +151,7 @@ def supervise(lr: LocalRun, bucket: Bucket, supervisor: Supervisor, display: Dis
     spec = lr.spec
     R, V, steps = spec.rollout.replicas, spec.verifier.replicas, spec.algorithm.steps
     seen: dict[int, StepProgress] = {}
-    last_stats = None
+    stats: dict[int, dict] = {}
     while True:
         for event in supervisor.check():
             display.note(event)
@@ -162,9 +162,11 @@ def supervise(lr: LocalRun, bucket: Bucket, supervisor: Supervisor, display: Dis
         seen.update(step_progress(bucket, first, last, R, V))
         for step in range(done_step + 1):
             seen.setdefault(step, StepProgress(R, V, True)).trained = True
-        if done_step >= 0:
-            last_stats = bucket.read_stats(done_step) or last_stats
-        display.update(seen, last_stats, supervisor.restarts)
+            if step not in stats:
+                found = bucket.read_stats(step)
+                if found is not None:
+                    stats[step] = found
+        display.update(seen, stats, supervisor.restarts)
         if state and state.done:
             return
         if supervisor.all_exited_ok():

@@ -6,6 +6,7 @@ the output is not a terminal the same information is printed as one line per fin
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,15 +83,18 @@ class Display:
         parts = [self.progress] if self.progress is not None else []
         return Group(*parts, Text(self.line, style="bold"))
 
-    def update(self, steps: dict[int, StepProgress], stats: dict[str, Any] | None, restarts: int) -> None:
-        self.line = metrics_line(stats, restarts)
+    def update(self, steps: dict[int, StepProgress], stats: dict[int, dict[str, Any]], restarts: int) -> None:
+        """Redraw: `steps` is what is committed per step, `stats` the trainer's stats per finished step."""
+        latest = stats[max(stats)] if stats else None
+        self.line = metrics_line(latest, restarts)
         if self.progress is None:
-            for step in sorted(steps):
-                if steps[step].trained and step not in self.printed:
+            for step in sorted(stats):
+                if step not in self.printed:
                     self.printed.add(step)
-                    done = len(self.printed)
-                    self.console.print(
-                        f"[{done}/{self.total_steps}] {self.line if stats and stats.get('step') == step else f'step {step} done'}"
+                    print(
+                        f"[{step + 1}/{self.total_steps}] {metrics_line(stats[step], restarts)}",
+                        file=sys.stderr,
+                        flush=True,
                     )
             return
         for step in sorted(steps):
@@ -107,4 +111,7 @@ class Display:
         self.live.update(self._render())
 
     def note(self, message: str) -> None:
-        self.console.print(message)
+        if self.progress is None:
+            print(message, file=sys.stderr, flush=True)
+        else:
+            self.console.print(message)

@@ -24,12 +24,24 @@ def local_files(directory: Path) -> list[Path]:
     return sorted(p for p in Path(directory).rglob("*") if p.is_file())
 
 
+def _put(bucket: Bucket, local: Path, key: str) -> None:
+    """Stream one file into the bucket (files need no atomicity: the manifest is written last)."""
+    fs, target = bucket.store.fs, bucket.store.path(key)
+    fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+    fs.put_file(str(local), target)
+
+
+def _get(bucket: Bucket, key: str, local: Path) -> None:
+    local.parent.mkdir(parents=True, exist_ok=True)
+    bucket.store.fs.get_file(bucket.store.path(key), str(local))
+
+
 def upload(bucket: Bucket, step: int, directory: Path) -> list[dict]:
     """Upload every file under `directory`; returns their entries for the manifest."""
     entries = []
     for path in local_files(directory):
         rel = path.relative_to(directory).as_posix()
-        bucket.store.put_file(str(path), f"{step_key(step)}/{rel}")
+        _put(bucket, path, f"{step_key(step)}/{rel}")
         entries.append({"path": rel, "size": path.stat().st_size})
     return entries
 
@@ -58,7 +70,7 @@ def download(bucket: Bucket, step: int, directory: Path) -> Path:
         target = directory / entry["path"]
         if target.is_file() and target.stat().st_size == entry["size"]:
             continue
-        bucket.store.get_file(f"{step_key(step)}/{entry['path']}", str(target))
+        _get(bucket, f"{step_key(step)}/{entry['path']}", target)
     return directory
 
 

@@ -1,0 +1,115 @@
+"""The local runner's process supervision, progress line, report and eval's pass@k."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+from oreal.evaluation import pass_at_k
+from oreal.runner.processes import RunFailed, Supervisor, WorkerProcess
+from oreal.runner.progress import metrics_line
+from oreal.runner.report import collect_stats, write_report
+
+
+def _worker(tmp_path, name, code):
+    return WorkerProcess(name, [sys.executable, "-c", code], dict(os.environ), tmp_path / f"{name}.log")
+
+
+def _wait(supervisor, seconds=20):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        supervisor.check()
+        if supervisor.all_exited_ok():
+            return
+        time.sleep(0.05)
+    raise AssertionError("workers did not finish")
+
+
+def test_a_crashing_worker_is_restarted_until_it_succeeds(tmp_path):
+    counter = tmp_path / "count"
+    code = (
+        f"import pathlib,sys; p=pathlib.Path({str(counter)!r}); n=int(p.read_text()) if p.exists() else 0; "
+        "p.write_text(str(n+1)); sys.exit(0 if n >= 2 else 1)"
+    )
+    sup = Supervisor([_worker(tmp_path, "flaky", code)], max_restarts=3)
+    sup.start()
+    _wait(sup)
+    assert sup.restarts == 2 and counter.read_text() == "3"
+
+
+def test_restarts_are_bounded_by_max_restarts(tmp_path):
+    sup = Supervisor([_worker(tmp_path, "broken", "import sys; print('boom'); sys.exit(1)")], max_restarts=1)
+    sup.start()
+    with pytest.raises(RunFailed, match="failed 2 times") as err:
+        _wait(sup)
+    assert "boom" in str(err.value)
+
+
+def test_permanent_errors_are_not_retried(tmp_path):
+    sup = Supervisor([_worker(tmp_path, "bad-input", "import sys; sys.exit(3)")], max_restarts=5)
+    sup.start()
+    with pytest.raises(RunFailed, match="exit 3"):
+        _wait(sup)
+    assert sup.restarts == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is dead
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_stop_leaves_no_orphans(tmp_path):
+    pidfile = tmp_path / "grandchild"
+    code = (
+        "import subprocess,sys,time,pathlib; "
+        "c=subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); "
+        f"pathlib.Path({str(pidfile)!r}).write_text(str(c.pid)); time.sleep(60)"
+    )
+    worker = _worker(tmp_path, "sleepy", code)
+    sup = Supervisor([worker], max_restarts=0)
+    sup.start()
+    deadline = time.monotonic() + 20
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    grandchild = int(pidfile.read_text())
+    sup.stop(grace_seconds=5)
+    time.sleep(0.2)
+    assert not _alive(worker.pid) and not _alive(grandchild)
+
+
+def test_metrics_line():
+    line = metrics_line(
+        {"step": 3, "pass_rate": 0.5, "reward": 0.0, "loss/policy": 0.25, "kl": 0.001, "wall_seconds": 12.0},
+        1,
+    )
+    assert line == "step 3 | pass 0.500 | reward +0.000 | loss 0.2500 | KL 0.0010 | step s 12.0 | restarts 1"
+    assert "waiting" in metrics_line(None)
+
+
+def test_report_has_plots_and_a_table(tmp_path):
+    from oreal.bucket import Bucket
+
+    bucket = Bucket.open((tmp_path / "b").as_uri())
+    for step in range(3):
+        bucket.write_stats(step, {"pass_rate": 0.1 * step, "loss/policy": 1.0 - step, "kl": 0.0})
+    rows = collect_stats(bucket)
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    page = write_report("demo", rows, tmp_path / "out", {"bucket": bucket.uri})
+    assert (tmp_path / "out" / "curves.png").stat().st_size > 1000
+    assert "<td>0.2</td>" in page.read_text()
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "k", "expected"),
+    [(1, 1, 1, 1.0), (1, 0, 1, 0.0), (4, 1, 1, 0.25), (4, 1, 2, 0.5), (5, 2, 3, 0.9), (3, 0, 3, 0.0)],
+)
+def test_pass_at_k_unbiased_estimator(n, c, k, expected):
+    assert pass_at_k(n, c, k) == pytest.approx(expected)

@@ -1,0 +1,159 @@
+"""The three workers run in-process, one after the other, on a one-step tiny run."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from oreal.bucket import Bucket
+from oreal.runner.local import prepare
+from oreal.workers.__main__ import main as worker
+
+from .conftest import tiny_spec, write_prompts, write_spec
+
+ONE_STEP = {"algorithm.steps": 1, "algorithm.warmupSteps": 0}
+
+
+def _open(tmp_path, model, prompts, **overrides):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    spec = write_spec(tmp_path / "run.yaml", tiny_spec(model, prompts, **overrides))
+    lr, bucket = prepare(str(spec), bucket_uri=(tmp_path / "bucket").as_uri())
+    return lr, bucket
+
+
+def _flags(lr, *extra):
+    return ["--run", lr.uri, "--work-dir", str(Path(lr.run_dir) / "work"), "--poll-seconds", "0.05", *extra]
+
+
+def test_one_step_through_all_three_workers(tmp_path, tiny_model, prompts_file):
+    lr, bucket = _open(tmp_path, tiny_model, prompts_file, **ONE_STEP)
+    bucket.publish_policy(0, tiny_model)
+    for index in (0, 1):
+        assert worker(["rollout", *_flags(lr, "--index", str(index), "--replicas", "2")]) == 0
+    assert bucket.rollouts_committed(0)
+    samples = bucket.read_rollouts(0)
+    assert len(samples) == 4 * 4  # promptsPerStep x samplesPerPrompt, over both parts
+    assert len({s.key for s in samples}) == len(samples)
+    assert all(s.policy_version == 0 and len(s.logprobs) == len(s.response_token_ids) for s in samples)
+    part0 = bucket.get_bytes("rollouts/step-000000/part-00.parquet")
+
+    # A restarted replica leaves its committed part alone.
+    assert worker(["rollout", *_flags(lr, "--index", "0", "--replicas", "2")]) == 0
+    assert bucket.get_bytes("rollouts/step-000000/part-00.parquet") == part0
+
+    assert worker(["verifier", *_flags(lr, "--index", "0", "--replicas", "1")]) == 0
+    verdicts = bucket.read_verdicts(0)
+    assert {v.key for v in verdicts} == {s.key for s in samples}
+    assert {v.status for v in verdicts} <= {"correct", "incorrect", "no_answer", "timeout", "error"}
+
+    assert worker(["trainer", *_flags(lr)]) == 0
+    state = bucket.read_state()
+    assert state.done and state.step == 0 and state.policy_version == 1
+    assert bucket.policy_committed(1)
+    stats = bucket.read_stats(0)
+    assert stats["samples"] == 16 and 0.0 <= stats["pass_rate"] <= 1.0
+    assert bucket.exists("checkpoints/step-000000/_COMMITTED")
+
+
+def test_rollout_is_deterministic_per_step(tmp_path, tiny_model, prompts_file):
+    runs = []
+    for name in ("a", "b"):
+        lr, bucket = _open(tmp_path / name, tiny_model, prompts_file, **ONE_STEP)
+        bucket.publish_policy(0, tiny_model)
+        assert worker(["rollout", *_flags(lr, "--index", "0", "--replicas", "1")]) == 0
+        runs.append([(s.key, s.response_token_ids) for s in bucket.read_rollouts(0)])
+    assert runs[0] == runs[1]
+
+
+def _no_traceback(capfd, message):
+    err = capfd.readouterr().err
+    assert message in err, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_missing_policy_folder_is_one_clear_line(tmp_path, prompts_file, capfd):
+    lr, _ = _open(tmp_path, tmp_path / "no-such-model", prompts_file)
+    assert worker(["trainer", *_flags(lr)]) == 3
+    _no_traceback(capfd, "is not a model folder")
+
+
+def test_bad_prompts_file_then_fixed(tmp_path, tiny_model, capfd):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "p0", "problem": "What is 1 + 1?"}\n')
+    lr, bucket = _open(tmp_path, tiny_model, prompts, **ONE_STEP)
+    bucket.publish_policy(0, tiny_model)
+    flags = _flags(lr, "--index", "0", "--replicas", "1")
+    assert worker(["rollout", *flags]) == 3
+    _no_traceback(capfd, "line 1: missing field 'answer'")
+    write_prompts(prompts)  # fix the cause, start again: the run goes on
+    assert worker(["rollout", *flags]) == 0
+    assert bucket.rollouts_committed(0)
+
+
+def test_full_disk_is_reported_and_the_run_resumes(tmp_path, tiny_model, prompts_file, capfd, monkeypatch):
+    from oreal.bucket import store
+
+    lr, bucket = _open(tmp_path, tiny_model, prompts_file, **ONE_STEP)
+    bucket.publish_policy(0, tiny_model)
+    real_put = store.ObjectStore.put_bytes
+
+    def full(self, key, data):
+        if "rollouts/" in key:
+            raise OSError(errno.ENOSPC, "No space left on device", key)
+        return real_put(self, key, data)
+
+    monkeypatch.setattr(store.ObjectStore, "put_bytes", full)
+    monkeypatch.setenv("OREAL_BUCKET_RETRIES", "1")
+    flags = _flags(lr, "--index", "0", "--replicas", "1")
+    assert worker(["rollout", *flags]) != 0
+    err = capfd.readouterr().err
+    assert "No space left" in err or "no space left" in err, err
+    assert "Traceback" not in err
+    monkeypatch.setattr(store.ObjectStore, "put_bytes", real_put)
+    assert worker(["rollout", *flags]) == 0
+    assert bucket.rollouts_committed(0)
+
+
+def test_worker_without_a_spec_in_the_bucket(tmp_path, capfd):
+    uri = (tmp_path / "empty").as_uri()
+    assert worker(["verifier", "--run", uri, "--poll-seconds", "0.05"]) == 3
+    _no_traceback(capfd, "no spec.yaml")
+
+
+def test_bad_index_is_rejected(tmp_path, tiny_model, prompts_file, capfd):
+    lr, _ = _open(tmp_path, tiny_model, prompts_file)
+    assert worker(["rollout", *_flags(lr, "--index", "2", "--replicas", "2")]) == 3
+    _no_traceback(capfd, "--index")
+
+
+def test_unreachable_bucket_fails_fast_with_a_message(tmp_path, tiny_model, prompts_file, capfd, monkeypatch):
+    from oreal.runner.local import run_local
+
+    monkeypatch.setenv("OREAL_BUCKET_RETRIES", "1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    spec = tiny_spec(tiny_model, prompts_file)
+    spec["spec"]["storage"] = {"uri": "s3://nowhere/run", "endpoint": "http://127.0.0.1:9"}
+    path = write_spec(tmp_path / "run.yaml", spec)
+    assert run_local(str(path)) == 1
+    _no_traceback(capfd, "error:")
+
+
+def test_resume_after_a_bad_spec_is_fixed(tmp_path, tiny_model, prompts_file):
+    """Until v0 is published the spec may change (e.g. to fix the policy path)."""
+    _, bucket = _open(tmp_path, tmp_path / "wrong", prompts_file)
+    lr, bucket = _open(tmp_path, tiny_model, prompts_file)
+    assert str(tiny_model) in bucket.read_spec()
+    bucket.publish_policy(0, tiny_model)
+    from oreal.runner.local import RunnerError
+
+    with pytest.raises(RunnerError, match="different spec"):
+        _open(tmp_path, tiny_model, prompts_file, **{"algorithm.steps": 7})
+
+
+def test_bucket_is_plain_folder_layout(tmp_path, tiny_model, prompts_file):
+    lr, bucket = _open(tmp_path, tiny_model, prompts_file)
+    assert isinstance(bucket, Bucket) and (tmp_path / "bucket" / "spec.yaml").is_file()

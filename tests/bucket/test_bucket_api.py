@@ -234,3 +234,23 @@ def test_large_files_round_trip_with_checksum(bucket: Bucket, tmp_path: Path) ->
     with pytest.raises(BucketError, match="no such object"):
         bucket.get_file("checkpoints/missing.pt", tmp_path / "missing.pt")
     assert not (tmp_path / "missing.pt").exists()
+
+
+def test_empty_part_is_a_valid_part(bucket: Bucket) -> None:
+    bucket.write_verdict_part(9, 0, [])
+    bucket.write_verdict_part(9, 1, make_verdicts(make_samples(9)))
+    assert bucket.commit_verdicts(9, 2)
+    assert bucket.read_verdicts(9, part=0) == []
+    assert len(bucket.read_verdicts(9)) == 6
+
+
+def test_policy_file_missing_from_the_bucket_is_corruption(bucket: Bucket, tmp_path: Path) -> None:
+    bucket.publish_policy(4, make_policy(tmp_path / "v4", 4))
+    bucket.delete("policy/v000004/config.json")
+    with pytest.raises(CorruptPartError, match="missing"):
+        bucket.download_policy(4, tmp_path / "dl")
+
+
+def test_uploading_a_missing_local_file_is_a_clear_error(bucket: Bucket, tmp_path: Path) -> None:
+    with pytest.raises(BucketError, match="does not exist"):
+        bucket.put_file(tmp_path / "nope.bin", "checkpoints/nope.bin")

@@ -118,3 +118,11 @@ def test_plain_path_and_file_uri_are_the_same_place(tmp_path: Path) -> None:
     Bucket.open(str(tmp_path / "run")).write_spec("a: 1\n")
     assert Bucket.open(f"file://{tmp_path / 'run'}").read_spec() == "a: 1\n"
     assert Bucket.open(str(tmp_path / "run")).uri == f"file://{tmp_path / 'run'}"
+
+
+def test_memory_scheme_works_for_quick_experiments() -> None:
+    bucket = Bucket.open("memory://oreal-tests/run-x")
+    bucket.write_rollout_part(0, 0, make_samples(0))
+    assert bucket.commit_rollouts(0, 1)
+    assert bucket.read_rollouts(0) == make_samples(0)
+    assert bucket.uri == "memory://oreal-tests/run-x"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,8 @@ def test_missing_bucket_is_named(s3_env: SeaweedFS) -> None:
         bucket.write_spec("x")
     with pytest.raises(BucketError, match="does not exist"):
         bucket.read_spec()
+    with pytest.raises(BucketError, match="does not exist"):
+        bucket.put_file(Path(__file__), "checkpoints/x.py")
 
 
 def test_wrong_credentials_are_access_denied_and_not_echoed(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -154,12 +155,15 @@ class Bucket:
         wrong = next((r for r in records if r.step != step), None)
         if wrong is not None:
             raise ValueError(f"{kind} part for step {step} contains a record of step {wrong.step}")
-        with self.store.timed(f"write_{kind}_part"):
-            existing = self._part_manifest(kind, step, part)
+        with self.store.timed(f"write_{kind}_part"), ThreadPoolExecutor(max_workers=1) as pool:
+            # The "already committed?" round trip overlaps the Parquet encoding.
+            probe = pool.submit(self._part_manifest, kind, step, part)
+            encoded = schema.encode(kind, records)
+            existing = probe.result()
             if existing is not None and self.store.size(layout.part_data(kind, step, part)) == existing.size:
                 log.info("%s step %d part %d is already committed; kept as is", kind, step, part)
                 return False
-            data, rows = schema.encode(kind, records)
+            data, rows = encoded
             self.store.put_bytes(layout.part_data(kind, step, part), data)
             manifest = PartManifest(part=part, rows=rows, size=len(data), sha256=sha256(data))
             self.store.put_bytes(layout.part_manifest(kind, step, part), manifest.to_bytes())

@@ -16,6 +16,10 @@ class NotCommittedError(BucketError):
     """The data asked for is not committed (yet): a reader must wait or look elsewhere."""
 
 
+class ObjectMissingError(BucketError):
+    """An object that should be there (e.g. listed in a manifest) does not exist."""
+
+
 class CorruptPartError(BucketError):
     """A stored object does not match its manifest (checksum, size or row count).
 

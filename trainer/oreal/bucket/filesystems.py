@@ -52,8 +52,9 @@ def _s3(endpoint: str | None, region: str | None, options: dict[str, Any]) -> fs
         base["endpoint_url"] = endpoint
     if region:
         base["client_kwargs"]["region_name"] = region
+    retries = int(options.pop("retries", 1))
     fs = s3fs.S3FileSystem(**_merge(base, options))
-    fs.retries = int(options.get("retries", 1))  # s3fs' own loop; ours is in retry.py
+    fs.retries = retries  # s3fs' own retry loop: off by default, ours is in retry.py
     return fs
 
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from oreal.bucket import layout
-from oreal.bucket.errors import BucketError, CorruptPartError, NotCommittedError
+from oreal.bucket.errors import BucketError, CorruptPartError, NotCommittedError, ObjectMissingError
 from oreal.bucket.manifest import PolicyFile, PolicyManifest, file_crc32
 from oreal.bucket.store import ObjectStore
 
@@ -102,13 +102,22 @@ def download(store: ObjectStore, version: int, local_dir: Path) -> Path:
             and file_crc32(str(target)) == entry.crc32
         ):
             return  # identical file already there
-        crc = store.get_file(f"{prefix}/{entry.path}", str(target), checksum=file_crc32)
+        where = store.url(f"{prefix}/{entry.path}")
+        try:
+            crc = store.get_file(f"{prefix}/{entry.path}", str(target), checksum=file_crc32)
+        except ObjectMissingError as exc:
+            raise CorruptPartError(
+                f"{where}: listed in the policy manifest but missing; re-publish policy v{version}",
+                kind="policy",
+                step=version,
+                part=None,
+            ) from exc
         size = target.stat().st_size
         if size != entry.size or crc != entry.crc32:
             target.unlink(missing_ok=True)
             raise CorruptPartError(
-                f"{store.url(prefix + '/' + entry.path)}: content does not match the policy manifest "
-                f"({size} bytes, manifest says {entry.size}, or checksum differs); re-publish policy v{version}",
+                f"{where}: content does not match the policy manifest ({size} bytes, manifest says "
+                f"{entry.size}, or checksum differs); re-publish policy v{version}",
                 kind="policy",
                 step=version,
                 part=None,

@@ -22,7 +22,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from oreal import metrics
-from oreal.bucket.errors import BucketError
+from oreal.bucket.errors import BucketError, ObjectMissingError
 from oreal.bucket.retry import RetryPolicy, call_with_retry
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,12 @@ class ObjectStore:
 
     # -- the one place that runs an operation ---------------------------------------------------------
     def run(self, operation: str, key: str, fn: Callable[[], T]) -> T:
-        """Run fn with retries, a duration observation, and error translation."""
+        """Run fn with retries, a duration observation, and error translation.
+
+        Every failure leaves as a BucketError. An fn for which "absent" is a normal answer
+        catches FileNotFoundError itself (see get_bytes); one that escapes means a missing bucket
+        or a missing source, and is reported as such.
+        """
         start = time.perf_counter()
         try:
             return call_with_retry(
@@ -70,8 +75,9 @@ class ObjectStore:
             )
         except BucketError:
             raise
-        except FileNotFoundError:
-            raise  # callers decide whether "absent" is normal; see missing()
+        except FileNotFoundError as exc:
+            gone = self.missing(key, exc)
+            raise (gone or BucketError(f"{operation} {self.url(key)}: not found ({exc})")) from exc
         except Exception as exc:
             raise self.translate(exc, operation, key) from exc
         finally:
@@ -231,6 +237,8 @@ class ObjectStore:
         Atomic: temp + rename locally, one (multipart) PUT on object stores.
         """
         path = self.path(key)
+        if not os.path.isfile(local_path):
+            raise BucketError(f"upload to {self.url(key)}: local file {local_path} does not exist")
         size = os.path.getsize(local_path)
         if self.local:
 
@@ -266,20 +274,27 @@ class ObjectStore:
         path = self.path(key)
         os.makedirs(os.path.dirname(local_path) or ".", exist_ok=True)
         tmp = f"{local_path}.tmp-{uuid.uuid4().hex[:12]}"
+
+        def get() -> None:
+            try:
+                self.fs.get_file(path, tmp)
+            except FileNotFoundError as exc:
+                raise self.missing(key, exc) or ObjectMissingError(
+                    f"get {self.url(key)}: no such object"
+                ) from exc
+
         try:
             if self.local:
                 with ThreadPoolExecutor(max_workers=1) as pool:
                     digest = pool.submit(checksum, path)
-                    self.run("get_file", key, lambda: self.fs.get_file(path, tmp))
+                    self.run("get_file", key, get)
                     result = digest.result()
             else:
-                self.run("get_file", key, lambda: self.fs.get_file(path, tmp))
+                self.run("get_file", key, get)
                 result = checksum(tmp)
             os.replace(tmp, local_path)
-        except FileNotFoundError as exc:
-            raise BucketError(f"get {self.url(key)}: no such object") from exc
-        except OSError as exc:
-            raise self.translate(exc, "get_file", key) from exc
+        except OSError as exc:  # the local side: disk full, permissions
+            raise BucketError(f"download {self.url(key)} to {local_path}: {exc.strerror or exc}") from exc
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)

@@ -170,6 +170,11 @@ CASES = [
     ("empty set", "\\emptyset", "\\varnothing", True),
     ("empty set", "\\emptyset", "\\{0\\}", False),
     ("choice", "\\text{(C)}", "(C) 42", True),
+    ("huge", "2^{100000}", "4^{50000}", True),
+    ("huge", "2^{100000}", "4^{50000} + 1", False),
+    ("huge", "2^{100000}", "2^{99999}", False),
+    ("floor", "1", "\\lfloor 1.5 \\rfloor", True),
+    ("floor", "2", "\\lfloor 1.5 \\rfloor", False),
     ("binomial", "\\binom{10}{3}", "120", True),
     ("binomial", "\\dbinom{10}{3}", "121", False),
 ]

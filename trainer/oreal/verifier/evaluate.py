@@ -212,7 +212,7 @@ class _Numeric:
             if c.re(exponent) <= 0:
                 raise Unsupported("0 to a non-positive power")
             return c.mpf(0)
-        size = abs(exponent) * (abs(c.mag(base)) + 1)
+        size = abs(exponent) * abs(c.log(abs(base), 2))  # log2 of the result's magnitude
         if size > MAX_MAGNITUDE_BITS:
             raise TooBig("power")
         if c.im(exponent) == 0 and c.im(base) == 0 and c.re(base) < 0:

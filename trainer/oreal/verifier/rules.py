@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterable
 from fractions import Fraction
 from functools import lru_cache
 
+import mpmath
+
 from .algebra import TooBig, Unsupported
 from .budget import OutOfTime, deadline
 from .budget import check as check_budget
-from .evaluate import decimals, exact, numeric, relative_difference, symbols, walk
+from .evaluate import MAX_MAGNITUDE_BITS, decimals, exact, numeric, relative_difference, symbols, walk
 from .latex import ParseError
 from .normalize import comparison_key, normalize
 from .structure import parse_answer
@@ -307,8 +309,10 @@ def scalar(x: tuple, y: tuple, symbolic: Symbolic | None) -> Tri:
     if exactly_unequal and (not dx and not dy or dx and dy):
         return False
     names = sorted(symbols(x) | symbols(y))
-    if dx or dy:
+    one_side_decimal = bool(dx) != bool(dy)
+    if exactly_unequal:  # exact values differ; only a decimal approximation may still match
         return _approximately(x, y, dx or dy, names)
+    differ = False
     for point in (0, 1):
         try:
             vx, rx = _numeric_or_huge(x, names, point)
@@ -316,16 +320,23 @@ def scalar(x: tuple, y: tuple, symbolic: Symbolic | None) -> Tri:
         except _NUMERIC_ERRORS:
             break
         if vx is None or vy is None:
-            # A value beyond 2^200000 in magnitude, reached without any addition, cannot equal a
-            # value of ordinary size; two huge values are left to sympy (and its timeout).
-            if (vx is None) != (vy is None) and not _has_addition(x if vx is None else y):
+            # A value beyond 2^200000 in magnitude (or below 2^-200000), reached without any
+            # addition that could cancel it, cannot equal a value of ordinary size.
+            huge, other = (x, vy) if vx is None else (y, vx)
+            ordinary = other is not None and (other == 0 or abs(mpmath.mag(other)) < MAX_MAGNITUDE_BITS / 2)
+            if ordinary and not _has_addition(huge):
                 return False
             break
         if rx and ry and relative_difference(vx, vy) > REFUTE_THRESHOLD:
-            return False
+            differ = True
+            break
+    if differ:
+        return one_side_decimal and _approximately(x, y, dx or dy, names)
     if symbolic is None:
         return None
-    return symbolic.scalar(x, y)
+    if symbolic.scalar(x, y):
+        return True
+    return one_side_decimal and _approximately(x, y, dx or dy, names)
 
 
 _NUMERIC_ERRORS = (Unsupported, ValueError, ZeroDivisionError, OverflowError, KeyError, TypeError)

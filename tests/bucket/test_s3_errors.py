@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -23,6 +24,22 @@ def test_unreachable_endpoint_fails_fast(monkeypatch: pytest.MonkeyPatch) -> Non
         bucket.read_state()
     assert time.monotonic() - start < 20
     assert "s3://oreal-test/run/state.json" in str(info.value)
+
+
+def test_hung_endpoint_times_out_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts connections but never answers: per-attempt read timeout x attempts."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setenv("OREAL_BUCKET_READ_TIMEOUT", "0.5")
+    monkeypatch.setenv("OREAL_BUCKET_RETRIES", "2")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)  # the kernel completes handshakes; nobody ever reads or answers
+        bucket = Bucket.open("s3://oreal-test/run", endpoint=f"http://127.0.0.1:{server.getsockname()[1]}")
+        start = time.monotonic()
+        with pytest.raises(BucketError, match="s3://oreal-test/run/state.json"):
+            bucket.read_state()
+        assert time.monotonic() - start < 10
 
 
 def test_missing_bucket_is_named(s3_env: SeaweedFS) -> None:

@@ -18,8 +18,17 @@ from fsspec.implementations.local import LocalFileSystem
 
 from oreal.bucket.errors import BucketError
 
-CONNECT_TIMEOUT_S = float(os.environ.get("OREAL_BUCKET_CONNECT_TIMEOUT", "5"))
-READ_TIMEOUT_S = float(os.environ.get("OREAL_BUCKET_READ_TIMEOUT", "120"))
+# Per-attempt limits (seconds); with RetryPolicy's attempts and deadline they bound how long an
+# unreachable or hung endpoint can hold a worker. Read when a bucket is opened.
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_READ_TIMEOUT_S = 60.0
+
+
+def _timeouts() -> tuple[float, float]:
+    return (
+        float(os.environ.get("OREAL_BUCKET_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT_S)),
+        float(os.environ.get("OREAL_BUCKET_READ_TIMEOUT", DEFAULT_READ_TIMEOUT_S)),
+    )
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -37,12 +46,13 @@ def _s3(endpoint: str | None, region: str | None, options: dict[str, Any]) -> fs
         import s3fs
     except ImportError as exc:  # pragma: no cover - s3fs is a hard dependency
         raise BucketError("s3:// storage needs the s3fs package (pip install s3fs)") from exc
+    connect_timeout, read_timeout = _timeouts()
     base: dict[str, Any] = {
         "skip_instance_cache": True,
         "use_listings_cache": False,  # other pods write concurrently: never trust a cached listing
         "config_kwargs": {
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "read_timeout": READ_TIMEOUT_S,
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
             "retries": {"max_attempts": 1, "mode": "standard"},
         },
         "client_kwargs": {},

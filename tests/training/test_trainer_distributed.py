@@ -27,7 +27,7 @@ COMPARED = (
 )
 
 
-def launch(world_size: int, policy: Path, out: Path, backend: str) -> None:
+def launch(world_size: int, policy: Path, out: Path, backend: str, zero_stage: int = 2) -> None:
     port = str(free_port())
     procs = []
     for rank in range(world_size):
@@ -40,7 +40,18 @@ def launch(world_size: int, policy: Path, out: Path, backend: str) -> None:
             "OMP_NUM_THREADS": "1",
             "CUDA_VISIBLE_DEVICES": "",
         }
-        cmd = [sys.executable, str(WORKER), "--policy", str(policy), "--out", str(out), "--backend", backend]
+        cmd = [
+            sys.executable,
+            str(WORKER),
+            "--policy",
+            str(policy),
+            "--out",
+            str(out),
+            "--backend",
+            backend,
+            "--zero-stage",
+            str(zero_stage),
+        ]
         procs.append(
             subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         )
@@ -75,7 +86,8 @@ def test_world_size_two_matches_one_torch(tiny_qwen, tmp_path):
 
 
 @pytest.mark.slow
-def test_world_size_two_matches_one_deepspeed_zero2(tiny_qwen, tmp_path):
-    launch(1, tiny_qwen, tmp_path / "ws1", "deepspeed")
-    launch(2, tiny_qwen, tmp_path / "ws2", "deepspeed")
+@pytest.mark.parametrize("zero_stage", [2, 3])
+def test_world_size_two_matches_one_deepspeed(tiny_qwen, tmp_path, zero_stage):
+    launch(1, tiny_qwen, tmp_path / "ws1", "deepspeed", zero_stage)
+    launch(2, tiny_qwen, tmp_path / "ws2", "deepspeed", zero_stage)
     compare(tmp_path / "ws1", tmp_path / "ws2", tiny_qwen)

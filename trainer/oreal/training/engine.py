@@ -185,6 +185,22 @@ class DeepSpeedEngine:
         )
 
 
+def shard_frozen_module(module: nn.Module, bf16: bool) -> Any:
+    """Wrap a frozen network (the KL reference) in a ZeRO-3 DeepSpeed engine without an optimiser,
+    so it is partitioned across ranks like the trained networks; call it like the module."""
+    import deepspeed
+
+    config = {
+        "train_micro_batch_size_per_gpu": 1,
+        "zero_optimization": {"stage": 3},
+        "bf16": {"enabled": bf16},
+        "steps_per_print": 1 << 30,
+    }
+    engine, _, _, _ = deepspeed.initialize(model=module, config=config)
+    engine.eval()
+    return engine
+
+
 def make_engine(
     module: nn.Module,
     opt: OptimizerOptions,

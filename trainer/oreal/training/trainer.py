@@ -25,7 +25,7 @@ from oreal.algorithm import PolicyBatch, TokenCounts, policy_loss, reward_model_
 from oreal.training import checkpoint as ckpt
 from oreal.training.batch import KeptSample, micro_batches, prepare, shard
 from oreal.training.distributed import all_reduce_max, all_reduce_sum, barrier, init_distributed
-from oreal.training.engine import Engine, make_engine
+from oreal.training.engine import Engine, make_engine, shard_frozen_module
 from oreal.training.logprobs import collate, response_logprobs
 from oreal.training.models import copy_tokenizer_files, load_causal_lm, load_reference, resolve_dtype
 from oreal.training.options import TrainerOptions
@@ -71,6 +71,9 @@ class OREALTrainer:
             self.reference = load_reference(
                 reference_path or self.policy_path, self.compute_dtype, self.device
             )
+            if options.backend == "deepspeed" and options.zero_stage == 3:
+                low = self.compute_dtype in (torch.bfloat16, torch.float16)
+                self.reference = shard_frozen_module(self.reference, bf16=low and self.device.type == "cuda")
 
         self.reward_model: Engine | None = None
         if options.uses_reward_model:

@@ -23,6 +23,7 @@ queueing. Worker start-up is excluded for both. Pathological inputs run last, on
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -123,6 +124,13 @@ def _math_verify_init() -> None:
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # it logs every timeout with the input
 
 
+@functools.lru_cache(maxsize=4096)
+def _math_verify_gold(gold: str) -> list:
+    from math_verify import parse
+
+    return parse(f"${gold}$")  # references repeat: parse each once, as oreal caches its parses
+
+
 def _math_verify_check(pair: tuple[str, str, bool]) -> tuple[bool, float]:
     from math_verify import parse, verify
 
@@ -131,7 +139,7 @@ def _math_verify_check(pair: tuple[str, str, bool]) -> tuple[bool, float]:
     if truncated:
         return False, time.perf_counter() - start
     try:
-        ok = bool(verify(parse(f"${gold}$"), parse(response)))
+        ok = bool(verify(_math_verify_gold(gold), parse(response)))
     except Exception:  # noqa: BLE001 - a crash is a wrong answer for any checker
         ok = False
     return ok, time.perf_counter() - start

@@ -149,26 +149,14 @@ def equal(a: tuple, b: tuple, symbolic: Symbolic | None) -> Tri:
     return False
 
 
+_ANSWER_KINDS = frozenset(
+    ("expr", "eq", "rel", "interval", "pair", "tuple", "set", "union", "matrix", "text", "choice")
+)
+
+
 def _as_item(node: tuple) -> tuple:
-    kinds = ("expr", "eq", "rel", "interval", "pair", "tuple", "set", "union", "matrix", "text", "choice")
-    return node if node[0] in kinds and not _is_expression(node) else ("expr", node)
-
-
-def _is_expression(node: tuple) -> bool:
-    return node[0] in (
-        "num",
-        "sym",
-        "const",
-        "add",
-        "neg",
-        "mul",
-        "div",
-        "pow",
-        "root",
-        "fact",
-        "binom",
-        "abs",
-    )
+    """Elements of sets and tuples may be bare expressions; wrap those as answers."""
+    return node if node[0] in _ANSWER_KINDS else ("expr", node)
 
 
 def _unordered(xs: tuple, ys: tuple, symbolic: Symbolic | None) -> Tri:

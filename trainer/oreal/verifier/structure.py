@@ -113,7 +113,7 @@ def _item(tokens: list[Token]) -> tuple:
         if len(inner) > MAX_ITEMS:
             raise ParseError("tuple too long")
         if len(inner) == 2:
-            lo, hi = (_bound(part) for part in inner)
+            lo, hi = (parse_expression(part) for part in inner)
             if first == "(" and last == ")":
                 return ("pair", lo, hi)
             return ("interval", first == "[", lo, hi, last == "]")
@@ -132,10 +132,6 @@ def _depth_at(tokens: list[Token], index: int) -> int:
         elif value in (")", "]", "}", "\\}") or kind == "end":
             depth -= 1
     return depth
-
-
-def _bound(tokens: list[Token]) -> tuple:
-    return parse_expression(tokens)
 
 
 def _element(tokens: list[Token]) -> tuple:

@@ -211,8 +211,10 @@ def make_engine(
     compute_dtype: torch.dtype,
 ) -> Engine:
     """The one switch: `backend` is "torch" or "deepspeed"."""
+    if compute_dtype == torch.float16:
+        raise ValueError("float16 training needs loss scaling, which the trainer does not do: use bfloat16")
     on_gpu = next(module.parameters()).device.type == "cuda"
-    low_precision = compute_dtype in (torch.bfloat16, torch.float16)
+    low_precision = compute_dtype == torch.bfloat16
     if backend == "deepspeed":
         return DeepSpeedEngine(module, opt, dist_info, zero_stage, bf16=low_precision and on_gpu)
     return TorchEngine(module, opt, dist_info, autocast=compute_dtype if (low_precision and on_gpu) else None)

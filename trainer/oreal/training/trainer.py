@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -24,7 +25,13 @@ import torch
 from oreal.algorithm import PolicyBatch, TokenCounts, policy_loss, reward_model_loss, token_weights
 from oreal.training import checkpoint as ckpt
 from oreal.training.batch import KeptSample, micro_batches, prepare, shard
-from oreal.training.distributed import all_reduce_max, all_reduce_sum, barrier, init_distributed
+from oreal.training.distributed import (
+    all_reduce_max,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+    is_distributed,
+)
 from oreal.training.engine import Engine, make_engine, shard_frozen_module
 from oreal.training.logprobs import collate, response_logprobs
 from oreal.training.models import copy_tokenizer_files, load_causal_lm, load_reference, resolve_dtype
@@ -129,6 +136,7 @@ class OREALTrainer:
             stats["step_seconds"] = time.perf_counter() - start
             return stats
 
+        check_same_batch(samples, self.device)
         local = shard(prepared.kept, self.dist.rank, self.dist.world_size)
         chunks = micro_batches(local, o.micro_batch_size)
         counts_t = torch.tensor(
@@ -273,6 +281,26 @@ class OREALTrainer:
         ckpt.load_rng(directory, self.dist.rank)
         self.next_step = int(state["next_step"])
         return self.next_step
+
+
+def check_same_batch(samples: Sequence[ScoredSample], device: torch.device) -> None:
+    """Every rank must pass the same global batch: compare a cheap fingerprint across ranks."""
+    if not is_distributed():
+        return
+    fingerprint = zlib.crc32(
+        repr(
+            [
+                (s.sample.prompt_id, s.sample.sample_index, s.reward, len(s.sample.response_token_ids))
+                for s in samples
+            ]
+        ).encode()
+    )
+    both = torch.tensor([fingerprint, -fingerprint], dtype=torch.int64, device=device)
+    all_reduce_max(both)  # [max, -min] over ranks: equal on every rank, so every rank decides alike
+    if int(both[0]) != -int(both[1]):
+        raise ValueError(
+            "ranks were given different batches: train_step needs the same global batch on every rank"
+        )
 
 
 def _accumulate(sums: dict[str, torch.Tensor], stats: dict[str, torch.Tensor]) -> None:

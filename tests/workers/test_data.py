@@ -107,3 +107,20 @@ def test_arithmetic_problems_are_deterministic_and_correct():
     assert a == b and a != make_problems(30, seed=4)
     for row in a:
         assert row["answer"].lstrip("-").isdigit()
+
+
+def test_templates_with_and_without_the_chat_template():
+    from oreal.data import encode_prompt, render_prompt
+    from oreal.models.tiny import build_tokenizer
+
+    tok = build_tokenizer()
+    plain = render_prompt(tok, "2+2?", "Q: {problem}\nbox it in \\boxed{{}}", use_chat_template=False)
+    assert plain == "Q: 2+2?\nbox it in \\boxed{}"
+    chat = render_prompt(tok, "{x} + 1?", "{problem}", system_prompt="Be brief.")
+    assert (
+        chat
+        == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n{x} + 1?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    ids = encode_prompt(tok, chat, chat=True)
+    assert ids[0] == tok.convert_tokens_to_ids("<|im_start|>") and tok.decode(ids) == chat
+    assert encode_prompt(tok, chat, chat=True, max_tokens=5) == ids[-5:]

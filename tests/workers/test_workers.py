@@ -157,3 +157,18 @@ def test_resume_after_a_bad_spec_is_fixed(tmp_path, tiny_model, prompts_file):
 def test_bucket_is_plain_folder_layout(tmp_path, tiny_model, prompts_file):
     lr, bucket = _open(tmp_path, tiny_model, prompts_file)
     assert isinstance(bucket, Bucket) and (tmp_path / "bucket" / "spec.yaml").is_file()
+
+
+def test_a_withdrawn_part_is_found_for_regeneration(tmp_path, tiny_model, prompts_file):
+    from oreal.spec import parse_run
+    from oreal.workers.common import WorkerContext
+    from oreal.workers.rollout import withdrawn_step
+
+    lr, bucket = _open(tmp_path, tiny_model, prompts_file, **ONE_STEP)
+    bucket.publish_policy(0, tiny_model)
+    assert worker(["rollout", *_flags(lr, "--index", "0", "--replicas", "1")]) == 0
+    ctx = WorkerContext(bucket, parse_run(bucket.read_spec()), tmp_path, 0.05, lambda: False)
+    assert bucket.rollouts_committed(0)
+    assert withdrawn_step(ctx, 1, 0) is None
+    bucket.invalidate_part("rollouts", 0, 0)  # what a verifier does with a corrupt part
+    assert withdrawn_step(ctx, 1, 0) == 0

@@ -95,14 +95,37 @@ def build_rows(spec, tokenizer, prompts, step: int):
     return rows
 
 
-def pick_version(ctx: WorkerContext, step: int) -> int | None:
+class Withdrawn(Exception):  # noqa: N818 - a control-flow signal
+    """A part of ours for an earlier, uncommitted step was withdrawn (corrupt): regenerate it."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+
+def withdrawn_step(ctx: WorkerContext, step: int, index: int) -> int | None:
+    """An earlier step that is not committed and lacks our part (a verifier withdrew it)."""
+    s = ctx.spec.algorithm.max_staleness
+    for earlier in range(max(0, step - s - 1), step):
+        if not ctx.bucket.rollouts_committed(earlier) and index not in ctx.bucket.rollout_parts_committed(
+            earlier
+        ):
+            return earlier
+    return None
+
+
+def pick_version(ctx: WorkerContext, step: int, index: int = 0) -> int | None:
     """The newest committed policy usable for `step` (k - staleness <= v <= k), waiting for it."""
     s = ctx.spec.algorithm.max_staleness
     found: dict[str, int | None] = {"v": None}
 
     def ready() -> bool:
         found["v"] = ctx.bucket.latest_policy_version()
-        return found["v"] is not None and found["v"] >= step - s
+        if found["v"] is not None and found["v"] >= step - s:
+            return True
+        earlier = withdrawn_step(ctx, step, index)
+        if earlier is not None:
+            raise Withdrawn(earlier)
+        return False
 
     if not wait_for(ctx, f"policy v{max(0, step - s)} for step {step}", ready, lambda: run_done(ctx.bucket)):
         return None
@@ -162,13 +185,20 @@ def run(args: argparse.Namespace) -> int:
         dtype=spec.model.dtype,
     )
     try:
-        for step in range(spec.algorithm.steps):
+        step = 0
+        while step < spec.algorithm.steps:
             if args.index in bucket.rollout_parts_committed(step):
                 bucket.commit_rollouts(step, args.replicas)  # in case we died between part and commit
+                step += 1
                 continue
             timings: dict[str, float] = {}
-            with phase("wait", timings):
-                version = pick_version(ctx, step)
+            try:
+                with phase("wait", timings):
+                    version = pick_version(ctx, step, args.index)
+            except Withdrawn as again:
+                log.warning("part %d of step %d was withdrawn; generating it again", args.index, again.step)
+                step = again.step
+                continue
             if version is None:
                 log.info("run is done")
                 return 0
@@ -192,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
                 "step %d part %d: %d samples, %d tokens in %.1fs (policy v%d)",
                 step, args.index, len(samples), tokens, timings.get("generate", 0.0), version,
             )  # fmt: skip
+            step += 1
     finally:
         engine.close()
     return 0

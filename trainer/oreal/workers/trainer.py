@@ -159,10 +159,12 @@ def train_one(ctx: WorkerContext, trainer, step: int) -> None:
         wait_for(ctx, f"verdicts of step {step}", ready)
     with phase("sync", timings):
         scored = join_verdicts(bucket.read_rollouts(step), bucket.read_verdicts(step))
+    # Decided before training: no rank can have published v(k+1) yet (save_policy is collective),
+    # so every rank takes the same branch below.
+    replay = bucket.policy_committed(step + 1)
     with phase("train", timings):
         stats = trainer.train_step(scored, step)
     main = rank() == 0
-    replay = bucket.policy_committed(step + 1)
     with phase("sync", timings):
         if not replay:
             out = ctx.work_dir / "policy-out"

@@ -1,0 +1,163 @@
+"""Pipeline overhead of a local run: the share of wall time outside generate, verify and train.
+
+    python benchmarks/pipeline.py                          # run examples/quickstart.yaml, then analyse
+    python benchmarks/pipeline.py --analyze runs/quickstart  # analyse a finished run's bucket
+
+Per step the useful work is rollout generation (slowest replica), verification (slowest
+replica) and the trainer's update; the rest of the step's wall time (trainer step start to
+state.json update) is overhead: bucket I/O, policy save/publish/download/load, waiting and
+polling. Target: overhead <= 10% of the steady-state wall time. Process start-up (imports, model
+loading) is reported separately, since it is paid once per run, not per step.
+
+Second figure: policy publish (trainer -> bucket) and download + load (bucket -> hf engine) time
+against the bytes moved, for the run's initial policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from oreal.bucket import Bucket
+
+TARGET_OVERHEAD = 0.10
+
+
+def _timings(bucket: Bucket, step: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name in bucket.list(f"timings/step-{step:06d}"):
+        data = json.loads(bucket.get_bytes(f"timings/step-{step:06d}/{name}") or b"{}")
+        role = name.split("-", 1)[0]
+        for key, value in data.items():
+            if isinstance(value, (int, float)):
+                k = f"{role}/{key}"
+                out[k] = max(out.get(k, 0.0), float(value))
+    return out
+
+
+def analyze(run_dir: Path) -> dict:
+    bucket = Bucket.open(run_dir.resolve().as_uri())
+    steps = bucket.list_stats()
+    if not steps:
+        raise SystemExit(f"{run_dir}: no finished steps")
+    rows = []
+    for step in steps:
+        stats = bucket.read_stats(step) or {}
+        t = _timings(bucket, step)
+        work = (
+            t.get("rollout/generate", 0.0)
+            + t.get("verifier/verify", 0.0)
+            + float(stats.get("time/train", 0.0))
+        )
+        wall = float(stats.get("wall_seconds", 0.0))
+        rows.append(
+            {
+                "step": step,
+                "wall": wall,
+                "generate": t.get("rollout/generate", 0.0),
+                "verify": t.get("verifier/verify", 0.0),
+                "train": float(stats.get("time/train", 0.0)),
+                "trainer_sync": float(stats.get("time/sync", 0.0)),
+                "rollout_sync": t.get("rollout/sync", 0.0),
+                "overhead": max(0.0, wall - work),
+            }
+        )
+    # Step 0's wall time includes the workers' start-up (imports, first model load): report it apart.
+    steady = rows[1:] if len(rows) > 1 else rows
+    wall = sum(r["wall"] for r in steady)
+    overhead = sum(r["overhead"] for r in steady)
+    return {
+        "run": str(run_dir),
+        "steps": len(rows),
+        "per_step": rows,
+        "steady_state_wall_seconds": round(wall, 2),
+        "steady_state_overhead_seconds": round(overhead, 2),
+        "overhead_share": round(overhead / wall, 4) if wall else None,
+        "overhead_share_target": TARGET_OVERHEAD,
+        "first_step_wall_seconds": round(rows[0]["wall"], 2),
+    }
+
+
+def policy_sync(model: Path) -> dict:
+    """Publish + download + hf load of `model` through a fresh file:// bucket."""
+    from oreal.engines.hf import HFEngine
+
+    size = sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
+    with tempfile.TemporaryDirectory() as tmp:
+        bucket = Bucket.open(Path(tmp, "bucket").as_uri())
+        start = time.perf_counter()
+        bucket.publish_policy(1, model)
+        publish = time.perf_counter() - start
+        start = time.perf_counter()
+        local = bucket.download_policy(1, Path(tmp) / "download")
+        download = time.perf_counter() - start
+        start = time.perf_counter()
+        HFEngine(batch_size=1).load(local, 1)
+        load = time.perf_counter() - start
+        copy_start = time.perf_counter()
+        shutil.copytree(model, Path(tmp) / "plain-copy")
+        copy = time.perf_counter() - copy_start
+    mb = size / 1e6
+    return {
+        "policy_mb": round(mb, 1),
+        "publish_seconds": round(publish, 2),
+        "publish_mb_per_s": round(mb / publish, 1),
+        "download_seconds": round(download, 2),
+        "download_mb_per_s": round(mb / download, 1),
+        "engine_load_seconds": round(load, 2),
+        "plain_copy_seconds": round(copy, 2),
+        "publish_vs_plain_copy": round(publish / copy, 2) if copy else None,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", default="examples/quickstart.yaml")
+    parser.add_argument("--analyze", type=Path, default=None, help="analyse this finished run folder instead")
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    args = parser.parse_args()
+    run_dir = args.analyze
+    if run_dir is None:
+        from oreal.runner.local import run_local
+        from oreal.spec import load_run
+
+        run = load_run(args.spec)
+        run_dir = Path(tempfile.mkdtemp(prefix="oreal-pipeline-")) / run.metadata.name
+        start = time.perf_counter()
+        code = run_local(args.spec, bucket_uri=run_dir.as_uri(), metrics_port=0)
+        if code != 0:
+            return code
+        total = time.perf_counter() - start
+    else:
+        total = None
+    result = analyze(run_dir)
+    result["runner_wall_seconds"] = round(total, 2) if total else None
+    spec_text = Bucket.open(run_dir.resolve().as_uri()).read_spec() or ""
+    from oreal.spec import parse_run
+
+    policy = Path(parse_run(spec_text).spec.model.policy)
+    result["policy_sync"] = policy_sync(policy)
+    for row in result.pop("per_step"):
+        print(
+            f"step {row['step']}: wall {row['wall']:.1f}s = generate {row['generate']:.1f} + verify "
+            f"{row['verify']:.2f} + train {row['train']:.1f} + overhead {row['overhead']:.1f} "
+            f"(trainer save/publish {row['trainer_sync']:.1f}, rollout download/load/write {row['rollout_sync']:.1f})"
+        )
+    share = result["overhead_share"]
+    print(
+        f"overhead outside generate/verify/train: {share:.1%} of steady-state wall time "
+        f"(target <= {TARGET_OVERHEAD:.0%}: {'met' if share <= TARGET_OVERHEAD else 'NOT met'})"
+    )
+    print(json.dumps(result, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,12 +7,30 @@
         verdict.correct, verdict.status  # (True, "correct")
 
 Module map: extract (final answer), normalize (strings), latex (safe parser), structure (sets,
-intervals, tuples, ...), algebra + evaluate (exact and numeric arithmetic), rules (the cascade),
-symbolic (sympy, workers only), worker + pool (killable processes), judge (optional LLM),
-metrics (Prometheus), verifier (the API), cli (`oreal verify`).
+intervals, tuples, ...), algebra + evaluate (exact and numeric arithmetic), budget (time budget of
+the in-process rules), rules (the cascade), symbolic (sympy, workers only), worker + pool (killable
+processes), judge (optional LLM), metrics (Prometheus), verifier (the API), cli (`oreal verify`).
 """
 
-from .judge import JudgeConfig
-from .verifier import STATUSES, Verdict, Verifier
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .judge import JudgeConfig
+    from .verifier import STATUSES, Verdict, Verifier
 
 __all__ = ["STATUSES", "JudgeConfig", "Verdict", "Verifier"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import lazily, so that `oreal --help` (which imports oreal.verifier.cli) stays fast."""
+    if name == "JudgeConfig":
+        from .judge import JudgeConfig
+
+        return JudgeConfig
+    if name in ("STATUSES", "Verdict", "Verifier"):
+        from . import verifier
+
+        return getattr(verifier, name)
+    raise AttributeError(f"module 'oreal.verifier' has no attribute {name!r}")

@@ -43,9 +43,20 @@ class Symbolic:
         self.proportional = proportional
 
 
-@lru_cache(maxsize=65_536)
-def prepare(text: str) -> tuple[str, tuple | None, bool]:
+CACHED_ANSWER_CHARS = 2_000  # long answers are not cached, so the cache stays small
+
+
+def prepare(text: str) -> tuple[str, tuple | None, str]:
     """(comparison key, structure or None if unparseable, unit: "percent", "degrees" or "")."""
+    return _prepare_cached(text) if len(text) <= CACHED_ANSWER_CHARS else _prepare(text)
+
+
+@lru_cache(maxsize=65_536)
+def _prepare_cached(text: str) -> tuple[str, tuple | None, str]:
+    return _prepare(text)
+
+
+def _prepare(text: str) -> tuple[str, tuple | None, str]:
     normalized = normalize(text)
     key = comparison_key(normalized.text)
     try:

@@ -43,7 +43,7 @@ class Symbolic:
         self.proportional = proportional
 
 
-CACHED_ANSWER_CHARS = 2_000  # long answers are not cached, so the cache stays small
+CACHED_ANSWER_CHARS = 500  # long answers are not cached, so the cache stays small (~100 MB at most)
 
 
 def prepare(text: str) -> tuple[str, tuple | None, str]:
@@ -51,7 +51,7 @@ def prepare(text: str) -> tuple[str, tuple | None, str]:
     return _prepare_cached(text) if len(text) <= CACHED_ANSWER_CHARS else _prepare(text)
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=16_384)
 def _prepare_cached(text: str) -> tuple[str, tuple | None, str]:
     return _prepare(text)
 

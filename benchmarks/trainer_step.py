@@ -31,7 +31,7 @@ from oreal.training import OREALTrainer, TrainerOptions
 from oreal.training.batch import micro_batches, prepare
 from oreal.training.engine import make_engine
 from oreal.training.logprobs import collate, response_logprobs
-from oreal.training.models import load_causal_lm, resolve_dtype
+from oreal.training.models import enable_activation_checkpointing, load_causal_lm, resolve_dtype
 from oreal.trajectory import RolloutSample, ScoredSample, Verdict
 
 H100_BF16_TFLOPS = 989.0
@@ -88,7 +88,7 @@ class SFTStep:
     def __init__(self, policy_path: Path, opts: TrainerOptions, device: torch.device, dist_info) -> None:
         model = load_causal_lm(policy_path, torch.float32, device)
         if opts.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_activation_checkpointing(model)
         model.train()
         self.engine = make_engine(
             model,

@@ -159,3 +159,22 @@ def test_options_from_spec():
     assert opts.keep is None and opts.advantage_estimator == "grpo" and opts.micro_batch_size == 2
     assert opts.policy_optimizer.lr == 5e-7 and opts.reward_model_optimizer.min_lr == 4e-7
     assert opts.policy_warmup_steps == 0  # grpo has no reward model, hence no warm-up
+
+
+def _weights_after(policy, **overrides):
+    trainer = OREALTrainer(TrainerOptions(**(FAST | overrides)), policy_path=policy)
+    assert trainer.policy.module.is_gradient_checkpointing == trainer.options.gradient_checkpointing
+    stats = [trainer.train_step(scored_batch(step), step) for step in range(3)]
+    return stats, trainer.policy.module.state_dict()
+
+
+def test_micro_batch_size_and_gradient_checkpointing_do_not_change_the_update(tiny_qwen):
+    """Losses are shares of the global loss, so cutting the batch differently gives the same step."""
+    stats_a, weights_a = _weights_after(tiny_qwen, micro_batch_size=1)
+    stats_b, weights_b = _weights_after(tiny_qwen, micro_batch_size=8, gradient_checkpointing=True)
+    for a, b in zip(stats_a, stats_b, strict=True):
+        for key in ("rm/loss", "loss/policy", "kl", "grad_norm/reward_model"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-8), key
+    for name, value in weights_a.items():
+        assert torch.allclose(value, weights_b[name], atol=1e-6), name

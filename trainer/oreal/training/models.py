@@ -59,3 +59,12 @@ def copy_tokenizer_files(source: str | Path, destination: str | Path) -> list[st
             shutil.copy2(src / name, dst / name)
             copied.append(name)
     return copied
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Recompute decoder-layer activations in backward (non-reentrant), across transformers versions."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)

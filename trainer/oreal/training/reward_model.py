@@ -47,9 +47,6 @@ class TokenRewardModel(nn.Module):
         h = hidden[:, -(num_response + 1) : -1]
         return self.head(h).squeeze(-1).float()
 
-    def gradient_checkpointing_enable(self, **kwargs) -> None:
-        self.backbone.gradient_checkpointing_enable(**kwargs)
-
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: torch.dtype, device: torch.device) -> TokenRewardModel:
         """Backbone from a policy (CausalLM) or a saved reward model; head from HEAD_FILE if present."""

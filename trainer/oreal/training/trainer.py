@@ -34,7 +34,13 @@ from oreal.training.distributed import (
 )
 from oreal.training.engine import Engine, make_engine, shard_frozen_module
 from oreal.training.logprobs import collate, response_logprobs
-from oreal.training.models import copy_tokenizer_files, load_causal_lm, load_reference, resolve_dtype
+from oreal.training.models import (
+    copy_tokenizer_files,
+    enable_activation_checkpointing,
+    load_causal_lm,
+    load_reference,
+    resolve_dtype,
+)
 from oreal.training.options import TrainerOptions
 from oreal.training.reward_model import TokenRewardModel
 from oreal.trajectory import ScoredSample
@@ -69,7 +75,7 @@ class OREALTrainer:
         # Trainable networks keep fp32 weights (DeepSpeed casts to bf16 and keeps fp32 masters).
         policy = load_causal_lm(self.policy_path, torch.float32, self.device)
         if options.gradient_checkpointing:
-            policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_activation_checkpointing(policy)
         policy.train()
         self.policy: Engine = self._engine(policy, options.policy_optimizer)
 
@@ -88,7 +94,7 @@ class OREALTrainer:
                 reward_model_path or self.policy_path, torch.float32, self.device
             )
             if options.gradient_checkpointing:
-                rm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                enable_activation_checkpointing(rm.backbone)
             rm.train()
             self.reward_model = self._engine(rm, options.reward_model_optimizer)
         self.next_step = 0

@@ -59,8 +59,9 @@ class Verifier:
         if timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
         self.timeout_seconds = timeout_seconds
-        # Time the fast rules may spend in this process before a check moves to a worker.
-        self.fast_budget_seconds = min(1.0, timeout_seconds / 2)
+        # Time the fast rules may spend in this process before a check moves to a worker. Kept
+        # short: the calling process is serial, the workers run in parallel.
+        self.fast_budget_seconds = min(0.25, timeout_seconds / 4)
         self.workers = workers or os.cpu_count() or 1
         self.judge = judge
         self._pool = WorkerPool(

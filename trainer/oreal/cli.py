@@ -17,7 +17,10 @@ from oreal import __version__
 # Modules whose `register(subparsers)` adds a subcommand, in the order `oreal --help` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "oreal.spec.commands",
+    "oreal.runner",
+    "oreal.workers",
     "oreal.verifier.cli",
+    "oreal.evaluation",
 )
 
 

@@ -62,7 +62,7 @@ class Verifier:
         # Time the fast rules may spend in this process before a check moves to a worker. Kept
         # short: the calling process is serial, the workers run in parallel.
         self.fast_budget_seconds = min(0.25, timeout_seconds / 4)
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or default_workers()
         self.judge = judge
         self._pool = WorkerPool(
             self.workers, max_checks_per_worker=max_checks_per_worker, recycle_rss_bytes=recycle_rss_bytes
@@ -162,6 +162,18 @@ class Verifier:
         if agrees:
             return Verdict(True, "correct", verdict.extracted, seconds)
         return Verdict(False, "incorrect", verdict.extracted, seconds)
+
+
+def default_workers() -> int:
+    """CPUs this process may use (not the host's count, which containers often report), at most 16."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count() or 1
+    return max(1, min(usable, MAX_DEFAULT_WORKERS))
+
+
+MAX_DEFAULT_WORKERS = 16
 
 
 def _record(verdict: Verdict) -> None:

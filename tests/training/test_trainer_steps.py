@@ -163,7 +163,7 @@ def test_options_from_spec():
 
 def _weights_after(policy, **overrides):
     trainer = OREALTrainer(TrainerOptions(**(FAST | overrides)), policy_path=policy)
-    assert trainer.policy.module.is_gradient_checkpointing == trainer.options.gradient_checkpointing
+    assert trainer.policy.module.is_activation_checkpointing == trainer.options.gradient_checkpointing
     stats = [trainer.train_step(scored_batch(step), step) for step in range(3)]
     return stats, trainer.policy.module.state_dict()
 

@@ -158,13 +158,20 @@ def run_math_verify(pairs: list[Pair], workers: int) -> tuple[list[bool], list[f
 
 
 def run_oreal(pairs: list[Pair], workers: int, timeout: float) -> tuple[list[bool], list[float], float]:
+    from prometheus_client import REGISTRY
+
     from oreal.verifier import Verifier
 
     with Verifier(timeout_seconds=timeout, workers=workers) as verifier:
         verifier.warm_up()
+        before = REGISTRY.get_sample_value("oreal_verifier_pool_checks_total") or 0.0
         start = time.perf_counter()
         verdicts = verifier.verify_batch([(p.gold, p.response, p.truncated) for p in pairs])
         wall = time.perf_counter() - start
+        pooled = (REGISTRY.get_sample_value("oreal_verifier_pool_checks_total") or 0.0) - before
+    print(
+        f"oreal: {pooled:.0f} of {len(pairs)} checks needed sympy in a worker; the rest were decided in-process"
+    )
     return [v.correct for v in verdicts], [v.seconds for v in verdicts], wall
 
 

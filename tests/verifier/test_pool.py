@@ -87,6 +87,14 @@ def test_pool_raises_check_timeout_directly() -> None:
         pool.close()
 
 
+def test_pool_checks_are_counted(verifier) -> None:
+    pooled = sample("oreal_verifier_pool_checks_total")
+    verifier.verify("5", boxed("5"))  # decided in-process
+    assert sample("oreal_verifier_pool_checks_total") == pooled
+    verifier.verify(NEEDS_SYMPY[0], boxed(NEEDS_SYMPY[1]))
+    assert sample("oreal_verifier_pool_checks_total") == pooled + 1
+
+
 def test_verdict_metrics_by_status_and_duration(verifier) -> None:
     correct = sample("oreal_verifier_verdicts_total", result="correct")
     incorrect = sample("oreal_verifier_verdicts_total", result="incorrect")

@@ -19,3 +19,7 @@ POOL_RESTARTS = Counter(
     "oreal_verifier_pool_restarts",
     "Worker processes replaced: killed on timeout, crashed, or recycled after N checks or on memory growth.",
 )
+POOL_CHECKS = Counter(
+    "oreal_verifier_pool_checks",
+    "Checks the fast in-process rules could not decide, sent to a sympy worker.",
+)

@@ -142,6 +142,7 @@ class Verifier:
 
     def _slow(self, pending: _Pending) -> Verdict:
         remaining = self.timeout_seconds - pending.fast_seconds
+        metrics.POOL_CHECKS.inc()
         try:
             correct, seconds = self._pool.run(pending.gold, pending.extracted, remaining)
         except CheckTimeout:

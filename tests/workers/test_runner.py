@@ -113,3 +113,20 @@ def test_report_has_plots_and_a_table(tmp_path):
 )
 def test_pass_at_k_unbiased_estimator(n, c, k, expected):
     assert pass_at_k(n, c, k) == pytest.approx(expected)
+
+
+def test_terminal_display_shows_a_bar_per_step_and_the_metrics_line():
+    import io
+
+    from rich.console import Console
+
+    from oreal.runner.progress import Display, StepProgress
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120)
+    with Display(total_steps=3, rollout_parts=2, verdict_parts=1, console=console) as display:
+        display.update({0: StepProgress(2, 1, True), 1: StepProgress(1, 0, False)}, {0: {"step": 0, "pass_rate": 0.25}}, 0)
+    text = buffer.getvalue()
+    assert "step 1/3" in text and "step 2/3" in text
+    assert "4/4" in text and "1/4" in text  # rollout parts + verdict parts + trained
+    assert "pass 0.250" in text

@@ -27,9 +27,17 @@ def _flags(lr, *extra):
     return ["--run", lr.uri, "--work-dir", str(Path(lr.run_dir) / "work"), "--poll-seconds", "0.05", *extra]
 
 
+def _metric(name: str, **labels) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def test_one_step_through_all_three_workers(tmp_path, tiny_model, prompts_file):
     lr, bucket = _open(tmp_path, tiny_model, prompts_file, **ONE_STEP)
     bucket.publish_policy(0, tiny_model)
+    samples_before = _metric("oreal_rollout_samples_total")
+    generate_before = _metric("oreal_step_phase_duration_seconds_count", phase="generate")
     for index in (0, 1):
         assert worker(["rollout", *_flags(lr, "--index", str(index), "--replicas", "2")]) == 0
     assert bucket.rollouts_committed(0)
@@ -37,6 +45,9 @@ def test_one_step_through_all_three_workers(tmp_path, tiny_model, prompts_file):
     assert len(samples) == 4 * 4  # promptsPerStep x samplesPerPrompt, over both parts
     assert len({s.key for s in samples}) == len(samples)
     assert all(s.policy_version == 0 and len(s.logprobs) == len(s.response_token_ids) for s in samples)
+    assert _metric("oreal_rollout_samples_total") - samples_before == 16
+    assert _metric("oreal_step_phase_duration_seconds_count", phase="generate") - generate_before == 2
+    assert _metric("oreal_rollout_generated_tokens_total") >= sum(len(s.response_token_ids) for s in samples)
     part0 = bucket.get_bytes("rollouts/step-000000/part-00.parquet")
 
     # A restarted replica leaves its committed part alone.
@@ -55,6 +66,8 @@ def test_one_step_through_all_three_workers(tmp_path, tiny_model, prompts_file):
     stats = bucket.read_stats(0)
     assert stats["samples"] == 16 and 0.0 <= stats["pass_rate"] <= 1.0
     assert bucket.exists("checkpoints/step-000000/_COMMITTED")
+    assert _metric("oreal_trainer_pass_rate") == pytest.approx(stats["pass_rate"])
+    assert _metric("oreal_trainer_step") == 0
 
 
 def test_rollout_is_deterministic_per_step(tmp_path, tiny_model, prompts_file):

@@ -206,6 +206,9 @@ def run(args: argparse.Namespace) -> int:
     from oreal.training import OREALTrainer, TrainerOptions
 
     ctx = open_run(args, "trainer")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # ranks on one node must not share scratch files
+        ctx.work_dir = ctx.work_dir / f"rank-{rank()}"
+        ctx.work_dir.mkdir(parents=True, exist_ok=True)
     set_threads()
     spec, bucket = ctx.spec, ctx.bucket
     m = spec.model

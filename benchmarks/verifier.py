@@ -314,7 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     patho = run_pathological(args.timeout, args.cap, args.skip_math_verify)
     for name, seconds, status, theirs_seconds in patho:
-        other = "" if theirs_seconds is None else f"   math-verify {theirs_seconds:8.3f} s"
+        if theirs_seconds is None:
+            other = ""
+        elif theirs_seconds == float("inf"):
+            other = f"   math-verify > {args.cap:.0f} s (killed)"
+        else:
+            other = f"   math-verify {theirs_seconds:8.3f} s"
         print(f"  {name:<44} oreal {seconds:7.3f} s ({status}){other}")
     worst = max(seconds for _, seconds, _, _ in patho)
     print(f"max pathological latency (oreal): {worst:.3f} s (limit {args.timeout + 1:.1f} s)")

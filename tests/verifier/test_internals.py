@@ -142,3 +142,19 @@ def test_prepare_is_cached_and_never_raises() -> None:
     ]:
         key, node, unit = prepare(text)
         assert isinstance(key, str) and unit in ("", "percent", "degrees")
+
+
+def test_the_calling_process_never_imports_sympy() -> None:
+    """The fast rules are sympy-free; sympy only ever runs inside killable workers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from oreal.verifier.rules import check\n"
+        "assert check('3\\\\sqrt{13}', '\\\\sqrt{117}') is True\n"
+        "assert check('\\\\cot x', '\\\\frac{1}{\\\\tan x}') is None\n"
+        "print('sympy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"

@@ -94,19 +94,43 @@ def make_step(prompts: int, samples: int, tokens: int, seed: int = 0) -> list[Ro
     return out
 
 
-def best_of(repeat: int, fn: Callable[[int], Any], cleanup: Callable[[int], Any] | None = None) -> float:
-    """Best wall time of `repeat` runs of fn(i) (the machine is shared: best is the least noisy).
+def interleaved_best(
+    repeat: int, runs: dict[str, Callable[[int], Any]], cleanup: Callable[[int], Any] | None = None
+) -> dict[str, float]:
+    """Best wall time of each named run over `repeat` rounds, the runs interleaved in every round.
 
-    cleanup(i), untimed, runs after each run so that runs do not pile up data in the page cache.
+    The machine is shared: interleaving exposes every variant to the same load drift, and the
+    best time is the least disturbed one. cleanup(i), untimed, runs after each round.
     """
-    times = []
+    best = {name: float("inf") for name in runs}
     for i in range(repeat):
-        start = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - start)
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn(i)
+            best[name] = min(best[name], time.perf_counter() - start)
         if cleanup is not None:
             cleanup(i)
-    return min(times)
+    return best
+
+
+def warm_up(bucket_for: Callable[[int], Bucket], n: int, raw: Callable[[], None]) -> None:
+    """Open every bucket and make one request, untimed: a worker opens its bucket once per process,
+    and the first request of a client pays for its session setup (~0.5 s for botocore)."""
+    for i in range(n):
+        bucket_for(i).exists("warmup")
+    raw()
+
+
+def cached(factory: Callable[[int], Bucket]) -> Callable[[int], Bucket]:
+    """The same Bucket object for the same index (as a worker keeps its bucket)."""
+    opened: dict[int, Bucket] = {}
+
+    def get(i: int) -> Bucket:
+        if i not in opened:
+            opened[i] = factory(i)
+        return opened[i]
+
+    return get
 
 
 def split(samples: list[RolloutSample], parts: int) -> list[list[RolloutSample]]:
@@ -135,6 +159,7 @@ def bench_step(
     encoded = [schema.encode("rollouts", p)[0] for p in parts]
     nbytes = sum(len(e) for e in encoded)
     moved = 2 * nbytes / 1e6  # MB written + read
+    warm_up(bucket_for, 2 * repeat, lambda: raw_put("warmup", b"x"))
 
     def raw(i: int) -> None:
         for k, data in enumerate(encoded):
@@ -153,11 +178,14 @@ def bench_step(
         for part in parts:
             schema.decode("rollouts", schema.encode("rollouts", part)[0], "bench")
 
-    t_raw = best_of(repeat, raw)
-    t_bucket = best_of(repeat, through_bucket)
-    with precomputed_codec(parts, encoded):
-        t_storage = best_of(repeat, lambda i: through_bucket(repeat + i))
-    t_codec = best_of(repeat, codec)
+    def storage(i: int) -> None:
+        with precomputed_codec(parts, encoded):
+            through_bucket(repeat + i)
+
+    best = interleaved_best(
+        repeat, {"raw": raw, "bucket": through_bucket, "storage": storage, "codec": codec}
+    )
+    t_raw, t_bucket, t_storage, t_codec = best["raw"], best["bucket"], best["storage"], best["codec"]
     result = {
         "step_bytes": nbytes,
         "raw_MBps": moved / t_raw,
@@ -198,6 +226,7 @@ def bench_policy(
     scratch: Path, repeat: int,
 ) -> dict[str, float]:  # fmt: skip
     size = sum(p.stat().st_size for p in folder.iterdir())
+    warm_up(bucket_for, repeat, lambda: None)
 
     def raw(i: int) -> None:
         raw_up(folder, f"rawpolicy-{i}")
@@ -216,11 +245,15 @@ def bench_policy(
         bucket_for(i).delete_policy(0)
         shutil.rmtree(scratch / f"bucket-{i}", ignore_errors=True)
 
-    t_raw = best_of(repeat, raw, raw_cleanup)
-    t_bucket = best_of(repeat, through_bucket)  # kept for the re-download below
-    t_skip = best_of(
-        repeat, lambda i: bucket_for(i).download_policy(0, scratch / f"bucket-{i}"), bucket_cleanup
-    )
+    def redownload(i: int) -> None:
+        bucket_for(i).download_policy(0, scratch / f"bucket-{i}")
+
+    def cleanup(i: int) -> None:
+        raw_cleanup(i)
+        bucket_cleanup(i)
+
+    best = interleaved_best(repeat, {"raw": raw, "bucket": through_bucket, "redownload": redownload}, cleanup)
+    t_raw, t_bucket, t_skip = best["raw"], best["bucket"], best["redownload"]
     result = {"policy_bytes": size, "raw_s": t_raw, "bucket_s": t_bucket, "redownload_identical_s": t_skip}
     print(
         f"[{name}] policy {size / 1e6:.0f} MB publish+download | raw {t_raw:.2f} s "
@@ -230,7 +263,9 @@ def bench_policy(
     return result
 
 
-def local_suite(root: Path, parts: list[list[RolloutSample]], folder: Path, repeat: int) -> dict[str, Any]:
+def local_suite(
+    root: Path, parts: list[list[RolloutSample]], folder: Path | None, repeat: int
+) -> dict[str, Any]:
     raw_dir = root / "raw"
 
     def put(key: str, data: bytes) -> None:
@@ -246,19 +281,24 @@ def local_suite(root: Path, parts: list[list[RolloutSample]], folder: Path, repe
 
     run = uuid.uuid4().hex[:6]
     step = bench_step(
-        "local", lambda i: Bucket.open(str(root / f"b-{run}-{i}")), put, lambda k: (raw_dir / k).read_bytes(),
+        "local", cached(lambda i: Bucket.open(str(root / f"b-{run}-{i}"))), put,
+        lambda k: (raw_dir / k).read_bytes(),
         parts, repeat,
     )  # fmt: skip
+    if folder is None:
+        return {"step": step}
     scratch = root / "scratch"
     scratch.mkdir(exist_ok=True)
     pol = bench_policy(
-        "local", lambda i: Bucket.open(str(root / f"p-{run}-{i}")), up, down,
+        "local", cached(lambda i: Bucket.open(str(root / f"p-{run}-{i}"))), up, down,
         lambda key: shutil.rmtree(raw_dir / key), folder, scratch, repeat,
     )  # fmt: skip
     return {"step": step, "policy": pol}
 
 
-def s3_suite(root: Path, parts: list[list[RolloutSample]], folder: Path, repeat: int) -> dict[str, Any]:
+def s3_suite(
+    root: Path, parts: list[list[RolloutSample]], folder: Path | None, repeat: int
+) -> dict[str, Any]:
     import s3fs
 
     from oreal.bucket.seaweedfs import SeaweedFS
@@ -278,12 +318,14 @@ def s3_suite(root: Path, parts: list[list[RolloutSample]], folder: Path, repeat:
                 raw_fs.get_file(name, str(dst / name.rsplit("/", 1)[-1]))
 
         def bucket_for(prefix: str) -> Callable[[int], Bucket]:
-            return lambda i: Bucket.open(f"s3://bench/{prefix}-{run}-{i}", endpoint=server.endpoint)
+            return cached(lambda i: Bucket.open(f"s3://bench/{prefix}-{run}-{i}", endpoint=server.endpoint))
 
         step = bench_step(
             "s3", bucket_for("b"), lambda k, d: raw_fs.pipe_file(f"bench/raw/{k}", d),
             lambda k: raw_fs.cat_file(f"bench/raw/{k}"), parts, repeat,
         )  # fmt: skip
+        if folder is None:
+            return {"step": step}
         scratch = root / "scratch-s3"
         scratch.mkdir(exist_ok=True)
         pol = bench_policy(
@@ -304,6 +346,7 @@ def main() -> None:
     parser.add_argument("--policy-mb", type=float, default=270.0, help="135M params x 2 bytes (bf16)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-s3", action="store_true")
+    parser.add_argument("--no-policy", action="store_true", help="only the step benchmark")
     parser.add_argument("--dir", type=Path, default=None, help="scratch directory (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -313,7 +356,7 @@ def main() -> None:
     try:
         samples = make_step(args.prompts, args.samples, args.tokens)
         parts = split(samples, args.parts)
-        folder = make_policy(root / "policy-src", args.policy_mb)
+        folder = None if args.no_policy else make_policy(root / "policy-src", args.policy_mb)
         results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
         results["local"] = local_suite(root / "local", parts, folder, args.repeat)
         if not args.no_s3:

@@ -155,11 +155,15 @@ class Bucket:
         wrong = next((r for r in records if r.step != step), None)
         if wrong is not None:
             raise ValueError(f"{kind} part for step {step} contains a record of step {wrong.step}")
-        with self.store.timed(f"write_{kind}_part"), ThreadPoolExecutor(max_workers=1) as pool:
-            # The "already committed?" round trip overlaps the Parquet encoding.
-            probe = pool.submit(self._part_manifest, kind, step, part)
-            encoded = schema.encode(kind, records)
-            existing = probe.result()
+        with self.store.timed(f"write_{kind}_part"):
+            if self.store.local:
+                existing = self._part_manifest(kind, step, part)
+                encoded = schema.encode(kind, records)
+            else:  # the "already committed?" round trip overlaps the Parquet encoding
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    probe = pool.submit(self._part_manifest, kind, step, part)
+                    encoded = schema.encode(kind, records)
+                    existing = probe.result()
             if existing is not None and self.store.size(layout.part_data(kind, step, part)) == existing.size:
                 log.info("%s step %d part %d is already committed; kept as is", kind, step, part)
                 return False
@@ -195,17 +199,18 @@ class Bucket:
                     )
                 return True
 
-            def probe(part: int) -> tuple[PartManifest | None, int | None]:
-                manifest = self._part_manifest(kind, step, part)
-                if manifest is None:
-                    return None, None
-                return manifest, self.store.size(layout.part_data(kind, step, part))
-
-            found = self.store.map(probe, list(range(num_parts)))
-            if any(manifest is None for manifest, _ in found):
+            keys = [layout.part_manifest(kind, step, part) for part in range(num_parts)]
+            blobs = self.store.get_many(keys)
+            if any(blob is None for blob in blobs):
                 return False
-            for part, (manifest, size) in enumerate(found):
-                assert manifest is not None
+            manifests = [
+                PartManifest.from_bytes(blob, self.store.url(key))
+                for key, blob in zip(keys, blobs, strict=True)
+                if blob is not None
+            ]
+            sizes = self.store.sizes(layout.step_dir(kind, step))  # one listing instead of N HEADs
+            for part, manifest in enumerate(manifests):
+                size = sizes.get(layout.part_data(kind, step, part).rsplit("/", 1)[-1])
                 if size != manifest.size:
                     log.warning(
                         "%s step %d part %d: object is %s bytes, manifest says %d; withdrawing the part",
@@ -213,7 +218,7 @@ class Bucket:
                     )  # fmt: skip
                     self.store.delete(layout.part_manifest(kind, step, part))
                     return False
-            commit = StepManifest(kind=kind, step=step, parts=[m for m, _ in found if m is not None])
+            commit = StepManifest(kind=kind, step=step, parts=manifests)
             self.store.put_bytes(layout.step_commit(kind, step), commit.to_bytes())
         return True
 
@@ -223,8 +228,8 @@ class Bucket:
     def committed_steps(self, kind: str) -> list[int]:
         """Committed steps of `kind`, ascending (one listing plus one probe per step)."""
         steps = sorted(s for s in (layout.parse_step_dir(n) for n in self.store.list(kind)) if s is not None)
-        flags = self.store.map(lambda s: self.committed(kind, s), steps)
-        return [s for s, ok in zip(steps, flags, strict=True) if ok]
+        commits = self.store.get_many([layout.step_commit(kind, s) for s in steps])
+        return [s for s, blob in zip(steps, commits, strict=True) if blob is not None]
 
     def read_part_records(self, kind: str, step: int, part: int | None = None) -> list[Any]:
         """Committed records of one part, or of all parts of a committed step (in part order)."""
@@ -243,9 +248,10 @@ class Bucket:
                         f"{self.store.url(layout.part_data(kind, step, part))}: part is not committed"
                     )
                 manifests = [found]
-            blobs = self.store.map(lambda m: self._fetch_verified(kind, step, m), manifests)
+            blobs = self.store.get_many([layout.part_data(kind, step, m.part) for m in manifests])
             records: list[Any] = []
-            for manifest, data in zip(manifests, blobs, strict=True):
+            for manifest, blob in zip(manifests, blobs, strict=True):
+                data = self._verify(kind, step, manifest, blob)
                 records.extend(self._decode_verified(kind, step, manifest, data))
         return records
 
@@ -253,8 +259,7 @@ class Bucket:
         where = self.store.url(layout.part_data(kind, step, part))
         return CorruptPartError(f"{where}: {why}", kind=kind, step=step, part=part)
 
-    def _fetch_verified(self, kind: str, step: int, manifest: PartManifest) -> bytes:
-        data = self.store.get_bytes(layout.part_data(kind, step, manifest.part))
+    def _verify(self, kind: str, step: int, manifest: PartManifest, data: bytes | None) -> bytes:
         if data is None:
             raise self._corrupt(
                 kind, step, manifest.part, "data object is missing although its manifest exists"

@@ -27,8 +27,6 @@ from oreal.bucket.retry import RetryPolicy, call_with_retry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-A = TypeVar("A")
-_THREADS = int(os.environ.get("OREAL_BUCKET_THREADS", "8"))
 
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
@@ -301,12 +299,49 @@ class ObjectStore:
         metrics.BUCKET_BYTES_READ.inc(os.path.getsize(local_path))
         return result
 
-    def map(self, fn: Callable[[A], T], items: list[A]) -> list[T]:
-        """fn over items concurrently (object-store round trips overlap); results in order."""
-        if len(items) <= 1:
-            return [fn(item) for item in items]
-        with ThreadPoolExecutor(max_workers=min(_THREADS, len(items))) as pool:
-            return list(pool.map(fn, items))
+    def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """get_bytes over many keys. On an async object store all GETs go out concurrently in one
+        call to its event loop; a key that failed there is retried through get_bytes.
+        """
+        if self.local or len(keys) <= 1 or not getattr(self.fs, "async_impl", False):
+            return [self.get_bytes(k) for k in keys]
+        paths = [self.path(k) for k in keys]
+        start = time.perf_counter()
+        try:
+            got = self.fs.cat(paths, on_error="return", **self._cat_kwargs)
+        except Exception:  # noqa: BLE001 - fall back to the one-by-one path, which classifies errors
+            got = {}
+        metrics.BUCKET_OPERATION_DURATION.labels("get").observe(time.perf_counter() - start)
+        out: list[bytes | None] = []
+        for key, path in zip(keys, paths, strict=True):
+            value = got.get(path)
+            if isinstance(value, bytes | bytearray):
+                metrics.BUCKET_BYTES_READ.inc(len(value))
+                out.append(bytes(value))
+            elif isinstance(value, FileNotFoundError) and self._bucket_seen:
+                out.append(None)
+            else:
+                out.append(self.get_bytes(key))
+        return out
+
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """{name: size} of the objects directly under `prefix`, from one listing."""
+        path = self.path(prefix).rstrip("/")
+
+        def ls() -> dict[str, int]:
+            try:
+                entries = self.fs.ls(path, detail=True)
+            except FileNotFoundError:
+                return {}
+            return {
+                str(e["name"]).rstrip("/").rsplit("/", 1)[-1]: int(e.get("size") or 0)
+                for e in entries
+                if e.get("type") == "file"
+            }
+
+        if hasattr(self.fs, "invalidate_cache"):
+            self.fs.invalidate_cache(path)
+        return self.run("list", prefix, ls)
 
     @contextmanager
     def timed(self, operation: str) -> Iterator[None]:

@@ -206,7 +206,7 @@ class SFTConfig:
     batch_size: int = 32
     lr: float = 3e-3
     check_every: int = 100
-    validation_size: int = 100
+    validation_size: int = 200
     seed: int = 1234
 
 

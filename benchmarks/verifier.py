@@ -58,6 +58,7 @@ class Pair:
     response: str
     label: bool
     truncated: bool = False
+    convention: str | None = None  # the stated convention the label rests on, if any
 
 
 def _wrap(answer: str, index: int) -> str:
@@ -109,9 +110,8 @@ def hand_pairs(path: Path) -> list[Pair]:
     for line in path.read_text().splitlines():
         if line.strip():
             row = json.loads(line)
-            pairs.append(
-                Pair(row["category"], row["gold"], row["response"], row["label"], row.get("truncated", False))
-            )
+            fields = (row["category"], row["gold"], row["response"], row["label"])
+            pairs.append(Pair(*fields, row.get("truncated", False), row.get("convention")))
     return pairs
 
 
@@ -251,8 +251,8 @@ def summarize(name: str, pairs: list[Pair], results: list[bool], latencies: list
     }
 
 
-def print_table(rows: list[dict], n: int) -> None:
-    print(f"\n{n} pairs")
+def print_table(rows: list[dict], n: int, title: str = "pairs") -> None:
+    print(f"\n{n} {title}")
     header = f"{'':<12}{'accuracy':>10}{'false +':>9}{'false -':>9}{'pairs/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>10}"
     print(header)
     print("-" * len(header))
@@ -305,6 +305,21 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, len(pairs))
     if len(rows) == 2:
         print(f"throughput ratio oreal/math-verify: {rows[0]['throughput'] / rows[1]['throughput']:.2f}")
+    # The same figures on the pairs whose labels rest on no stated convention (rounding, percent, ...).
+    plain = [i for i, p in enumerate(pairs) if p.convention is None]
+    subset = [pairs[i] for i in plain]
+    plain_rows = [
+        summarize("oreal", subset, [ours[0][i] for i in plain], [ours[1][i] for i in plain], ours[2])
+    ]
+    if not args.skip_math_verify:
+        plain_rows.append(
+            summarize(
+                "math-verify", subset, [theirs[0][i] for i in plain], [theirs[1][i] for i in plain], theirs[2]
+            )
+        )
+    print_table(
+        plain_rows, len(subset), "pairs whose labels rest on no stated convention (pairs/s: whole run)"
+    )
     print_errors("oreal", pairs, ours[0], args.show_errors)
     if not args.skip_math_verify:
         print_errors("math-verify", pairs, theirs[0], args.show_errors)

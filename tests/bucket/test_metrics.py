@@ -100,3 +100,28 @@ def test_port_zero_disables_and_bad_port_is_refused() -> None:
     assert metrics._servers == []
     with pytest.raises(metrics.MetricsServerError, match="0 to disable"):
         metrics.serve_metrics(70000, role="verifier")
+
+
+def test_bucket_uses_only_the_declared_operation_labels(tmp_path: Path) -> None:
+    bucket = Bucket.open(str(tmp_path / "run"))
+    bucket.write_verdict_part(0, 0, [])
+    bucket.commit_verdicts(0, 1)
+    bucket.read_verdicts(0)
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "w.bin").write_bytes(b"w")
+    bucket.publish_policy(0, policy)
+    bucket.download_policy(0, tmp_path / "dl")
+    bucket.put_file(policy / "w.bin", "x/w.bin")
+    bucket.get_file("x/w.bin", tmp_path / "w.bin")
+    bucket.delete("x")
+    bucket.exists("x")
+    bucket.list("x")
+    declared = set(metrics.BUCKET_PRIMITIVES + metrics.BUCKET_COMPOSITES)
+    used = {
+        s.labels["operation"]
+        for m in REGISTRY.collect()
+        if m.name == "oreal_bucket_operation_duration_seconds"
+        for s in m.samples
+    }
+    assert used == declared

@@ -74,10 +74,23 @@ POLICY_SYNC_DURATION = Histogram(
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
 
-# Create the known label values up front so every series exists (at 0) from the first scrape.
+# Every `operation` label value the bucket uses: single requests (which are retried) and the
+# composite operations of the commit protocol. Created up front so that every series exists
+# (at 0) from the first scrape.
 BUCKET_PRIMITIVES = ("put", "get", "exists", "info", "list", "delete", "put_file", "get_file")
+BUCKET_COMPOSITES = (
+    "write_rollouts_part",
+    "write_verdicts_part",
+    "commit_rollouts",
+    "commit_verdicts",
+    "read_rollouts",
+    "read_verdicts",
+    "publish_policy",
+    "download_policy",
+)
 for _operation in BUCKET_PRIMITIVES:
     BUCKET_RETRIES.labels(_operation)
+for _operation in BUCKET_PRIMITIVES + BUCKET_COMPOSITES:
     BUCKET_OPERATION_DURATION.labels(_operation)
 for _phase in STEP_PHASES:
     STEP_PHASE_DURATION.labels(_phase)

@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${OREAL_VENV:-.venv}
+export OMP_WAIT_POLICY=PASSIVE  # idle torch threads sleep instead of spinning (the workers share 2 cores)
 
 bash scripts/setup.sh
 # transformers needs accelerate to read GGUF files.

@@ -38,10 +38,11 @@ def test_two_rank_trainer_matches_one_process(tmp_path, tiny_model):
     assert worker(["trainer", *flags]) == 0
 
     lr, bucket, flags = _one_step_run(tmp_path, tiny_model, prompts, "ranks")
-    env = dict(os.environ, OMP_NUM_THREADS="1", OREAL_METRICS_PORT="0")
+    # torchrun's own parser would take --run for its --run-path: the bucket goes in OREAL_RUN_URI.
+    env = dict(os.environ, OMP_NUM_THREADS="1", OREAL_METRICS_PORT="0", OREAL_RUN_URI=lr.uri)
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "oreal.workers", "trainer", *flags],
+         "-m", "oreal.workers", "trainer", *flags[2:]],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

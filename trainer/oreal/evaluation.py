@@ -63,6 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    import os
+
+    # Before torch loads: idle OpenMP threads must sleep, not spin, on a shared CPU.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from oreal.data import DataError
 
     try:

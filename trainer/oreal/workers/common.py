@@ -31,8 +31,14 @@ class Stopped(Exception):  # noqa: N818 - a signal, not an error
 
 
 def add_common_args(parser: argparse.ArgumentParser, replicated: bool = True) -> None:
+    env_run = os.environ.get("OREAL_RUN_URI")
     parser.add_argument(
-        "--run", required=True, metavar="URI", help="the run's bucket URI (file://, s3://, path)"
+        "--run",
+        required=env_run is None,
+        default=env_run,
+        metavar="URI",
+        help="the run's bucket URI (file://, s3://, path); default $OREAL_RUN_URI (use the variable "
+        "under torchrun, whose own parser mistakes --run for its --run-path)",
     )
     parser.add_argument(
         "--endpoint", default=os.environ.get("OREAL_STORAGE_ENDPOINT"), help="S3 endpoint URL"
@@ -186,6 +192,8 @@ def run_worker(role: str, body: Callable[[], int]) -> int:
     from oreal.metrics import MetricsServerError
 
     configure_logging(role)
+    # Before torch loads: idle OpenMP threads must sleep, not spin, while another role computes.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     _STOP["requested"] = False
     try:

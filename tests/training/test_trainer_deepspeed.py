@@ -7,6 +7,7 @@ from trainer_fixtures import scored_batch
 from oreal.training import OptimizerOptions, OREALTrainer, TrainerOptions
 
 pytest.importorskip("deepspeed")
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
 def options(backend: str, stage: int) -> TrainerOptions:

@@ -31,11 +31,22 @@ def test_padded_batch_logprobs_equal_unpadded(arch, request):
             assert torch.allclose(logp[i, : len(r)], expected, atol=1e-5), i
 
 
-def test_gather_logprobs_matches_log_softmax():
-    logits = torch.randn(2, 3, 7)
-    targets = torch.randint(0, 7, (2, 3))
-    ref = torch.log_softmax(logits, -1).gather(-1, targets[..., None]).squeeze(-1)
-    assert torch.allclose(gather_logprobs(logits, targets), ref, atol=1e-6)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gather_logprobs_values_and_gradients_match_log_softmax(dtype):
+    torch.manual_seed(0)
+    logits = (torch.randn(2, 5, 11) * 3).to(dtype)
+    targets = torch.randint(0, 11, (2, 5))
+    weights = torch.randn(2, 5)
+    a = logits.clone().requires_grad_(True)
+    ref = torch.log_softmax(a.float(), -1).gather(-1, targets[..., None]).squeeze(-1)
+    (ref * weights).sum().backward()
+    b = logits.clone().requires_grad_(True)
+    out = gather_logprobs(b, targets, chunk=3)  # chunks that do not divide the 10 rows
+    (out * weights).sum().backward()
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, ref, atol=1e-5)
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    assert b.grad.dtype == dtype and torch.allclose(b.grad.float(), a.grad.float(), atol=tol)
 
 
 def test_zero_head_gives_zero_scores_and_zero_weights(tiny_qwen):

@@ -85,6 +85,7 @@ def test_save_policy_is_loadable_hf_with_tokenizer(tiny_qwen, tmp_path):
 
     trainer = OREALTrainer(TrainerOptions(token_weights=False, **FAST), policy_path=tiny_qwen)
     trainer.train_step(scored_batch(0), 0)
+    assert trainer.policy_model is trainer.policy.module
     trainer.save_policy(tmp_path / "out")
     assert (tmp_path / "out" / "tokenizer_config.json").is_file()
     loaded = AutoModelForCausalLM.from_pretrained(str(tmp_path / "out"))

@@ -109,6 +109,15 @@ class OREALTrainer:
             compute_dtype=self.compute_dtype,
         )
 
+    @property
+    def policy_model(self) -> torch.nn.Module:
+        """The underlying Hugging Face policy (e.g. for in-process sampling with `generate`).
+
+        Under DeepSpeed ZeRO-3 its parameters are partitioned: gather them first
+        (`deepspeed.zero.GatheredParameters`) or sample from a `save_policy` copy.
+        """
+        return self.policy.module
+
     # ------------------------------------------------------------------ learning rates
     def policy_lr(self, step: int) -> float:
         o = self.options

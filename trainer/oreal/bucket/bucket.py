@@ -175,40 +175,45 @@ class Bucket:
 
     def parts_committed(self, kind: str, step: int) -> set[int]:
         """Parts of `step` whose manifest exists (all parts of the commit once the step is committed)."""
-        committed = self._step_manifest(kind, step)
-        if committed is not None:
-            return {p.part for p in committed.parts}
         names = self.store.list(layout.step_dir(kind, step))
+        if layout.COMMITTED in names:
+            committed = self._step_manifest(kind, step)
+            if committed is not None:
+                return {p.part for p in committed.parts}
         return {p for p in (layout.parse_part_manifest(n) for n in names) if p is not None}
 
     def commit(self, kind: str, step: int, num_parts: int) -> bool:
         """Write the step's `_COMMITTED` iff parts 0..num_parts-1 are committed. Idempotent.
 
-        A part whose data object does not have the size its manifest records is withdrawn (its
-        manifest deleted) so that its owner rewrites it; the step then stays uncommitted.
+        One listing of the step answers "already committed?", "which parts?" and "what sizes?";
+        then the part manifests are fetched together and the commit is written. A part whose data
+        object does not have the size its manifest records is withdrawn (its manifest deleted) so
+        that its owner rewrites it; the step then stays uncommitted.
         """
         if num_parts < 1:
             raise ValueError(f"num_parts must be >= 1, got {num_parts}")
         with self.store.timed(f"commit_{kind}"):
-            existing = self._step_manifest(kind, step)
-            if existing is not None:
-                if len(existing.parts) != num_parts:
-                    raise BucketError(
-                        f"{self.store.url(layout.step_commit(kind, step))}: committed with "
-                        f"{len(existing.parts)} parts, asked to commit {num_parts}"
-                    )
-                return True
-
+            sizes = self.store.sizes(layout.step_dir(kind, step))
+            if layout.COMMITTED in sizes:
+                existing = self._step_manifest(kind, step)
+                if existing is not None:
+                    if len(existing.parts) != num_parts:
+                        raise BucketError(
+                            f"{self.store.url(layout.step_commit(kind, step))}: committed with "
+                            f"{len(existing.parts)} parts, asked to commit {num_parts}"
+                        )
+                    return True
             keys = [layout.part_manifest(kind, step, part) for part in range(num_parts)]
+            if any(key.rsplit("/", 1)[-1] not in sizes for key in keys):
+                return False
             blobs = self.store.get_many(keys)
             if any(blob is None for blob in blobs):
-                return False
+                return False  # withdrawn meanwhile
             manifests = [
                 PartManifest.from_bytes(blob, self.store.url(key))
                 for key, blob in zip(keys, blobs, strict=True)
                 if blob is not None
             ]
-            sizes = self.store.sizes(layout.step_dir(kind, step))  # one listing instead of N HEADs
             for part, manifest in enumerate(manifests):
                 size = sizes.get(layout.part_data(kind, step, part).rsplit("/", 1)[-1])
                 if size != manifest.size:

@@ -43,6 +43,7 @@ class ObjectStore:
         self.retry = retry or RetryPolicy.from_env()
         self.local = isinstance(fs, LocalFileSystem)
         self._bucket_seen = False  # the bucket existed once: a 404 since then is just a missing key
+        self._dirs: set[str] = set()  # local directories known to exist (saves a mkdir per write)
         protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
         # s3fs issues a HEAD before every GET to decide on ranged parallel reads (and a LIST after
         # a 404); our objects are read whole, so one GET is enough.
@@ -138,10 +139,17 @@ class ObjectStore:
 
     def _local_atomic_write(self, path: str, data: bytes) -> None:
         directory = os.path.dirname(path)
-        self.fs.makedirs(directory, exist_ok=True)
+        if directory not in self._dirs:
+            self.fs.makedirs(directory, exist_ok=True)
+            self._dirs.add(directory)
         tmp = f"{directory}/.{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:12]}"
         try:
-            with self.fs.open(tmp, "wb") as f:
+            try:
+                f = self.fs.open(tmp, "wb")
+            except FileNotFoundError:  # the directory was deleted since we made it
+                self.fs.makedirs(directory, exist_ok=True)
+                f = self.fs.open(tmp, "wb")
+            with f:
                 f.write(data)
             self.fs.mv(tmp, path)
         except BaseException:

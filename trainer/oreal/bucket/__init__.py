@@ -6,7 +6,19 @@ b = Bucket.open("s3://team-rl/runs/ns/run", endpoint="http://minio:9000")
 b.write_rollout_part(step, part, samples); b.commit_rollouts(step, num_parts)
 samples = b.read_rollouts(step)
 ```
-See `oreal.bucket.bucket` for the commit protocol and `oreal.bucket.layout` for the keys.
+Modules, from the top down:
+
+- `bucket`       the `Bucket` API and the commit protocol of rollout/verdict parts
+- `policy`       publishing and downloading policy folders (files first, `_COMMITTED` last)
+- `layout`       every key of the bucket (zero-padded, deterministic)
+- `manifest`     the JSON manifests (part, step, policy) and checksums
+- `schema`       versioned Parquet schemas of prompts, rollouts and verdicts
+- `state`        `RunState` (state.json)
+- `store`        key/value access to one fsspec location: atomic writes, retries, errors, metrics
+- `retry`        transient-error classification and capped, jittered exponential backoff
+- `filesystems`  storage URI -> fsspec filesystem (s3fs/gcsfs settings, timeouts)
+- `errors`       `BucketError` and its subclasses
+- `seaweedfs`    a throw-away SeaweedFS S3 server for tests, benchmarks and CI
 """
 
 from oreal.bucket.bucket import Bucket

@@ -14,7 +14,8 @@ def test_defaults_are_the_papers(minimal: dict) -> None:
     a = spec.algorithm
     assert (a.name, a.variant) == ("oreal", "reference")
     assert (a.prompts_per_step, a.samples_per_prompt, a.keep_per_prompt) == (64, 16, 1)
-    assert (a.kl_coef, a.negative_coef, a.warmup_steps, a.max_staleness) == (0.01, 0.5, 10, 0)
+    assert (a.steps, a.warmup_steps) == (90, 10)  # released configs: 90 steps, 10 reward-model-only
+    assert (a.kl_coef, a.negative_coef, a.max_staleness) == (0.01, 0.5, 0)
     assert (a.policy_optimizer.lr, a.policy_optimizer.min_lr) == (5e-7, 1e-7)
     assert (a.reward_model_optimizer.lr, a.reward_model_optimizer.min_lr) == (2e-6, 4e-7)
     assert (a.policy_optimizer.weight_decay, a.policy_optimizer.grad_clip) == (0.01, 1.0)

@@ -100,7 +100,7 @@ def test_missing_file_and_non_utf8(tmp_path: Path, capsys) -> None:
 def test_valid_file_exits_zero_and_says_what_it_is(repo_root: Path, capsys) -> None:
     assert main(["validate", str(repo_root / "examples" / "run.yaml")]) == 0
     assert (
-        "valid OREALRun 'qwen7b-oreal' (oreal/reference, 100 steps, 64 prompts x 16 samples)"
+        "valid OREALRun 'qwen7b-oreal' (oreal/reference, 90 steps, 64 prompts x 16 samples)"
         in capsys.readouterr().out
     )
 

@@ -154,7 +154,11 @@ class AlgorithmSpec(SpecModel):
         default="reference",
         description="reference: the released code's loss weighting; paper: the paper's equations.",
     )
-    steps: PositiveInt = Field(default=100, description="Number of RL steps (rollout batches).")
+    steps: PositiveInt = Field(
+        default=90,
+        description="Number of RL steps (rollout batches), warm-up included. The released OREAL configs: "
+        "90 steps, the first 10 training only the token-level reward model.",
+    )
     warmup_steps: NonNegativeInt = Field(
         default=10, description="Steps at the start in which only the token-level reward model learns."
     )
@@ -208,7 +212,7 @@ CEL_RULES["AlgorithmSpec"] = [
         "keepPerPrompt must be <= samplesPerPrompt",
     ),
     (
-        "(has(self.warmupSteps) ? self.warmupSteps : 10) < (has(self.steps) ? self.steps : 100)",
+        "(has(self.warmupSteps) ? self.warmupSteps : 10) < (has(self.steps) ? self.steps : 90)",
         "warmupSteps must be < steps: otherwise the policy never trains",
     ),
 ]

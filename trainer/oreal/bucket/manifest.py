@@ -14,26 +14,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from oreal.bucket.crc import file_crc32
 from oreal.bucket.errors import BucketError
+
+__all__ = ["PartManifest", "PolicyFile", "PolicyManifest", "StepManifest", "file_crc32", "sha256"]
 
 MANIFEST_VERSION = 1
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def file_crc32(path: str, chunk: int = 8 << 20) -> str:
-    """CRC-32 (zlib) of a file, as 8 hex digits."""
-    crc = 0
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            crc = zlib.crc32(block, crc)
-    return f"{crc:08x}"
 
 
 def _load(data: bytes, where: str) -> dict[str, Any]:

@@ -57,21 +57,34 @@ def crc32_combine(crc_a: int, crc_b: int, len_b: int) -> int:
     return _apply(zeros_operator(len_b), crc_a) ^ crc_b if len_b > 0 else crc_a
 
 
-def _block_crc(path: str, index: int, block: int) -> int:
-    with open(path, "rb") as f:
-        f.seek(index * block)
-        return zlib.crc32(f.read(block))
+_CHUNK = 4 << 20
+
+
+def _range_crc(path: str, start: int, length: int) -> int:
+    """CRC-32 of length bytes from start, read into one reused buffer (a fresh buffer per read
+    costs page faults: 1 GB/s instead of ~1.7 GB/s here). Not mmap: a file truncated while it is
+    read would kill the process with SIGBUS instead of failing the check."""
+    crc, buffer = 0, bytearray(min(_CHUNK, max(length, 1)))
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as f:
+        f.seek(start)
+        while length > 0:
+            n = f.readinto(view[: min(len(buffer), length)])
+            if not n:
+                break  # the file shrank: the caller's size check reports it
+            crc = zlib.crc32(view[:n], crc)
+            length -= n
+    return crc
 
 
 def file_crc32(path: str, block: int = BLOCK) -> str:
     """zlib CRC-32 of a file as 8 hex digits; files over one block are checksummed in parallel."""
     size = os.path.getsize(path)
     if size <= block:
-        with open(path, "rb") as f:
-            return f"{zlib.crc32(f.read()):08x}"
+        return f"{_range_crc(path, 0, size):08x}"
     blocks = -(-size // block)
     with ThreadPoolExecutor(max_workers=min(_THREADS, blocks)) as pool:
-        crcs = list(pool.map(lambda i: _block_crc(path, i, block), range(blocks)))
+        crcs = list(pool.map(lambda i: _range_crc(path, i * block, block), range(blocks)))
     full = zeros_operator(block)
     crc = crcs[0]
     for c in crcs[1:-1]:

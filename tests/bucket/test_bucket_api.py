@@ -254,3 +254,26 @@ def test_policy_file_missing_from_the_bucket_is_corruption(bucket: Bucket, tmp_p
 def test_uploading_a_missing_local_file_is_a_clear_error(bucket: Bucket, tmp_path: Path) -> None:
     with pytest.raises(BucketError, match="does not exist"):
         bucket.put_file(tmp_path / "nope.bin", "checkpoints/nope.bin")
+
+
+def test_unreadable_manifests_heal(bucket: Bucket) -> None:
+    samples = make_samples(11)
+    bucket.write_rollout_part(11, 0, samples)
+    bucket.put_bytes(layout.part_manifest("rollouts", 11, 0), b'{"part": 0, "ro')  # truncated JSON
+    with pytest.raises(CorruptPartError):
+        bucket.read_rollouts(11, part=0)  # a reader does not trust it
+    assert not bucket.commit_rollouts(11, 1)  # the committer withdraws it
+    assert bucket.rollout_parts_committed(11) == set()
+    assert bucket.write_rollout_part(11, 0, samples)  # and the owner rewrites the part
+    assert bucket.commit_rollouts(11, 1)
+    bucket.put_bytes(layout.step_commit("rollouts", 11), b"garbage")
+    assert not bucket.rollouts_committed(11)
+    assert bucket.commit_rollouts(11, 1)  # the step commit is rebuilt from the part manifests
+    assert bucket.read_rollouts(11) == samples
+
+
+def test_writer_rewrites_a_part_whose_manifest_is_unreadable(bucket: Bucket) -> None:
+    bucket.write_verdict_part(12, 0, make_verdicts(make_samples(12)))
+    bucket.put_bytes(layout.part_manifest("verdicts", 12, 0), b"\x00not json")
+    assert bucket.write_verdict_part(12, 0, make_verdicts(make_samples(12)))
+    assert bucket.commit_verdicts(12, 1)

@@ -137,14 +137,36 @@ class Bucket:
 
     # -- parts (generic over kind = "rollouts" | "verdicts") ---------------------------------------
     def _step_manifest(self, kind: str, step: int) -> StepManifest | None:
+        """The step's commit, or None. An unreadable commit counts as absent: `commit` rebuilds it
+        from the part manifests."""
         key = layout.step_commit(kind, step)
         data = self.store.get_bytes(key)
-        return None if data is None else StepManifest.from_bytes(data, self.store.url(key))
+        if data is None:
+            return None
+        try:
+            return StepManifest.from_bytes(data, self.store.url(key))
+        except BucketError as exc:
+            log.warning("ignoring an unreadable step commit: %s", exc)
+            return None
 
     def _part_manifest(self, kind: str, step: int, part: int) -> PartManifest | None:
+        """The part's manifest, or None; CorruptPartError if it is unreadable."""
         key = layout.part_manifest(kind, step, part)
         data = self.store.get_bytes(key)
-        return None if data is None else PartManifest.from_bytes(data, self.store.url(key))
+        if data is None:
+            return None
+        try:
+            return PartManifest.from_bytes(data, self.store.url(key))
+        except BucketError as exc:
+            raise CorruptPartError(str(exc), kind=kind, step=step, part=part) from exc
+
+    def _part_manifest_or_none(self, kind: str, step: int, part: int) -> PartManifest | None:
+        """For the part's writer: an unreadable manifest is not trusted, so the part is rewritten."""
+        try:
+            return self._part_manifest(kind, step, part)
+        except CorruptPartError as exc:
+            log.warning("rewriting %s step %d part %d: %s", kind, step, part, exc)
+            return None
 
     def write_part(self, kind: str, step: int, part: int, records: list[Any]) -> bool:
         """Write one part (data, then its manifest). False if it was already committed (kept as is).
@@ -157,11 +179,11 @@ class Bucket:
             raise ValueError(f"{kind} part for step {step} contains a record of step {wrong.step}")
         with self.store.timed(f"write_{kind}_part"):
             if self.store.local:
-                existing = self._part_manifest(kind, step, part)
+                existing = self._part_manifest_or_none(kind, step, part)
                 encoded = schema.encode(kind, records)
             else:  # the "already committed?" round trip overlaps the Parquet encoding
                 with ThreadPoolExecutor(max_workers=1) as pool:
-                    probe = pool.submit(self._part_manifest, kind, step, part)
+                    probe = pool.submit(self._part_manifest_or_none, kind, step, part)
                     encoded = schema.encode(kind, records)
                     existing = probe.result()
             if existing is not None and self.store.size(layout.part_data(kind, step, part)) == existing.size:
@@ -209,11 +231,14 @@ class Bucket:
             blobs = self.store.get_many(keys)
             if any(blob is None for blob in blobs):
                 return False  # withdrawn meanwhile
-            manifests = [
-                PartManifest.from_bytes(blob, self.store.url(key))
-                for key, blob in zip(keys, blobs, strict=True)
-                if blob is not None
-            ]
+            manifests: list[PartManifest] = []
+            for part, (key, blob) in enumerate(zip(keys, blobs, strict=True)):
+                try:
+                    manifests.append(PartManifest.from_bytes(blob or b"", self.store.url(key)))
+                except BucketError as exc:
+                    log.warning("%s step %d part %d: %s; withdrawing the part", kind, step, part, exc)
+                    self.store.delete(key)
+                    return False
             for part, manifest in enumerate(manifests):
                 size = sizes.get(layout.part_data(kind, step, part).rsplit("/", 1)[-1])
                 if size != manifest.size:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pyarrow as pa
@@ -63,3 +64,13 @@ def test_wrong_kind_and_garbage_are_refused() -> None:
         schema.decode("rollouts", b"not parquet at all", "x")
     with pytest.raises(TypeError, match="RolloutSample"):
         schema.encode("rollouts", make_verdicts(make_samples(0)))
+
+
+@pytest.mark.parametrize("kind", ["prompts", "rollouts", "verdicts"])
+def test_schemas_cover_exactly_the_trajectory_fields(kind: str) -> None:
+    """If oreal.trajectory gains or loses a field, the Parquet schema (and its version) must follow."""
+    record_fields = {f.name for f in dataclasses.fields(schema.RECORD_TYPES[kind])}
+    derived = {"reward"} if kind == "verdicts" else set()
+    assert set(schema.SCHEMAS[kind].names) == record_fields | derived, (
+        f"update SCHEMAS[{kind!r}] and bump SCHEMA_VERSION[{kind!r}] (minor: new optional column)"
+    )

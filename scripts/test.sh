@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# SeaweedFS (the real S3 server of the tests marked s3): present and able to serve an object.
+bash scripts/ci_services.sh
 VENV=${OREAL_VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
 

@@ -96,3 +96,25 @@ def test_filter_logits_keeps_top_k_and_the_nucleus():
 def test_generate_before_load_is_an_error():
     with pytest.raises(RuntimeError, match="before load"):
         HFEngine().generate([[1]], [0], SamplingOptions())
+
+
+def test_reload_in_place_matches_a_fresh_load(tmp_path, tiny_model):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    other = tmp_path / "v1"
+    shutil.copytree(tiny_model, other)
+    tensors = load_file(str(other / "model.safetensors"))
+    save_file(
+        {k: v * 1.5 for k, v in tensors.items()}, str(other / "model.safetensors"), metadata={"format": "pt"}
+    )
+    engine = HFEngine(batch_size=2)
+    engine.load(tiny_model, 0)
+    model = engine.model
+    engine.load(other, 1)
+    assert engine.model is model and engine.version == 1  # same module, new weights
+    fresh = HFEngine(batch_size=2)
+    fresh.load(other, 1)
+    for name, value in fresh.model.state_dict().items():
+        assert torch.equal(engine.model.state_dict()[name], value), name

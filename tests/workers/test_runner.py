@@ -125,7 +125,11 @@ def test_terminal_display_shows_a_bar_per_step_and_the_metrics_line():
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=120)
     with Display(total_steps=3, rollout_parts=2, verdict_parts=1, console=console) as display:
-        display.update({0: StepProgress(2, 1, True), 1: StepProgress(1, 0, False)}, {0: {"step": 0, "pass_rate": 0.25}}, 0)
+        display.update(
+            {0: StepProgress(2, 1, True), 1: StepProgress(1, 0, False)},
+            {0: {"step": 0, "pass_rate": 0.25}},
+            0,
+        )
     text = buffer.getvalue()
     assert "step 1/3" in text and "step 2/3" in text
     assert "4/4" in text and "1/4" in text  # rollout parts + verdict parts + trained

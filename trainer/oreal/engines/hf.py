@@ -86,12 +86,36 @@ class HFEngine(Engine):
         return getattr(torch, self.dtype)
 
     def load(self, policy_dir: Path, version: int | None = None) -> None:
-        dtype = self.torch_dtype()
+        """First call: build the model. Later calls: copy the new weights into it in place."""
+        policy_dir = Path(policy_dir)
+        if self.model is not None and self._reload_in_place(policy_dir):
+            self.version = version
+            return
         if self._tokenizer is None:
             self._tokenizer = AutoTokenizer.from_pretrained(policy_dir)
-        model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=self.torch_dtype())
         self.model = model.to(self.device).eval()
         self.version = version
+
+    @torch.inference_mode()
+    def _reload_in_place(self, policy_dir: Path) -> bool:
+        """Copy safetensors weights into the loaded model (same architecture); False if impossible."""
+        from safetensors.torch import load_file
+
+        files = sorted(policy_dir.glob("*.safetensors"))
+        if not files:
+            return False
+        own = self.model.state_dict()
+        loaded: set[str] = set()
+        for f in files:
+            for name, tensor in load_file(str(f)).items():
+                if name not in own or own[name].shape != tensor.shape:
+                    return False
+                own[name].copy_(tensor)
+                loaded.add(name)
+        missing = {n for n in own if n not in loaded}
+        tied = self.model.config.tie_word_embeddings and missing <= {"lm_head.weight"}
+        return not missing or tied
 
     def stop_ids(self) -> set[int]:
         ids = {self._tokenizer.eos_token_id}

@@ -106,7 +106,11 @@ def build_workers(lr: LocalRun, threads: int, metrics_port: int | None) -> list[
         "PYTHONUNBUFFERED": "1",
         "OREAL_RUN": lr.name,
         "OREAL_WORK_DIR": str(lr.run_dir / "work"),
-        "OMP_WAIT_POLICY": "PASSIVE",  # idle torch threads must not spin while another role computes
+        "OMP_WAIT_POLICY": "PASSIVE",
+        # A local bucket is cheap to poll; each step passes three hand-offs between workers.
+        "OREAL_POLL_SECONDS": os.environ.get(
+            "OREAL_POLL_SECONDS", "0.2"
+        ),  # idle torch threads must not spin while another role computes
         "TOKENIZERS_PARALLELISM": "false",
     }
     logs = lr.run_dir / "logs"

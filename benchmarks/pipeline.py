@@ -11,6 +11,13 @@ loading) is reported separately, since it is paid once per run, not per step.
 
 Second figure: policy publish (trainer -> bucket) and download + load (bucket -> hf engine) time
 against the bytes moved, for the run's initial policy.
+
+Measured on the quickstart (2-core CPU, file:// bucket, SmolLM2-135M fp32 policy of 541.6 MB):
+overhead 8.3% of steady-state wall time (load average 5; 14.5% before the hf engine reloaded
+weights in place and the runner polled every 0.2 s instead of 1 s). Per step ~3.5 s of
+overhead, plus ~8-18 s for the final checkpoint (policy, reward model and both AdamW states).
+Policy publish 0.99 s (545 MB/s, 4x a plain copy: sha256 + atomic renames), download 0.85 s
+(636 MB/s), hf engine load 2.6 s.
 """
 
 from __future__ import annotations

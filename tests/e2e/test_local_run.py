@@ -116,8 +116,13 @@ def baseline(setup):
     return _final_weights(root / "baseline")
 
 
-def test_uninterrupted_run_completes(baseline):
+def test_uninterrupted_run_completes(setup, baseline):
+    root, _, _ = setup
     assert baseline
+    # Starting a finished run again only rewrites its report.
+    proc = _start(root / "baseline.yaml", root)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "already complete" in out, out
 
 
 def test_killed_workers_and_interrupted_runner_lose_and_duplicate_nothing(setup, baseline):

@@ -14,6 +14,7 @@ from oreal.workers.__main__ import main as worker
 from .conftest import tiny_spec, write_prompts, write_spec
 
 ONE_STEP = {"algorithm.steps": 1, "algorithm.warmupSteps": 0}
+SOLO = {**ONE_STEP, "rollout.replicas": 1}  # one rollout replica
 
 
 def _open(tmp_path, model, prompts, **overrides):
@@ -73,7 +74,7 @@ def test_one_step_through_all_three_workers(tmp_path, tiny_model, prompts_file):
 def test_rollout_is_deterministic_per_step(tmp_path, tiny_model, prompts_file):
     runs = []
     for name in ("a", "b"):
-        lr, bucket = _open(tmp_path / name, tiny_model, prompts_file, **ONE_STEP)
+        lr, bucket = _open(tmp_path / name, tiny_model, prompts_file, **SOLO)
         bucket.publish_policy(0, tiny_model)
         assert worker(["rollout", *_flags(lr, "--index", "0", "--replicas", "1")]) == 0
         runs.append([(s.key, s.response_token_ids) for s in bucket.read_rollouts(0)])
@@ -96,7 +97,7 @@ def test_missing_policy_folder_is_one_clear_line(tmp_path, prompts_file, capfd):
 def test_bad_prompts_file_then_fixed(tmp_path, tiny_model, capfd):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"id": "p0", "problem": "What is 1 + 1?"}\n')
-    lr, bucket = _open(tmp_path, tiny_model, prompts, **ONE_STEP)
+    lr, bucket = _open(tmp_path, tiny_model, prompts, **SOLO)
     bucket.publish_policy(0, tiny_model)
     flags = _flags(lr, "--index", "0", "--replicas", "1")
     assert worker(["rollout", *flags]) == 3
@@ -109,7 +110,7 @@ def test_bad_prompts_file_then_fixed(tmp_path, tiny_model, capfd):
 def test_full_disk_is_reported_and_the_run_resumes(tmp_path, tiny_model, prompts_file, capfd, monkeypatch):
     from oreal.bucket import store
 
-    lr, bucket = _open(tmp_path, tiny_model, prompts_file, **ONE_STEP)
+    lr, bucket = _open(tmp_path, tiny_model, prompts_file, **SOLO)
     bucket.publish_policy(0, tiny_model)
     real_put = store.ObjectStore.put_bytes
 
@@ -177,7 +178,7 @@ def test_a_withdrawn_part_is_found_for_regeneration(tmp_path, tiny_model, prompt
     from oreal.workers.common import WorkerContext
     from oreal.workers.rollout import withdrawn_step
 
-    lr, bucket = _open(tmp_path, tiny_model, prompts_file, **ONE_STEP)
+    lr, bucket = _open(tmp_path, tiny_model, prompts_file, **SOLO)
     bucket.publish_policy(0, tiny_model)
     assert worker(["rollout", *_flags(lr, "--index", "0", "--replicas", "1")]) == 0
     ctx = WorkerContext(bucket, parse_run(bucket.read_spec()), tmp_path, 0.05, lambda: False)
@@ -185,3 +186,9 @@ def test_a_withdrawn_part_is_found_for_regeneration(tmp_path, tiny_model, prompt
     assert withdrawn_step(ctx, 1, 0) is None
     bucket.invalidate_part("rollouts", 0, 0)  # what a verifier does with a corrupt part
     assert withdrawn_step(ctx, 1, 0) == 0
+
+
+def test_replicas_flag_must_match_the_spec(tmp_path, tiny_model, prompts_file, capfd):
+    lr, _ = _open(tmp_path, tiny_model, prompts_file)  # spec: 2 rollout replicas
+    assert worker(["rollout", *_flags(lr, "--index", "0", "--replicas", "3")]) == 3
+    _no_traceback(capfd, "does not match spec.rollout.replicas (2)")

@@ -74,6 +74,7 @@ def make_engine(
     gpu_memory_utilization: float = 0.85,
     seed: int = 0,
     dtype: str = "auto",
+    max_model_len: int | None = None,
 ) -> Engine:
     """Build an engine by name (`hf` or `vllm`); heavy imports happen here, not at module import."""
     if name == "hf":
@@ -83,5 +84,7 @@ def make_engine(
     if name == "vllm":
         from oreal.engines.vllm import VLLMEngine
 
-        return VLLMEngine(gpu_memory_utilization=gpu_memory_utilization, seed=seed, dtype=dtype)
+        return VLLMEngine(
+            gpu_memory_utilization=gpu_memory_utilization, seed=seed, dtype=dtype, max_model_len=max_model_len
+        )
     raise ValueError(f"unknown engine {name!r}; use hf or vllm")

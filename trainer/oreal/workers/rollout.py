@@ -18,6 +18,7 @@ from typing import Any
 from oreal import metrics
 from oreal.workers.common import (
     WorkerContext,
+    WorkerError,
     add_common_args,
     open_run,
     phase,
@@ -174,6 +175,10 @@ def run(args: argparse.Namespace) -> int:
     from oreal.engines import make_engine
 
     ctx = open_run(args, "rollout")
+    if args.replicas != ctx.spec.rollout.replicas:
+        raise WorkerError(
+            f"--replicas {args.replicas} does not match spec.rollout.replicas ({ctx.spec.rollout.replicas})"
+        )
     set_threads()
     spec, bucket = ctx.spec, ctx.bucket
     pool = load_pool(spec)
@@ -183,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         gpu_memory_utilization=spec.rollout.gpu_memory_utilization,
         seed=spec.algorithm.seed,
         dtype=spec.model.dtype,
+        max_model_len=spec.sampling.max_prompt_tokens + spec.sampling.max_new_tokens,
     )
     try:
         step = 0

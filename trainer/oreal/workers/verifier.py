@@ -13,6 +13,7 @@ import logging
 from oreal.bucket import CorruptPartError
 from oreal.workers.common import (
     WorkerContext,
+    WorkerError,
     add_common_args,
     open_run,
     phase,
@@ -84,6 +85,10 @@ def read_parts(ctx: WorkerContext, step: int, parts: list[int]):
 
 def run(args: argparse.Namespace) -> int:
     ctx = open_run(args, "verifier")
+    if args.replicas != ctx.spec.verifier.replicas:
+        raise WorkerError(
+            f"--replicas {args.replicas} does not match spec.verifier.replicas ({ctx.spec.verifier.replicas})"
+        )
     spec, bucket = ctx.spec, ctx.bucket
     rollout_replicas = spec.rollout.replicas
     parts = my_rollout_parts(rollout_replicas, args.index, args.replicas)

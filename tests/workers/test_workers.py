@@ -192,3 +192,14 @@ def test_replicas_flag_must_match_the_spec(tmp_path, tiny_model, prompts_file, c
     lr, _ = _open(tmp_path, tiny_model, prompts_file)  # spec: 2 rollout replicas
     assert worker(["rollout", *_flags(lr, "--index", "0", "--replicas", "3")]) == 3
     _no_traceback(capfd, "does not match spec.rollout.replicas (2)")
+
+
+def test_stale_rollouts_run_ahead_of_the_trainer(tmp_path, tiny_model, prompts_file):
+    """maxStaleness 1: step 1 is generated from v0 without waiting for the trainer."""
+    overrides = {**SOLO, "algorithm.steps": 2, "algorithm.maxStaleness": 1}
+    lr, bucket = _open(tmp_path, tiny_model, prompts_file, **overrides)
+    bucket.publish_policy(0, tiny_model)
+    assert worker(["rollout", *_flags(lr, "--index", "0", "--replicas", "1")]) == 0
+    assert bucket.rollouts_committed(0) and bucket.rollouts_committed(1)
+    assert {s.policy_version for s in bucket.read_rollouts(1)} == {0}
+    assert _metric("oreal_rollout_policy_staleness") == 1

@@ -116,6 +116,12 @@ def build_workers(lr: LocalRun, threads: int, metrics_port: int | None) -> list[
     logs = lr.run_dir / "logs"
     workers = []
 
+    storage = spec.storage
+    if storage.endpoint:  # the workers must reach the bucket before they can read the spec in it
+        env["OREAL_STORAGE_ENDPOINT"] = storage.endpoint
+    if storage.region:
+        env["OREAL_STORAGE_REGION"] = storage.region
+
     def add(name: str, role: str, extra: list[str], port: int, n_threads: int) -> None:
         worker_env = env | {
             "OREAL_METRICS_PORT": str(port),

@@ -41,7 +41,9 @@ def add_common_args(parser: argparse.ArgumentParser, replicated: bool = True) ->
         "under torchrun, whose own parser mistakes --run for its --run-path)",
     )
     parser.add_argument(
-        "--endpoint", default=os.environ.get("OREAL_STORAGE_ENDPOINT"), help="S3 endpoint URL"
+        "--endpoint",
+        default=os.environ.get("OREAL_STORAGE_ENDPOINT"),
+        help="S3 endpoint URL (default: $OREAL_STORAGE_ENDPOINT; region: $OREAL_STORAGE_REGION)",
     )
     if replicated:
         parser.add_argument("--index", type=int, default=int(os.environ.get("OREAL_INDEX", "0")))
@@ -84,7 +86,7 @@ def open_run(args: argparse.Namespace, role: str) -> WorkerContext:
 
     if getattr(args, "replicas", 1) < 1 or not 0 <= getattr(args, "index", 0) < getattr(args, "replicas", 1):
         raise WorkerError(f"need 0 <= --index < --replicas, got {args.index} and {args.replicas}")
-    bucket = Bucket.open(args.run, endpoint=args.endpoint)
+    bucket = Bucket.open(args.run, endpoint=args.endpoint, region=os.environ.get("OREAL_STORAGE_REGION"))
     text = bucket.read_spec()
     if text is None:
         raise WorkerError(f"{bucket.uri}: no spec.yaml; start the run with `oreal run` or the operator")

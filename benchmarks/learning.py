@@ -61,7 +61,7 @@ class BenchConfig:
     lr: float = 3e-4
     min_lr: float = 3e-5
     reward_model_lr: float = 1.2e-3  # 4x the policy lr, the paper's ratio (2e-6 vs 5e-7); not tuned
-    warmup_steps: int = 5  # reward-model-only steps; only full OREAL has a reward model to warm up
+    warmup_steps: int = 10  # reward-model-only steps (the paper's 10); only full OREAL has a reward model
     threads: int = 1
     task: lt.TaskConfig = lt.TaskConfig()
     sft: lt.SFTConfig = lt.SFTConfig()
@@ -210,10 +210,6 @@ def run_one(method: str, seed: int, cfg: BenchConfig, sft_path: str, log=print) 
         "stats": history,
         "seconds": time.time() - t0,
     }
-
-
-def _run_one_star(args: tuple) -> dict:
-    return run_one(*args)
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -366,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int)
     ap.add_argument("--lr", type=float, help="policy learning rate (shared by every method)")
     ap.add_argument("--prompts-per-step", type=int)
+    ap.add_argument(
+        "--reward-model-lr", type=float, help="sensitivity checks only (default: 4x the policy lr)"
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -379,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, steps=args.steps)
     if args.lr:
         cfg = replace(cfg, lr=args.lr, min_lr=args.lr / 10, reward_model_lr=4 * args.lr)
+    if args.reward_model_lr:
+        cfg = replace(cfg, reward_model_lr=args.reward_model_lr)
     if args.prompts_per_step:
         cfg = replace(cfg, prompts_per_step=args.prompts_per_step)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -398,13 +399,15 @@ def main(argv: list[str] | None = None) -> int:
     partial.write_text("")
     runs: list[dict] = []
     if args.jobs > 1:
+        # ProcessPoolExecutor workers are not daemonic, so the verifier may start its own workers.
         import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            for r in pool.imap_unordered(_run_one_star, jobs, chunksize=1):
-                runs.append(r)
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            for fut in as_completed([pool.submit(run_one, *j) for j in jobs]):
+                runs.append(fut.result())
                 with partial.open("a") as f:
-                    f.write(json.dumps(r) + "\n")
+                    f.write(json.dumps(runs[-1]) + "\n")
     else:
         for j in jobs:
             runs.append(run_one(*j))

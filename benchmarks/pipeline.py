@@ -60,6 +60,7 @@ def analyze(run_dir: Path) -> dict:
             t.get("rollout/generate", 0.0)
             + t.get("verifier/verify", 0.0)
             + float(stats.get("time/train", 0.0))
+            + float(stats.get("time/eval", 0.0))  # spec.evaluation, when enabled, is useful work too
         )
         wall = float(stats.get("wall_seconds", 0.0))
         rows.append(

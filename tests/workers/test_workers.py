@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,18 @@ def test_stale_rollouts_run_ahead_of_the_trainer(tmp_path, tiny_model, prompts_f
     assert bucket.rollouts_committed(0) and bucket.rollouts_committed(1)
     assert {s.policy_version for s in bucket.read_rollouts(1)} == {0}
     assert _metric("oreal_rollout_policy_staleness") == 1
+
+
+def test_periodic_evaluation_lands_in_the_stats(tmp_path, tiny_model, prompts_file):
+    overrides = {**SOLO, "evaluation": {"every": 1, "datasets": [str(prompts_file)]}}
+    lr, bucket = _open(tmp_path, tiny_model, prompts_file, **overrides)
+    bucket.publish_policy(0, tiny_model)
+    for role, extra in (
+        ("rollout", ["--index", "0", "--replicas", "1"]),
+        ("verifier", ["--index", "0", "--replicas", "1"]),
+        ("trainer", []),
+    ):
+        assert worker([role, *_flags(lr, *extra)]) == 0
+    stats = bucket.read_stats(0)
+    summary = json.loads(bucket.get_bytes("eval/step-000000/prompts.json"))
+    assert stats["eval/prompts/pass@1"] == summary["pass@1"] and summary["problems"] == 24

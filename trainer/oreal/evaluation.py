@@ -93,10 +93,12 @@ def _settings(args: argparse.Namespace) -> dict:
     if args.spec:
         from oreal.spec import SpecError, load_run
 
-        try:
-            spec = load_run(args.spec).spec
-        except SpecError as err:
-            raise EvalError(str(err)) from None
+        spec = args.spec
+        if isinstance(spec, (str, Path)):
+            try:
+                spec = load_run(spec).spec
+            except SpecError as err:
+                raise EvalError(str(err)) from None
         s |= {
             "template": spec.data.prompt_template,
             "system_prompt": spec.data.system_prompt,
@@ -199,3 +201,23 @@ def evaluate(args: argparse.Namespace) -> dict:
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def evaluate_policy(model: Path, data: str, spec, output: Path, limit: int | None = None) -> dict:
+    """Greedy pass@1 of `model` on `data` with the run's prompt format (for spec.evaluation)."""
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    argv = [
+        "eval",
+        "--model",
+        str(model),
+        "--data",
+        data,
+        "--output",
+        str(output),
+        "--dtype",
+        spec.model.dtype,
+    ]
+    args = parser.parse_args(argv + (["--limit", str(limit)] if limit else []))
+    args.spec = spec
+    return evaluate(args)

@@ -144,6 +144,27 @@ def step_timings(bucket, step: int) -> dict[str, float]:
     return out
 
 
+def evaluate_datasets(ctx: WorkerContext, step: int) -> dict[str, float]:
+    """spec.evaluation: greedy pass@1 of policy v(step+1) on each dataset, kept in the bucket."""
+    from oreal.data import DataError
+    from oreal.evaluation import EvalError, evaluate_policy
+
+    out: dict[str, float] = {}
+    for uri in ctx.spec.evaluation.datasets:
+        name = Path(uri.rstrip("/")).stem
+        try:
+            summary = evaluate_policy(
+                ctx.work_dir / "policy-out", uri, ctx.spec, ctx.work_dir / "eval" / name
+            )
+        except (DataError, EvalError) as err:
+            log.warning("evaluation on %s skipped: %s", uri, err)
+            continue
+        ctx.bucket.put_bytes(f"eval/step-{step:06d}/{name}.json", json.dumps(summary, indent=1).encode())
+        out[f"eval/{name}/pass@1"] = float(summary["pass@1"])
+        log.info("step %d: pass@1 %.3f on %s", step, summary["pass@1"], name)
+    return out
+
+
 def train_one(ctx: WorkerContext, trainer, step: int) -> None:
     from oreal.bucket import RunState
     from oreal.trajectory import join_verdicts
@@ -179,6 +200,11 @@ def train_one(ctx: WorkerContext, trainer, step: int) -> None:
     if not main:
         return
     stats = {k: float(v) for k, v in stats.items()}
+    every = spec.evaluation.every
+    if every and ((step + 1) % every == 0 or last) and not replay:
+        eval_start = time.perf_counter()
+        stats |= evaluate_datasets(ctx, step)
+        timings["eval"] = time.perf_counter() - eval_start
     stats |= {f"time/{k}": v for k, v in timings.items()}
     stats |= step_timings(bucket, step)
     stats |= {

@@ -34,6 +34,7 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     present = [(key, title) for key, title in CURVES if any(key in r for r in rows)]
     if not present:
@@ -46,6 +47,8 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path | None:
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
         ax.set_title(title)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(present) :]:
         ax.axis("off")

@@ -1,7 +1,7 @@
 """The paper's ablation in miniature (Lyu et al. 2025, Table 2): REINFORCE, GRPO, OREAL without
 token weights and full OREAL, trained from the same SFT warm start on a synthetic arithmetic task.
 
-    python benchmarks/learning.py [--steps N] [--seeds 0 1 2] [--methods ...] [--out DIR] [--quick]
+    python benchmarks/learning.py [--steps N] [--seeds 0 1 2] [--methods ...] [--out DIR] [--quick] [--jobs 2]
 
 Every RL step goes through the project's real code path: rollouts are sampled from the trainer's
 own policy module (temperature 1.0), rewards come from `oreal.verifier.Verifier`, and the update is
@@ -62,6 +62,7 @@ class BenchConfig:
     min_lr: float = 3e-5
     reward_model_lr: float = 1.2e-3  # 4x the policy lr, the paper's ratio (2e-6 vs 5e-7); not tuned
     warmup_steps: int = 10  # reward-model-only steps (the paper's 10); only full OREAL has a reward model
+    keep_per_prompt: int | str = 1  # OREAL's filter (project default); diagnostics only may change it
     threads: int = 1
     task: lt.TaskConfig = lt.TaskConfig()
     sft: lt.SFTConfig = lt.SFTConfig()
@@ -81,6 +82,7 @@ def trainer_options(method: str, cfg: BenchConfig, seed: int):
         reward_model_optimizer=OptimizerOptions(
             lr=cfg.reward_model_lr, min_lr=cfg.reward_model_lr / 5, weight_decay=0.0
         ),
+        keep_per_prompt=cfg.keep_per_prompt,
         seed=seed,
         backend="torch",
         micro_batch_size=cfg.prompts_per_step * cfg.samples_per_prompt,
@@ -321,7 +323,8 @@ def write_report(runs, methods, cfg, out: Path, sft_info: dict, wall: float) -> 
         f"after {sft_info.get('steps', '?')} steps.",
         f"RL: {cfg.steps} steps x {cfg.prompts_per_step} prompts x {cfg.samples_per_prompt} samples, "
         f"policy lr {cfg.lr} -> {cfg.min_lr} (cosine), reward-model lr {cfg.reward_model_lr}, "
-        f"reward-model warm-up {cfg.warmup_steps} steps (full OREAL only), held-out set of "
+        f"reward-model warm-up {cfg.warmup_steps} steps (full OREAL only), OREAL keeps "
+        f"{cfg.keep_per_prompt} correct + wrong per group, held-out set of "
         f"{cfg.eval_size} problems, greedy pass@1 checked by `oreal.verifier.Verifier`.",
         f"Total wall time {wall / 60:.1f} min on this machine.",
         "",
@@ -362,8 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int)
     ap.add_argument("--lr", type=float, help="policy learning rate (shared by every method)")
     ap.add_argument("--prompts-per-step", type=int)
+    ap.add_argument("--reward-model-lr", type=float, help="diagnostics only (default: 4x the policy lr)")
     ap.add_argument(
-        "--reward-model-lr", type=float, help="sensitivity checks only (default: 4x the policy lr)"
+        "--keep-per-prompt", help="diagnostics only: OREAL's kept samples per group, int or 'all'"
     )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
@@ -378,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, steps=args.steps)
     if args.lr:
         cfg = replace(cfg, lr=args.lr, min_lr=args.lr / 10, reward_model_lr=4 * args.lr)
+    if args.keep_per_prompt:
+        keep = args.keep_per_prompt
+        cfg = replace(cfg, keep_per_prompt=keep if keep == "all" else int(keep))
     if args.reward_model_lr:
         cfg = replace(cfg, reward_model_lr=args.reward_model_lr)
     if args.prompts_per_step:

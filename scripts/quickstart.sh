@@ -11,8 +11,6 @@ VENV=${OREAL_VENV:-.venv}
 export OMP_WAIT_POLICY=PASSIVE  # idle torch threads sleep instead of spinning (the workers share 2 cores)
 
 bash scripts/setup.sh
-# transformers needs accelerate to read GGUF files.
-"$VENV/bin/python" -c "import accelerate" 2>/dev/null || "$VENV/bin/python" -m pip install -q accelerate==1.15.0
 PY="$VENV/bin/python"
 OREAL="$VENV/bin/oreal"
 

@@ -66,6 +66,8 @@ class OREALTrainer:
             local = int(os.environ.get("LOCAL_RANK", "0"))
             device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:  # "cuda" -> this rank's GPU
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.dist = init_distributed(self.device, force=options.backend == "deepspeed")

@@ -287,6 +287,11 @@ class TrainerSpec(PodFields):
     zero_stage: Annotated[int, Field(ge=0, le=3)] = 3
     micro_batch_size: PositiveInt = 4
     gradient_checkpointing: bool = True
+    compile: bool = Field(
+        default=False,
+        description="torch.compile each decoder layer of policy, reference and reward model (1.3x faster "
+        "steps on an H200 for a 0.5B model; the first steps pay the compile time).",
+    )
 
 
 class CheckpointSpec(SpecModel):

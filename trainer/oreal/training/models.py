@@ -61,6 +61,20 @@ def copy_tokenizer_files(source: str | Path, destination: str | Path) -> list[st
     return copied
 
 
+def compile_decoder_layers(model: torch.nn.Module) -> int:
+    """torch.compile each decoder layer in place (dynamic shapes: micro-batches differ in length).
+
+    The layers share one compiled graph; the embedding, the LM head and our log-prob kernel stay eager.
+    Returns the number of layers compiled.
+    """
+    count = 0
+    for module in model.modules():
+        if type(module).__name__.endswith("DecoderLayer"):
+            module.compile(dynamic=True)
+            count += 1
+    return count
+
+
 def enable_activation_checkpointing(model) -> None:
     """Recompute decoder-layer activations in backward (non-reentrant), across transformers versions."""
     kwargs = {"use_reentrant": False}

@@ -65,6 +65,7 @@ class TrainerOptions:
     zero_stage: int = 2
     micro_batch_size: int = 4
     gradient_checkpointing: bool = False
+    compile: bool = False
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
 
     def __post_init__(self) -> None:
@@ -144,5 +145,6 @@ class TrainerOptions:
             zero_stage=tr.zero_stage,
             micro_batch_size=tr.micro_batch_size,
             gradient_checkpointing=tr.gradient_checkpointing,
+            compile=tr.compile,
             dtype=spec.model.dtype,
         )

@@ -35,6 +35,7 @@ from oreal.training.distributed import (
 from oreal.training.engine import Engine, make_engine, shard_frozen_module
 from oreal.training.logprobs import collate, response_logprobs
 from oreal.training.models import (
+    compile_decoder_layers,
     copy_tokenizer_files,
     enable_activation_checkpointing,
     load_causal_lm,
@@ -99,6 +100,11 @@ class OREALTrainer:
                 enable_activation_checkpointing(rm.backbone)
             rm.train()
             self.reward_model = self._engine(rm, options.reward_model_optimizer)
+        if options.compile:
+            rm_module = self.reward_model.module if self.reward_model is not None else None
+            for net in (policy, self.reference, rm_module):
+                if net is not None:
+                    compile_decoder_layers(net)
         self.next_step = 0
 
     def _engine(self, module: torch.nn.Module, opt) -> Engine:

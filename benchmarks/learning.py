@@ -45,6 +45,8 @@ TRACKED = (
     "rm/accuracy",
     "omega/positive",
     "omega/negative",
+    "omega/positive_raw",
+    "omega/negative_raw",
     "grad_norm/policy",
 )
 
@@ -63,6 +65,8 @@ class BenchConfig:
     reward_model_lr: float = 1.2e-3  # 4x the policy lr, the paper's ratio (2e-6 vs 5e-7); not tuned
     warmup_steps: int = 10  # reward-model-only steps (the paper's 10); only full OREAL has a reward model
     keep_per_prompt: int | str = 1  # OREAL's filter (project default); diagnostics only may change it
+    rescale_token_weights: bool = False  # algorithm.rescaleTokenWeights (full OREAL only)
+    variant: str = "reference"  # algorithm.variant of both OREAL rows
     threads: int = 1
     task: lt.TaskConfig = lt.TaskConfig()
     sft: lt.SFTConfig = lt.SFTConfig()
@@ -75,7 +79,9 @@ def trainer_options(method: str, cfg: BenchConfig, seed: int):
     algorithm = "oreal" if method.startswith("oreal") else method
     return TrainerOptions(
         algorithm=algorithm,
+        variant=cfg.variant if algorithm == "oreal" else "reference",
         token_weights=method == "oreal",
+        rescale_token_weights=cfg.rescale_token_weights,
         steps=cfg.steps,
         warmup_steps=cfg.warmup_steps,
         policy_optimizer=OptimizerOptions(lr=cfg.lr, min_lr=cfg.min_lr, weight_decay=0.0),
@@ -337,6 +343,11 @@ def write_report(runs, methods, cfg, out: Path, sft_info: dict, wall: float) -> 
         "Trainer statistics, last quarter of the steps (mean over seeds):",
         "",
         diagnostics(runs, methods),
+        *(
+            ["", "Hand-written analysis and diagnostics: [learning_analysis.md](learning_analysis.md)."]
+            if (out / "learning_analysis.md").is_file()
+            else []
+        ),
         "",
     ]
     (out / "learning.md").write_text("\n".join(md))
@@ -369,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--keep-per-prompt", help="diagnostics only: OREAL's kept samples per group, int or 'all'"
     )
+    ap.add_argument(
+        "--rescale-token-weights", action="store_true", help="algorithm.rescaleTokenWeights for full OREAL"
+    )
+    ap.add_argument("--variant", choices=["reference", "paper"], help="diagnostics only: OREAL's loss variant")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -387,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, keep_per_prompt=keep if keep == "all" else int(keep))
     if args.reward_model_lr:
         cfg = replace(cfg, reward_model_lr=args.reward_model_lr)
+    if args.variant:
+        cfg = replace(cfg, variant=args.variant)
+    if args.rescale_token_weights:
+        cfg = replace(cfg, rescale_token_weights=True)
     if args.prompts_per_step:
         cfg = replace(cfg, prompts_per_step=args.prompts_per_step)
     args.out.mkdir(parents=True, exist_ok=True)

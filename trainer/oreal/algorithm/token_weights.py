@@ -10,6 +10,13 @@ the right side of 1/2:
     ω-_t = max(1 - 2 q_t, 0)   for wrong samples.
 
 Weights are detached: the policy loss must not train the reward model.
+
+Rescaling (option `rescaleTokenWeights`, our reading of the released config's `threshold_rescale`):
+ω+ is multiplied by N+ / Σω+ over the whole global batch (and ω- by N- / Σω-), so the weights sum
+to the token counts. The loss (1/N+) Σ A ω̃+ ℓ then equals the ω-weighted token mean Σ A ω+ ℓ / Σω+:
+the reward model decides *which* tokens carry the loss, not how large it is. Without rescaling a
+reward model near chance (q ≈ 1/2) gives ω ≈ 0 and switches the policy gradient off while the KL
+term keeps full strength.
 """
 
 from __future__ import annotations
@@ -41,3 +48,8 @@ def token_weights(scores: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tenso
         positive = (2 * q - 1).clamp(min=0) * m
         negative = (1 - 2 * q).clamp(min=0) * m
     return positive, negative
+
+
+def rescale_factor(weight_sum: float, token_count: float, eps: float = 1e-12) -> float:
+    """N / Σω: multiply ω by it so the weights sum to N (1 where Σω is 0: nothing to rescale)."""
+    return token_count / weight_sum if weight_sum > eps else 1.0

@@ -4,10 +4,10 @@ Per step (Algorithm 1 of the paper, strictly on-policy):
   1. advantages over each whole group (RLOO, or GRPO's normalisation), then the filter;
   2. the kept samples are sharded over ranks and cut into micro-batches; N+, N-, N and the number of
      kept sequences are all-reduced so every micro-batch's loss is its share of the global loss;
-  3. per micro-batch: reward-model forward → its BCE loss (Eq. 12) → backward, and token weights
-     ω± from the same (pre-update) scores; reference forward (no grad); policy forward → OREAL loss
-     → backward;
-  4. one optimiser step for each network. During the first `warmup_steps` only the reward model
+  3. reward-model pass, per micro-batch: forward → its BCE loss (Eq. 12) → backward, and token
+     weights ω± from the same (pre-update) scores (their global sums all-reduced when rescaling);
+  4. policy pass, per micro-batch: reference forward (no grad); policy forward → OREAL loss → backward;
+  5. one optimiser step for each network. During the first `warmup_steps` only the reward model
      learns: the policy is not even run forward.
 """
 
@@ -22,7 +22,14 @@ from pathlib import Path
 
 import torch
 
-from oreal.algorithm import PolicyBatch, TokenCounts, policy_loss, reward_model_loss, token_weights
+from oreal.algorithm import (
+    PolicyBatch,
+    TokenCounts,
+    policy_loss,
+    rescale_factor,
+    reward_model_loss,
+    token_weights,
+)
 from oreal.training import checkpoint as ckpt
 from oreal.training.batch import KeptSample, micro_batches, prepare, shard
 from oreal.training.distributed import (
@@ -177,9 +184,11 @@ class OREALTrainer:
         n_micro = int(all_reduce_max(torch.tensor([len(chunks)], device=self.device)).item())
 
         sums: dict[str, torch.Tensor] = {}
-        for i in range(n_micro):
-            chunk = chunks[i] if i < len(chunks) else [_DUMMY]
-            self._micro_step(chunk, counts, warmup, last=i == n_micro - 1, sums=sums)
+        micro = [chunks[i] if i < len(chunks) else [_DUMMY] for i in range(n_micro)]
+        weights = self._reward_model_pass(micro, counts, sums)
+        if not warmup:
+            for i, chunk in enumerate(micro):
+                self._policy_micro_step(chunk, counts, weights[i], last=i == n_micro - 1, sums=sums)
 
         if self.reward_model is not None:
             stats["lr/reward_model"] = self.reward_model_lr(step)
@@ -201,29 +210,55 @@ class OREALTrainer:
         }
         return stats
 
-    def _micro_step(
+    def _reward_model_pass(
+        self, micro: list[list[KeptSample]], counts: TokenCounts, sums: dict[str, torch.Tensor]
+    ) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        """Train the reward model on every micro-batch; return each one's detached (ω+, ω-).
+
+        With `rescale_token_weights` the weights are scaled so that, over the global batch, ω+ sums
+        to N+ and ω- to N- (see `oreal.algorithm.token_weights`).
+        """
+        if self.reward_model is None:
+            return [None] * len(micro)
+        out: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+        weight_sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for i, chunk in enumerate(micro):
+            batch = collate([k.prompt_ids for k in chunk], [k.response_ids for k in chunk], self.device)
+            mask = batch.response_mask
+            rewards = torch.tensor([k.reward for k in chunk], device=self.device)
+            scores = self.reward_model(**batch.model_inputs(), num_response=batch.num_response)
+            rm_loss, rm_stats = reward_model_loss(scores, mask, rewards, counts.sequences)
+            self.reward_model.backward(rm_loss, last=i == len(micro) - 1)
+            _accumulate(sums, rm_stats)
+            pos_w, neg_w = token_weights(scores, mask)
+            weight_sums[0] += pos_w[rewards > 0].sum().double()
+            weight_sums[1] += neg_w[rewards <= 0].sum().double()
+            out.append((pos_w, neg_w))
+        # mean ω± before any rescaling (each rank adds its share of the global mean)
+        _accumulate(
+            sums,
+            {
+                "omega/positive_raw": weight_sums[0] / max(counts.positive, 1.0),
+                "omega/negative_raw": weight_sums[1] / max(counts.negative, 1.0),
+            },
+        )
+        if self.options.rescale_token_weights:
+            all_reduce_sum(weight_sums)
+            pos_scale = rescale_factor(float(weight_sums[0]), counts.positive)
+            neg_scale = rescale_factor(float(weight_sums[1]), counts.negative)
+            out = [(p * pos_scale, n * neg_scale) for p, n in out]  # type: ignore[misc]
+        return out
+
+    def _policy_micro_step(
         self,
         chunk: list[KeptSample],
         counts: TokenCounts,
-        warmup: bool,
+        weights: tuple[torch.Tensor, torch.Tensor] | None,
         *,
         last: bool,
         sums: dict[str, torch.Tensor],
     ) -> None:
         batch = collate([k.prompt_ids for k in chunk], [k.response_ids for k in chunk], self.device)
-        mask = batch.response_mask
-        rewards = torch.tensor([k.reward for k in chunk], device=self.device)
-
-        pos_w = neg_w = None
-        if self.reward_model is not None:
-            scores = self.reward_model(**batch.model_inputs(), num_response=batch.num_response)
-            rm_loss, rm_stats = reward_model_loss(scores, mask, rewards, counts.sequences)
-            self.reward_model.backward(rm_loss, last=last)
-            pos_w, neg_w = token_weights(scores, mask)
-            _accumulate(sums, rm_stats)
-
-        if warmup:
-            return
         ref_logp = None
         if self.reference is not None:
             with torch.no_grad():
@@ -231,13 +266,13 @@ class OREALTrainer:
         logp = response_logprobs(self.policy, batch)
         pb = PolicyBatch(
             logp=logp,
-            mask=mask,
+            mask=batch.response_mask,
             advantages=torch.tensor([k.advantage for k in chunk], device=self.device),
-            rewards=rewards,
+            rewards=torch.tensor([k.reward for k in chunk], device=self.device),
             pass_rate=torch.tensor([k.pass_rate for k in chunk], device=self.device),
             ref_logp=ref_logp,
-            pos_weights=pos_w,
-            neg_weights=neg_w,
+            pos_weights=weights[0] if weights is not None else None,
+            neg_weights=weights[1] if weights is not None else None,
         )
         loss, pstats = policy_loss(pb, counts, self.loss_cfg)
         self.policy.backward(loss, last=last)

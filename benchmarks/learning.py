@@ -383,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--rescale-token-weights", action="store_true", help="algorithm.rescaleTokenWeights for full OREAL"
     )
-    ap.add_argument("--variant", choices=["reference", "paper"], help="diagnostics only: OREAL's loss variant")
+    ap.add_argument(
+        "--variant", choices=["reference", "paper"], help="diagnostics only: OREAL's loss variant"
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")

@@ -45,8 +45,6 @@ TRACKED = (
     "rm/accuracy",
     "omega/positive",
     "omega/negative",
-    "omega/positive_raw",
-    "omega/negative_raw",
     "grad_norm/policy",
 )
 
@@ -65,7 +63,6 @@ class BenchConfig:
     reward_model_lr: float = 1.2e-3  # 4x the policy lr, the paper's ratio (2e-6 vs 5e-7); not tuned
     warmup_steps: int = 10  # reward-model-only steps (the paper's 10); only full OREAL has a reward model
     keep_per_prompt: int | str = 1  # OREAL's filter (project default); diagnostics only may change it
-    rescale_token_weights: bool = False  # algorithm.rescaleTokenWeights (full OREAL only)
     variant: str = "reference"  # algorithm.variant of both OREAL rows
     threads: int = 1
     task: lt.TaskConfig = lt.TaskConfig()
@@ -81,7 +78,6 @@ def trainer_options(method: str, cfg: BenchConfig, seed: int):
         algorithm=algorithm,
         variant=cfg.variant if algorithm == "oreal" else "reference",
         token_weights=method == "oreal",
-        rescale_token_weights=cfg.rescale_token_weights,
         steps=cfg.steps,
         warmup_steps=cfg.warmup_steps,
         policy_optimizer=OptimizerOptions(lr=cfg.lr, min_lr=cfg.min_lr, weight_decay=0.0),
@@ -381,9 +377,6 @@ def main(argv: list[str] | None = None) -> int:
         "--keep-per-prompt", help="diagnostics only: OREAL's kept samples per group, int or 'all'"
     )
     ap.add_argument(
-        "--rescale-token-weights", action="store_true", help="algorithm.rescaleTokenWeights for full OREAL"
-    )
-    ap.add_argument(
         "--variant", choices=["reference", "paper"], help="diagnostics only: OREAL's loss variant"
     )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -406,8 +399,6 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, reward_model_lr=args.reward_model_lr)
     if args.variant:
         cfg = replace(cfg, variant=args.variant)
-    if args.rescale_token_weights:
-        cfg = replace(cfg, rescale_token_weights=True)
     if args.prompts_per_step:
         cfg = replace(cfg, prompts_per_step=args.prompts_per_step)
     args.out.mkdir(parents=True, exist_ok=True)

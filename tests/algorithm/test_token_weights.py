@@ -30,12 +30,3 @@ def test_zero_scores_give_zero_weights_and_weights_are_detached():
     pos, neg = token_weights(scores, torch.ones(2, 5))
     assert pos.abs().sum() == 0 and neg.abs().sum() == 0
     assert not pos.requires_grad and not neg.requires_grad
-
-
-def test_rescale_factor_makes_weights_sum_to_the_token_count():
-    from oreal.algorithm import rescale_factor
-
-    weights = torch.tensor([0.0, 0.1, 0.3, 0.0, 0.6])  # Σω = 1.0 over N = 5 tokens
-    scaled = weights * rescale_factor(float(weights.sum()), 5.0)
-    assert torch.allclose(scaled, torch.tensor([0.0, 0.5, 1.5, 0.0, 3.0]))
-    assert rescale_factor(0.0, 5.0) == 1.0  # all-zero weights stay zero: no division by zero

@@ -200,32 +200,3 @@ def test_compile_option_compiles_every_decoder_layer_of_the_three_networks(tiny_
     layers = [m for net in nets for m in net.modules() if type(m).__name__.endswith("DecoderLayer")]
     assert len(layers) == 3 * trainer.policy.module.config.num_hidden_layers
     assert all(m._compiled_call_impl is not None for m in layers)
-
-
-def test_rescaled_token_weights_sum_to_the_token_counts_over_the_whole_batch(tiny_qwen):
-    """rescale_token_weights: after warm-up, mean ω± over the kept tokens is exactly 1 (the weights
-    were scaled by N/Σω over the global batch), while the raw reward-model weights are below 1."""
-    opts = TrainerOptions(**(FAST | {"rescale_token_weights": True, "micro_batch_size": 2}))
-    trainer = OREALTrainer(opts, policy_path=tiny_qwen)
-    stats = [trainer.train_step(scored_batch(step), step) for step in range(4)]
-    for s in stats[opts.warmup_steps :]:
-        assert 0 < s["omega/positive_raw"] < 1 and 0 < s["omega/negative_raw"] < 1
-        assert s["omega/positive"] == pytest.approx(1.0, rel=1e-6)
-        assert s["omega/negative"] == pytest.approx(1.0, rel=1e-6)
-    plain = OREALTrainer(TrainerOptions(**FAST), policy_path=tiny_qwen)
-    plain_stats = [plain.train_step(scored_batch(step), step) for step in range(4)]
-    # without rescaling the loss sees the raw weights
-    for s in plain_stats[opts.warmup_steps :]:
-        assert s["omega/positive"] == pytest.approx(s["omega/positive_raw"], rel=1e-6)
-
-
-def test_rescaling_uses_global_weight_sums_so_micro_batching_does_not_change_the_update(tiny_qwen):
-    rescale = {"rescale_token_weights": True}
-    stats_a, weights_a = _weights_after(tiny_qwen, micro_batch_size=1, **rescale)
-    stats_b, weights_b = _weights_after(tiny_qwen, micro_batch_size=8, **rescale)
-    for a, b in zip(stats_a, stats_b, strict=True):
-        for key in ("loss/policy", "omega/positive", "omega/negative"):
-            if key in a:
-                assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-8), key
-    for name, value in weights_a.items():
-        assert torch.allclose(value, weights_b[name], atol=1e-6), name

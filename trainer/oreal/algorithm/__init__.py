@@ -19,7 +19,7 @@ from oreal.algorithm.losses import (
 )
 from oreal.algorithm.reduction import masked_sum, normalized_sum
 from oreal.algorithm.resampling import DEFAULT_BUCKETS, resample_by_pass_rate
-from oreal.algorithm.token_weights import prefix_mean, rescale_factor, sequence_logits, token_weights
+from oreal.algorithm.token_weights import prefix_mean, sequence_logits, token_weights
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -42,5 +42,4 @@ __all__ = [
     "select_for_training",
     "sequence_logits",
     "token_weights",
-    "rescale_factor",
 ]

@@ -174,11 +174,6 @@ class AlgorithmSpec(SpecModel):
     token_weights: bool = Field(
         default=True, description="Weight token losses by the token-level reward model."
     )
-    rescale_token_weights: bool = Field(
-        default=False,
-        description="Rescale ω+ (ω-) so they sum to the token count of the kept correct (wrong) samples: the "
-        "token weights then move importance between tokens without shrinking the whole loss.",
-    )
     kl_coef: float = Field(default=0.01, ge=0, description="beta, the KL(k3) coefficient to the reference.")
     negative_coef: float = Field(
         default=0.5, ge=0, description="eta, the weight of the negative-sample loss."

@@ -55,7 +55,6 @@ class TrainerOptions:
     keep_per_prompt: int | Literal["all"] = 1
     advantage: Literal["rloo", "grpo"] | None = None
     token_weights: bool = True
-    rescale_token_weights: bool = False
     kl_coef: float = 0.01
     negative_coef: float = 0.5
     policy_optimizer: OptimizerOptions = field(default_factory=_policy_default)
@@ -137,7 +136,6 @@ class TrainerOptions:
             keep_per_prompt=alg.keep_per_prompt,
             advantage=alg.advantage,
             token_weights=alg.token_weights,
-            rescale_token_weights=alg.rescale_token_weights,
             kl_coef=alg.kl_coef,
             negative_coef=alg.negative_coef,
             policy_optimizer=opt(alg.policy_optimizer),

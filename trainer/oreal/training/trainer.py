@@ -5,7 +5,7 @@ Per step (Algorithm 1 of the paper, strictly on-policy):
   2. the kept samples are sharded over ranks and cut into micro-batches; N+, N-, N and the number of
      kept sequences are all-reduced so every micro-batch's loss is its share of the global loss;
   3. reward-model pass, per micro-batch: forward → its BCE loss (Eq. 12) → backward, and token
-     weights ω± from the same (pre-update) scores (their global sums all-reduced when rescaling);
+     weights ω± from the same (pre-update) scores;
   4. policy pass, per micro-batch: reference forward (no grad); policy forward → OREAL loss → backward;
   5. one optimiser step for each network. During the first `warmup_steps` only the reward model
      learns: the policy is not even run forward.
@@ -26,7 +26,6 @@ from oreal.algorithm import (
     PolicyBatch,
     TokenCounts,
     policy_loss,
-    rescale_factor,
     reward_model_loss,
     token_weights,
 )
@@ -213,15 +212,10 @@ class OREALTrainer:
     def _reward_model_pass(
         self, micro: list[list[KeptSample]], counts: TokenCounts, sums: dict[str, torch.Tensor]
     ) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
-        """Train the reward model on every micro-batch; return each one's detached (ω+, ω-).
-
-        With `rescale_token_weights` the weights are scaled so that, over the global batch, ω+ sums
-        to N+ and ω- to N- (see `oreal.algorithm.token_weights`).
-        """
+        """Train the reward model on every micro-batch; return each one's detached (ω+, ω-)."""
         if self.reward_model is None:
             return [None] * len(micro)
         out: list[tuple[torch.Tensor, torch.Tensor] | None] = []
-        weight_sums = torch.zeros(2, dtype=torch.float64, device=self.device)
         for i, chunk in enumerate(micro):
             batch = collate([k.prompt_ids for k in chunk], [k.response_ids for k in chunk], self.device)
             mask = batch.response_mask
@@ -231,22 +225,7 @@ class OREALTrainer:
             self.reward_model.backward(rm_loss, last=i == len(micro) - 1)
             _accumulate(sums, rm_stats)
             pos_w, neg_w = token_weights(scores, mask)
-            weight_sums[0] += pos_w[rewards > 0].sum().double()
-            weight_sums[1] += neg_w[rewards <= 0].sum().double()
             out.append((pos_w, neg_w))
-        # mean ω± before any rescaling (each rank adds its share of the global mean)
-        _accumulate(
-            sums,
-            {
-                "omega/positive_raw": weight_sums[0] / max(counts.positive, 1.0),
-                "omega/negative_raw": weight_sums[1] / max(counts.negative, 1.0),
-            },
-        )
-        if self.options.rescale_token_weights:
-            all_reduce_sum(weight_sums)
-            pos_scale = rescale_factor(float(weight_sums[0]), counts.positive)
-            neg_scale = rescale_factor(float(weight_sums[1]), counts.negative)
-            out = [(p * pos_scale, n * neg_scale) for p, n in out]  # type: ignore[misc]
         return out
 
     def _policy_micro_step(

@@ -38,6 +38,19 @@ def test_files_are_plain_parquet_with_versioned_metadata() -> None:
     assert table.column("reward").to_pylist() == [v.reward for v in verdicts]  # for DuckDB users
 
 
+def test_statistics_only_on_scalar_columns() -> None:
+    data = schema.encode("rollouts", make_samples(2, n_prompts=3))[0]
+    row_group = pq.ParquetFile(io.BytesIO(data)).metadata.row_group(0)
+    stats = {
+        row_group.column(i).path_in_schema: row_group.column(i).statistics
+        for i in range(row_group.num_columns)
+    }
+    assert stats["step"] is not None and (stats["step"].min, stats["step"].max) == (2, 2)
+    assert stats["prompt_id"].has_min_max
+    assert stats["response_token_ids.list.element"] is None
+    assert stats["logprobs.list.element"] is None
+
+
 def rewrite(data: bytes, version: str, extra_column: bool = False) -> bytes:
     table = pq.read_table(io.BytesIO(data))
     if extra_column:

@@ -180,18 +180,19 @@ class Bucket:
         with self.store.timed(f"write_{kind}_part"):
             if self.store.local:
                 existing = self._part_manifest_or_none(kind, step, part)
-                encoded = schema.encode(kind, records)
-            else:  # the "already committed?" round trip overlaps the Parquet encoding
+                data, rows = schema.encode(kind, records)
+                digest = sha256(data)
+            else:  # the "already committed?" round trip overlaps the encoding and the checksum
                 with ThreadPoolExecutor(max_workers=1) as pool:
                     probe = pool.submit(self._part_manifest_or_none, kind, step, part)
-                    encoded = schema.encode(kind, records)
+                    data, rows = schema.encode(kind, records)
+                    digest = sha256(data)
                     existing = probe.result()
             if existing is not None and self.store.size(layout.part_data(kind, step, part)) == existing.size:
                 log.info("%s step %d part %d is already committed; kept as is", kind, step, part)
                 return False
-            data, rows = encoded
             self.store.put_bytes(layout.part_data(kind, step, part), data)
-            manifest = PartManifest(part=part, rows=rows, size=len(data), sha256=sha256(data))
+            manifest = PartManifest(part=part, rows=rows, size=len(data), sha256=digest)
             self.store.put_bytes(layout.part_manifest(kind, step, part), manifest.to_bytes())
         return True
 

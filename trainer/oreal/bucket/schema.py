@@ -73,6 +73,11 @@ DICTIONARY_COLUMNS = {
     "rollouts": ["prompt_id", "prompt_text", "gold"],
     "verdicts": ["prompt_id", "status", "extracted"],
 }
+# Min/max statistics only for scalar columns (what DuckDB prunes on): on the token-id and
+# logprob lists nothing uses them, and they cost ~10% of the write (6.0 vs 6.6 ms per part).
+STATISTICS_COLUMNS = {
+    kind: [f.name for f in s if not pa.types.is_list(f.type)] for kind, s in SCHEMAS.items()
+}
 
 
 def _columns(kind: str, records: list[Any]) -> dict[str, list[Any]]:
@@ -100,6 +105,7 @@ def encode(kind: str, records: list[Any]) -> tuple[bytes, int]:
         compression=COMPRESSION,
         compression_level=COMPRESSION_LEVEL,
         use_dictionary=DICTIONARY_COLUMNS[kind] or False,
+        write_statistics=STATISTICS_COLUMNS[kind],
     )
     return sink.getvalue(), table.num_rows
 
@@ -125,11 +131,15 @@ def check_version(kind: str, metadata: dict[bytes, bytes] | None, where: str) ->
 def decode(kind: str, data: bytes, where: str) -> list[Any]:
     """The records stored in Parquet `data` (see `encode`)."""
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        # One part is one row group of a few MB: Arrow's thread pool only adds hand-offs.
+        table = pq.read_table(pa.BufferReader(data), use_threads=False)
     except (pa.ArrowException, OSError) as exc:
         raise BucketError(f"{where}: not a readable Parquet file: {exc}") from exc
     check_version(kind, table.schema.metadata, where)
     record_type = RECORD_TYPES[kind]
-    names = [f.name for f in fields(record_type) if f.name in table.column_names]
-    cols = {n: table.column(n).to_pylist() for n in names}
-    return [record_type(**{n: cols[n][i] for n in names}) for i in range(table.num_rows)]
+    all_names = [f.name for f in fields(record_type)]
+    names = [n for n in all_names if n in table.column_names]
+    cols = [table.column(n).to_pylist() for n in names]
+    if names == all_names:  # the usual case: positional construction, no dict per row
+        return [record_type(*row) for row in zip(*cols, strict=True)]
+    return [record_type(**dict(zip(names, row, strict=True))) for row in zip(*cols, strict=True)]

@@ -135,6 +135,7 @@ class ObjectStore:
                     raise self.missing(key, exc) or BucketError(f"put {self.url(key)}: {exc}") from exc
 
             self.run("put", key, put)
+            self._bucket_seen = True  # so a later 404 needs no probe of the bucket itself
         metrics.BUCKET_BYTES_WRITTEN.inc(len(data))
 
     def _local_atomic_write(self, path: str, data: bytes) -> None:
@@ -180,6 +181,7 @@ class ObjectStore:
 
         data = self.run("get", key, get)
         if data is not None:
+            self._bucket_seen = True
             metrics.BUCKET_BYTES_READ.inc(len(data))
         return data
 

@@ -1,0 +1,47 @@
+"""The S3 requests each Bucket operation sends (what bounds a small step's speed, see
+benchmarks/results/bucket_io.md): counted at s3fs' single entry point to botocore."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from bucket_records import make_samples
+
+from oreal.bucket import Bucket
+
+pytestmark = pytest.mark.s3
+
+
+def spy_requests(bucket: Bucket) -> list[str]:
+    fs = bucket.store.fs
+    sent: list[str] = []
+    real = fs._call_s3
+
+    async def call(method: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(method)
+        return await real(method, *args, **kwargs)
+
+    fs._call_s3 = call
+    return sent
+
+
+def test_step_round_trip_sends_the_protocol_requests_and_no_more(s3_bucket: Bucket) -> None:
+    s3_bucket.read_spec()  # a worker's first read: the one 404 that checks that the bucket exists
+    sent = spy_requests(s3_bucket)
+    for part in range(2):
+        s3_bucket.write_rollout_part(0, part, make_samples(0, seed=part))
+    assert sent == ["get_object", "put_object", "put_object"] * 2  # probe, data, manifest
+    sent.clear()
+    assert s3_bucket.commit_rollouts(0, 2)
+    assert sent == ["list_objects_v2", "get_object", "get_object", "put_object"]
+    sent.clear()
+    assert len(s3_bucket.read_rollouts(0)) == 2 * len(make_samples(0))
+    assert sent == ["get_object"] * 3  # _COMMITTED, then both parts
+
+
+def test_a_successful_request_spares_the_bucket_check_on_a_later_404(s3_bucket: Bucket) -> None:
+    sent = spy_requests(s3_bucket)
+    s3_bucket.write_stats(0, {"loss": 1.0})
+    assert s3_bucket.read_stats(1) is None
+    assert sent == ["put_object", "get_object"]

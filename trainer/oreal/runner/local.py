@@ -3,7 +3,15 @@
 The bucket defaults to ./runs/<name>/ (a folder). The runner writes the frozen spec, starts
 rollout x R, verifier x V and one trainer with the flags the operator gives pods, shows progress,
 restarts a crashed worker up to spec.maxRestarts times, stops everything on Ctrl-C, and resumes
-where it stopped when started again. At the end it writes curves.png and report.html.
+where it stopped when started again. At the end it writes curves.png, report.html and status.json.
+
+spec.activeDeadlineSeconds is enforced as a Job enforces it, except that the clock starts with
+this `oreal run` invocation (a Job's starts with the Job): when it runs out the workers are
+stopped as on Ctrl-C (committed steps stay), the run is recorded as Failed/DeadlineExceeded and
+the runner exits with EXIT_DEADLINE. Running it again (with a later deadline or none) resumes.
+
+Exit codes: 0 done, 1 failed (spec, bucket, a worker out of restarts), 2 a bad --rollout-python,
+124 deadline exceeded, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,15 +25,41 @@ from pathlib import Path
 
 import yaml
 
+from oreal import __version__
 from oreal.bucket import Bucket, BucketError
+from oreal.runner import interpreter
+from oreal.runner.interpreter import InterpreterError
 from oreal.runner.processes import RunFailed, Supervisor, WorkerProcess
 from oreal.runner.progress import Display, StepProgress
 from oreal.runner.report import collect_stats, write_report
+from oreal.runner.status import (
+    DEADLINE_EXCEEDED,
+    now,
+    record_stop_reason,
+    run_status,
+    write_status,
+)
 from oreal.spec import SpecError, load_run, parse_run
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INTERPRETER = 2
+EXIT_DEADLINE = 124  # as timeout(1)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+
+# Fields a Job lets one change between runs; a resumed run may change them without starting over.
+RUN_CONTROL_FIELDS = ("active_deadline_seconds", "max_restarts", "suspend")
 
 
 class RunnerError(RuntimeError):
     """Something the user must fix before the run can start."""
+
+
+class DeadlineExceeded(RunFailed):
+    """spec.activeDeadlineSeconds ran out."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, DEADLINE_EXCEEDED)
 
 
 @dataclass
@@ -60,7 +94,8 @@ def prepare(
     stored = bucket.read_spec()
     if stored is not None and stored != text:
         previous = parse_run(stored)
-        if previous.model_dump() != parse_run(text).model_dump() and bucket.policy_committed(0):
+        changed = _without_run_control(previous) != _without_run_control(parse_run(text))
+        if changed and bucket.policy_committed(0):
             raise RunnerError(
                 f"{uri} already holds run {previous.metadata.name!r} with a different spec; "
                 "to resume it use the same spec, to start over delete that folder or pick a new metadata.name"
@@ -68,6 +103,13 @@ def prepare(
     if stored != text:
         bucket.write_spec(text)
     return LocalRun(name, uri, run_dir, text, parse_run(text).spec), bucket
+
+
+def _without_run_control(run) -> dict:
+    data = run.model_dump()
+    for key in RUN_CONTROL_FIELDS:
+        data["spec"].pop(key, None)
+    return data
 
 
 def free_ports(start: int, count: int) -> list[int]:
@@ -87,16 +129,20 @@ def free_ports(start: int, count: int) -> list[int]:
     return ports + [0] * (count - len(ports))
 
 
-def worker_command(role: str, uri: str, extra: list[str]) -> list[str]:
-    """The same command line a pod runs: `oreal worker ROLE --run URI ...` (via this Python)."""
+def worker_command(role: str, uri: str, extra: list[str], python: str | None = None) -> list[str]:
+    """The same command line a pod runs: `oreal worker ROLE --run URI ...` (via `python`, default this one)."""
     from oreal import cli
 
+    python = python or sys.executable
     if "oreal.workers" in getattr(cli, "SUBCOMMAND_MODULES", ()):
-        return [sys.executable, "-m", "oreal.cli", "worker", role, "--run", uri, *extra]
-    return [sys.executable, "-m", "oreal.workers", role, "--run", uri, *extra]
+        return [python, "-m", "oreal.cli", "worker", role, "--run", uri, *extra]
+    return [python, "-m", "oreal.workers", role, "--run", uri, *extra]
 
 
-def build_workers(lr: LocalRun, threads: int, metrics_port: int | None) -> list[WorkerProcess]:
+def build_workers(
+    lr: LocalRun, threads: int, metrics_port: int | None, rollout_python: str | None = None
+) -> list[WorkerProcess]:
+    """Rollout x R, verifier x V and the trainer; the rollout workers run under `rollout_python`."""
     spec = lr.spec
     R, V = spec.rollout.replicas, spec.verifier.replicas
     base = spec.metrics.port if metrics_port is None else metrics_port
@@ -122,14 +168,16 @@ def build_workers(lr: LocalRun, threads: int, metrics_port: int | None) -> list[
     if storage.region:
         env["OREAL_STORAGE_REGION"] = storage.region
 
-    def add(name: str, role: str, extra: list[str], port: int, n_threads: int) -> None:
+    def add(
+        name: str, role: str, extra: list[str], port: int, n_threads: int, python: str | None = None
+    ) -> None:
         worker_env = env | {
             "OREAL_METRICS_PORT": str(port),
             "OREAL_NUM_THREADS": str(n_threads),
             "OMP_NUM_THREADS": str(n_threads),
         }
         workers.append(
-            WorkerProcess(name, worker_command(role, lr.uri, extra), worker_env, logs / f"{name}.log")
+            WorkerProcess(name, worker_command(role, lr.uri, extra, python), worker_env, logs / f"{name}.log")
         )
 
     for i in range(R):
@@ -139,6 +187,7 @@ def build_workers(lr: LocalRun, threads: int, metrics_port: int | None) -> list[
             ["--index", str(i), "--replicas", str(R)],
             ports[i],
             max(1, threads // R),
+            rollout_python,
         )
     for i in range(V):
         add(f"verifier-{i}", "verifier", ["--index", str(i), "--replicas", str(V)], ports[R + i], 1)
@@ -157,7 +206,16 @@ def step_progress(bucket: Bucket, first: int, last: int, R: int, V: int) -> dict
     return out
 
 
-def supervise(lr: LocalRun, bucket: Bucket, supervisor: Supervisor, display: Display, poll: float) -> None:
+def supervise(
+    lr: LocalRun,
+    bucket: Bucket,
+    supervisor: Supervisor,
+    display: Display,
+    poll: float,
+    deadline: float | None = None,
+) -> None:
+    """Watch the run until it is done; raises RunFailed, or DeadlineExceeded once
+    `time.monotonic()` passes `deadline`."""
     spec = lr.spec
     R, V, steps = spec.rollout.replicas, spec.verifier.replicas, spec.algorithm.steps
     seen: dict[int, StepProgress] = {}
@@ -179,9 +237,15 @@ def supervise(lr: LocalRun, bucket: Bucket, supervisor: Supervisor, display: Dis
         display.update(seen, stats, supervisor.restarts)
         if state and state.done:
             return
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DeadlineExceeded(
+                f"spec.activeDeadlineSeconds ({spec.active_deadline_seconds} s) exceeded with "
+                f"{done_step + 1} of {steps} steps committed"
+            )
         if supervisor.all_exited_ok():
             raise RunFailed(
-                f"every worker exited but the run is not marked done; see the logs in {lr.run_dir / 'logs'}"
+                f"every worker exited but the run is not marked done; see the logs in {lr.run_dir / 'logs'}",
+                "WorkersExited",
             )
         time.sleep(poll)
 
@@ -202,51 +266,108 @@ def run_local(
     threads: int | None = None,
     metrics_port: int | None = None,
     poll: float = 0.5,
+    rollout_python_path: str | None = None,
 ) -> int:
+    """Run (or resume) a run on this machine; returns the exit code (EXIT_*)."""
     started = time.time()
+    clock = time.monotonic()
+    start_time = now()
     try:
         lr, bucket = prepare(spec_path, bucket_uri)
     except (SpecError, RunnerError, BucketError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except OSError as err:
         print(f"error: cannot prepare the run folder: {err}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     spec = lr.spec
     display = Display(spec.algorithm.steps, spec.rollout.replicas, spec.verifier.replicas)
     state = bucket.read_state()
     if state and state.done:
         display.note(f"run {lr.name} is already complete ({lr.uri}); report: {finish(lr, bucket, started)}")
-        return 0
+        return EXIT_OK
     if spec.suspend:
         display.note(f"run {lr.name} is suspended (spec.suspend: true); nothing to do")
-        return 0
+        return EXIT_OK
+    try:
+        python = interpreter.rollout_python(
+            rollout_python_path, spec.rollout.engine, __version__, sys.executable
+        )
+    except InterpreterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INTERPRETER
     resumed = f" (resuming after step {state.step})" if state and state.step >= 0 else ""
     display.note(f"run {lr.name}: {spec.algorithm.steps} steps, bucket {lr.uri}{resumed}")
-    workers = build_workers(lr, threads or os.cpu_count() or 1, metrics_port)
+    if state and state.message:
+        display.note(f"the previous session stopped: {state.message}")
+    if python != sys.executable:
+        display.note(f"rollout workers run with {python}")
+    deadline = None
+    if spec.active_deadline_seconds is not None:
+        deadline = clock + spec.active_deadline_seconds
+        display.note(f"deadline: {spec.active_deadline_seconds} s from now (spec.activeDeadlineSeconds)")
+    workers = build_workers(lr, threads or os.cpu_count() or 1, metrics_port, python)
     supervisor = Supervisor(workers, spec.max_restarts)
-    code = 0
+
+    def status(phase: str, reason: str, message: str) -> None:
+        current = bucket.read_state()
+        step = current.step if current else -1
+        write_status(
+            lr.run_dir,
+            run_status(
+                phase,
+                reason,
+                message,
+                step=step,
+                total_steps=spec.algorithm.steps,
+                restarts=supervisor.restarts,
+                start_time=start_time,
+            ),
+        )
+
+    code = EXIT_OK
+    failure: RunFailed | None = None
     try:
+        status("Running", "Started", f"oreal run started {len(workers)} workers")
         supervisor.start()
         with display:
-            supervise(lr, bucket, supervisor, display, poll)
-        deadline = time.monotonic() + 60
-        while any(w.running() for w in workers) and time.monotonic() < deadline:
+            supervise(lr, bucket, supervisor, display, poll, deadline)
+        grace = time.monotonic() + 60
+        while any(w.running() for w in workers) and time.monotonic() < grace:
             time.sleep(0.2)
     except KeyboardInterrupt:
         display.note("interrupted: stopping the workers; run the same command again to resume")
-        code = 130
+        code = EXIT_INTERRUPTED
+    except DeadlineExceeded as err:
+        failure, code = err, EXIT_DEADLINE
     except RunFailed as err:
         display.note(f"error: {err}")
-        code = 1
+        failure, code = err, EXIT_FAILED
     except BucketError as err:
         display.note(f"error: {err}")
-        code = 1
+        code = EXIT_FAILED
     finally:
         supervisor.stop()
+    try:  # every worker has stopped: the runner may now write the run's state
+        if code == EXIT_DEADLINE:
+            record_stop_reason(bucket, DEADLINE_EXCEEDED, str(failure))
+            status("Failed", DEADLINE_EXCEEDED, str(failure))
+            display.note(
+                f"deadline exceeded: {failure}; workers stopped, committed steps kept "
+                f"(exit {EXIT_DEADLINE}); run it again to resume"
+            )
+        elif code == EXIT_OK:
+            status("Succeeded", "Completed", f"all {spec.algorithm.steps} steps committed")
+        elif code == EXIT_INTERRUPTED:
+            status("Suspended", "Interrupted", "stopped by Ctrl-C; run the same command again to resume")
+        else:
+            reason = failure.reason if failure is not None else "BucketError"
+            status("Failed", reason, str(failure or "bucket error"))
+    except (BucketError, OSError) as err:
+        display.note(f"could not record the run's status: {err}")
     try:
         report = finish(lr, bucket, started)
-        if code == 0:
+        if code == EXIT_OK:
             display.note(f"run {lr.name} complete; report: {report}")
     except (BucketError, OSError) as err:
         display.note(f"could not write the report: {err}")

@@ -22,7 +22,14 @@ EXIT_PERMANENT = 3  # a worker's "fix the input, restarting will not help" exit 
 
 
 class RunFailed(RuntimeError):
-    """A worker failed for good (restarts exhausted or a permanent error)."""
+    """A worker failed for good (restarts exhausted or a permanent error).
+
+    `reason` is the CamelCase reason recorded in the run's Failed condition.
+    """
+
+    def __init__(self, message: str, reason: str = "Failed") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -115,11 +122,14 @@ class Supervisor:
             if code == 0:
                 continue
             if code == EXIT_PERMANENT:
-                raise RunFailed(f"{worker.name} stopped with an error (exit {code}):\n{worker.tail()}")
+                raise RunFailed(
+                    f"{worker.name} stopped with an error (exit {code}):\n{worker.tail()}", "PermanentError"
+                )
             if worker.restarts >= self.max_restarts:
                 raise RunFailed(
                     f"{worker.name} failed {worker.restarts + 1} times (exit {code}); "
-                    f"spec.maxRestarts is {self.max_restarts}. Last log lines:\n{worker.tail()}"
+                    f"spec.maxRestarts is {self.max_restarts}. Last log lines:\n{worker.tail()}",
+                    "BackoffLimitExceeded",
                 )
             worker.restarts += 1
             events.append(f"{worker.name} exited with {code}; restart {worker.restarts}/{self.max_restarts}")

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from trainer_fixtures import scored_batch  # noqa: E402
 
 from oreal.training import OptimizerOptions, OREALTrainer, TrainerOptions  # noqa: E402
+from oreal.training.distributed import shutdown  # noqa: E402
 
 
 def batches():
@@ -49,6 +50,7 @@ def main() -> None:
     trainer.save_reward_model(out / "reward_model")
     if trainer.dist.is_main:
         (out / "stats.json").write_text(json.dumps(all_stats))
+    shutdown()
 
 
 if __name__ == "__main__":

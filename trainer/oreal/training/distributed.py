@@ -79,3 +79,12 @@ def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group cleanly (idempotent). Exiting with it still open can abort the process
+    at interpreter teardown ("terminate called without an active exception", exit -6) after all the
+    work is done, which a launcher or Kubernetes would report as a failure."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

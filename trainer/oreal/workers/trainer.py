@@ -230,6 +230,7 @@ def train_one(ctx: WorkerContext, trainer, step: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from oreal.training import OREALTrainer, TrainerOptions
+    from oreal.training.distributed import shutdown
 
     ctx = open_run(args, "trainer")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # ranks on one node must not share scratch files
@@ -253,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
     start = resume(ctx, trainer)
     for step in range(start, spec.algorithm.steps):
         train_one(ctx, trainer, step)
+    shutdown()  # every rank is done with collectives; only bookkeeping is left
     if rank() == 0:
         from oreal.bucket import RunState
 

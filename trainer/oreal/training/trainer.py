@@ -22,13 +22,7 @@ from pathlib import Path
 
 import torch
 
-from oreal.algorithm import (
-    PolicyBatch,
-    TokenCounts,
-    policy_loss,
-    reward_model_loss,
-    token_weights,
-)
+from oreal.algorithm import PolicyBatch, TokenCounts, policy_loss, reward_model_loss, token_weights
 from oreal.training import checkpoint as ckpt
 from oreal.training.batch import KeptSample, micro_batches, prepare, shard
 from oreal.training.distributed import (

@@ -72,13 +72,6 @@ def write_status(run_dir: Path, status: OREALRunStatus) -> Path:
     return path
 
 
-def read_status(run_dir: Path) -> OREALRunStatus | None:
-    try:
-        return OREALRunStatus.model_validate_json((run_dir / STATUS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def record_stop_reason(bucket: Bucket, reason: str, message: str) -> RunState:
     """Put `REASON: message` into state.json, keeping its step and policy version.
 

@@ -10,8 +10,8 @@ Modules, from the top down:
 
 - `bucket`       the `Bucket` API and the commit protocol of rollout/verdict parts
 - `policy`       publishing and downloading policy folders (files first, `_COMMITTED` last)
-- `layout`       every key of the bucket (zero-padded, deterministic)
-- `manifest`     the JSON manifests (part, step, policy) and checksums
+- `layout`       every key of the bucket (zero-padded, deterministic; self-describing part names)
+- `manifest`     the JSON manifests (step commit, policy) and checksums (CRC32C, CRC-32)
 - `schema`       versioned Parquet schemas of prompts, rollouts and verdicts
 - `state`        `RunState` (state.json)
 - `store`        key/value access to one fsspec location: atomic writes, retries, errors, metrics
@@ -22,7 +22,13 @@ Modules, from the top down:
 """
 
 from oreal.bucket.bucket import Bucket
-from oreal.bucket.errors import BucketError, CorruptPartError, NotCommittedError, SchemaVersionError
+from oreal.bucket.errors import (
+    BucketError,
+    CorruptPartError,
+    LayoutVersionError,
+    NotCommittedError,
+    SchemaVersionError,
+)
 from oreal.bucket.retry import RetryPolicy
 from oreal.bucket.state import RunState
 
@@ -30,6 +36,7 @@ __all__ = [
     "Bucket",
     "BucketError",
     "CorruptPartError",
+    "LayoutVersionError",
     "NotCommittedError",
     "RetryPolicy",
     "RunState",

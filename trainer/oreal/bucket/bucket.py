@@ -1,32 +1,64 @@
 """`Bucket`: the run's log, shared by every worker (see DESIGN.md, "The bucket is the log").
 
-Commit protocol for rollouts and verdicts (one Parquet part per worker replica per step):
+Commit protocol for rollouts and verdicts (bucket layout v2; one Parquet part per worker replica
+per step; keys in `layout.py`, manifests in `manifest.py`):
 
-1. `write_*_part(step, part, records)` writes `part-NN.parquet`, then `part-NN.manifest.json`
-   (rows, size, sha256). A part with a manifest is *committed*. Re-running it is harmless: a
-   committed part (or any part of a committed step) is left as it is, so a restarted worker never
-   changes data that a consumer may already have read.
-2. `commit_*(step, num_parts)` writes `step-NNNNNN/_COMMITTED` (all part manifests) once parts
-   0..num_parts-1 are committed and their objects have the recorded sizes. Idempotent.
-3. `read_*(step)` reads only committed data, verifies size, sha256 and row count, and raises
-   `CorruptPartError` on any mismatch; `invalidate_part` then withdraws the untrusted manifests so
-   that the owning worker regenerates the part.
+1. Write. `write_*_part(step, part, records)` encodes the part, computes its CRC32C and writes ONE
+   object whose name is the part's manifest, `part-NN.r<rows>.s<size>.c<crc32c>.parquet`
+   (temp file + rename locally, one PUT on object stores). No probe, no separate manifest: a part
+   has a *version* as soon as a complete object with such a name exists.
+2. Commit. `commit_*(step, num_parts)` lists the step directory once. If `_COMMITTED` is there,
+   it is read and kept as it is. Otherwise, once every part 0..num_parts-1 has a version, it
+   chooses for each part the version with the lowest object name and PUTs `_COMMITTED` (part,
+   rows, size, CRC32C and key of each chosen object). Names that do not parse and objects whose
+   listed size is not the size in their name (0 included) are ignored, with a warning.
+3. Read. `read_*(step[, part])` GETs `_COMMITTED`, then the chosen objects concurrently, and
+   checks size, CRC32C and row count (`CorruptPartError` on a mismatch). Nothing of a step is
+   read before it is committed (`NotCommittedError`). `invalidate_part` deletes `_COMMITTED`, then
+   every version of the part; its owner, which polls `*_parts_committed(step)`, writes it again
+   and the step is committed again.
+
+Per step of R parts that is R PUTs, one LIST + one PUT, and one GET + R concurrent GETs: the
+v1 protocol (probe GET + data PUT + part-manifest PUT per part, LIST + manifest GETs + PUT to
+commit, sha256) sent 2R more sequential small requests (benchmarks/results/bucket_io.md).
+
+Why this is as safe as v1:
+- Atomic visibility. A version appears whole or not at all (rename; a single PUT); temporary
+  names never parse as a part; `_COMMITTED` is one atomic object as well.
+- Data a consumer may have read never changes. Consumers (verifier, trainer) read only through
+  `_COMMITTED`, which names content-addressed objects: a rewrite of identical content writes the
+  same bytes to the same key, different content (a restarted worker whose sampling is not
+  bit-reproducible, a zombie duplicate) goes to another key. Once `_COMMITTED` exists a commit
+  returns it unchanged, so versions written later are ignored (and deleted with the step).
+- The choice is made once, at commit time, by a deterministic rule: committers that see the same
+  listing write the same `_COMMITTED`.
+- Corruption (a truncated or bit-flipped object) is detected on read by size, CRC32C and rows,
+  and repaired by `invalidate_part` + regeneration, as in v1; an object whose listed size
+  disagrees with its name is not even committed.
+- The window left without conditional writes is no wider than v1's: two committers that list the
+  step while a *second* version of a part is landing may choose differently, and the later PUT of
+  `_COMMITTED` wins. That needs a duplicate writer of the part and a window of one request; in v1
+  two writers that both probed before either manifest existed overwrote each other's data, and a
+  consumer that had read the first copy saw the part change too (there, as a corrupt part).
+
+A bucket written in the v1 layout (part-NN.parquet + part-NN.manifest.json) raises
+`LayoutVersionError` when a step of it is listed or read.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import fsspec
 
 from oreal.bucket import layout, policy, schema
-from oreal.bucket.errors import BucketError, CorruptPartError, NotCommittedError
+from oreal.bucket.errors import BucketError, CorruptPartError, LayoutVersionError, NotCommittedError
 from oreal.bucket.filesystems import open_filesystem
-from oreal.bucket.manifest import PartManifest, StepManifest, file_crc32, sha256
+from oreal.bucket.layout import PartVersion
+from oreal.bucket.manifest import PartEntry, StepManifest, crc32c, file_crc32
 from oreal.bucket.retry import RetryPolicy
 from oreal.bucket.state import RunState
 from oreal.bucket.store import ObjectStore
@@ -137,81 +169,91 @@ class Bucket:
 
     # -- parts (generic over kind = "rollouts" | "verdicts") ---------------------------------------
     def _step_manifest(self, kind: str, step: int) -> StepManifest | None:
-        """The step's commit, or None. An unreadable commit counts as absent: `commit` rebuilds it
-        from the part manifests."""
+        """The step's commit, or None. An unreadable commit counts as absent (`commit` rewrites it);
+        one written in another layout version raises LayoutVersionError."""
         key = layout.step_commit(kind, step)
         data = self.store.get_bytes(key)
         if data is None:
             return None
         try:
-            return StepManifest.from_bytes(data, self.store.url(key))
+            manifest = StepManifest.from_bytes(data, self.store.url(key))
+        except LayoutVersionError:
+            raise
         except BucketError as exc:
             log.warning("ignoring an unreadable step commit: %s", exc)
             return None
-
-    def _part_manifest(self, kind: str, step: int, part: int) -> PartManifest | None:
-        """The part's manifest, or None; CorruptPartError if it is unreadable."""
-        key = layout.part_manifest(kind, step, part)
-        data = self.store.get_bytes(key)
-        if data is None:
+        if (manifest.kind, manifest.step) != (kind, step):
+            log.warning(
+                "ignoring %s: it commits %s step %d", self.store.url(key), manifest.kind, manifest.step
+            )
             return None
-        try:
-            return PartManifest.from_bytes(data, self.store.url(key))
-        except BucketError as exc:
-            raise CorruptPartError(str(exc), kind=kind, step=step, part=part) from exc
+        return manifest
 
-    def _part_manifest_or_none(self, kind: str, step: int, part: int) -> PartManifest | None:
-        """For the part's writer: an unreadable manifest is not trusted, so the part is rewritten."""
-        try:
-            return self._part_manifest(kind, step, part)
-        except CorruptPartError as exc:
-            log.warning("rewriting %s step %d part %d: %s", kind, step, part, exc)
-            return None
+    def _versions(self, kind: str, step: int, sizes: dict[str, int]) -> dict[int, list[PartVersion]]:
+        """Complete versions of each part in one listing ({name: size}), lowest name first.
+
+        Ignored, with a warning: names that are not part versions, empty objects, and objects
+        whose listed size is not the size their name records. Hidden names (a local writer's temporary
+        file, `.part-...tmp-...`) are skipped silently. A v1 part name raises LayoutVersionError.
+        """
+        found: dict[int, list[PartVersion]] = {}
+        for name, size in sorted(sizes.items()):
+            if name == layout.COMMITTED or name.startswith("."):
+                continue
+            if layout.is_v1_part_name(name):
+                raise LayoutVersionError(
+                    f"{self.store.url(layout.step_dir(kind, step))}: holds {name}, an object of the v1 "
+                    "layout (part-NN.parquet + part-NN.manifest.json) written by an older oreal; "
+                    "this oreal writes layout v2. Finish the run with that oreal, or start it "
+                    "again under a new storage URI"
+                )
+            version = layout.parse_part_version(name)
+            if version is None:
+                log.warning(
+                    "ignoring %s: not a part object", self.store.url(f"{layout.step_dir(kind, step)}/{name}")
+                )
+            elif size == 0 or size != version.size:
+                log.warning(
+                    "ignoring %s: %d bytes, its name says %d (incomplete or damaged)",
+                    self.store.url(layout.part_key(kind, step, version)), size, version.size,
+                )  # fmt: skip
+            else:
+                found.setdefault(version.part, []).append(version)
+        return found
 
     def write_part(self, kind: str, step: int, part: int, records: list[Any]) -> bool:
-        """Write one part (data, then its manifest). False if it was already committed (kept as is).
+        """Write one part: encode, CRC32C, one atomic write of the self-describing object.
 
-        A committed step's parts all have manifests (a commit copies them and `invalidate_part`
-        removes the step commit first), so checking the part's own manifest is enough.
+        Always writes and returns True (a bool for callers of the v1 API, where False meant
+        "kept"). Rewriting is harmless: identical content lands on the same key with the same
+        bytes, different content on another key, and a committed step reads only the versions
+        its `_COMMITTED` names. Callers skip the write when `*_parts_committed(step)` has the part.
         """
         wrong = next((r for r in records if r.step != step), None)
         if wrong is not None:
             raise ValueError(f"{kind} part for step {step} contains a record of step {wrong.step}")
         with self.store.timed(f"write_{kind}_part"):
-            if self.store.local:
-                existing = self._part_manifest_or_none(kind, step, part)
-                data, rows = schema.encode(kind, records)
-                digest = sha256(data)
-            else:  # the "already committed?" round trip overlaps the encoding and the checksum
-                with ThreadPoolExecutor(max_workers=1) as pool:
-                    probe = pool.submit(self._part_manifest_or_none, kind, step, part)
-                    data, rows = schema.encode(kind, records)
-                    digest = sha256(data)
-                    existing = probe.result()
-            if existing is not None and self.store.size(layout.part_data(kind, step, part)) == existing.size:
-                log.info("%s step %d part %d is already committed; kept as is", kind, step, part)
-                return False
-            self.store.put_bytes(layout.part_data(kind, step, part), data)
-            manifest = PartManifest(part=part, rows=rows, size=len(data), sha256=digest)
-            self.store.put_bytes(layout.part_manifest(kind, step, part), manifest.to_bytes())
+            data, rows = schema.encode(kind, records)
+            version = PartVersion(part=part, rows=rows, size=len(data), crc32c=crc32c(data))
+            self.store.put_bytes(layout.part_key(kind, step, version), data)
         return True
 
     def parts_committed(self, kind: str, step: int) -> set[int]:
-        """Parts of `step` whose manifest exists (all parts of the commit once the step is committed)."""
-        names = self.store.list(layout.step_dir(kind, step))
-        if layout.COMMITTED in names:
+        """Parts of `step` that have a complete version (those of the commit once committed)."""
+        sizes = self.store.sizes(layout.step_dir(kind, step))
+        if layout.COMMITTED in sizes:
             committed = self._step_manifest(kind, step)
             if committed is not None:
                 return {p.part for p in committed.parts}
-        return {p for p in (layout.parse_part_manifest(n) for n in names) if p is not None}
+        return set(self._versions(kind, step, sizes))
 
     def commit(self, kind: str, step: int, num_parts: int) -> bool:
-        """Write the step's `_COMMITTED` iff parts 0..num_parts-1 are committed. Idempotent.
+        """Write the step's `_COMMITTED` iff parts 0..num_parts-1 have a version. Idempotent.
 
-        One listing of the step answers "already committed?", "which parts?" and "what sizes?";
-        then the part manifests are fetched together and the commit is written. A part whose data
-        object does not have the size its manifest records is withdrawn (its manifest deleted) so
-        that its owner rewrites it; the step then stays uncommitted.
+        One listing of the step answers "already committed?" (then `_COMMITTED` is read and
+        returned as it is), "which parts?" and "which versions, of what size?". Each part's
+        version is the one with the lowest object name (a deterministic rule: every committer
+        that sees the same listing writes the same commit); then one PUT of `_COMMITTED`.
         """
         if num_parts < 1:
             raise ValueError(f"num_parts must be >= 1, got {num_parts}")
@@ -226,30 +268,11 @@ class Bucket:
                             f"{len(existing.parts)} parts, asked to commit {num_parts}"
                         )
                     return True
-            keys = [layout.part_manifest(kind, step, part) for part in range(num_parts)]
-            if any(key.rsplit("/", 1)[-1] not in sizes for key in keys):
+            versions = self._versions(kind, step, sizes)
+            if any(part not in versions for part in range(num_parts)):
                 return False
-            blobs = self.store.get_many(keys)
-            if any(blob is None for blob in blobs):
-                return False  # withdrawn meanwhile
-            manifests: list[PartManifest] = []
-            for part, (key, blob) in enumerate(zip(keys, blobs, strict=True)):
-                try:
-                    manifests.append(PartManifest.from_bytes(blob or b"", self.store.url(key)))
-                except BucketError as exc:
-                    log.warning("%s step %d part %d: %s; withdrawing the part", kind, step, part, exc)
-                    self.store.delete(key)
-                    return False
-            for part, manifest in enumerate(manifests):
-                size = sizes.get(layout.part_data(kind, step, part).rsplit("/", 1)[-1])
-                if size != manifest.size:
-                    log.warning(
-                        "%s step %d part %d: object is %s bytes, manifest says %d; withdrawing the part",
-                        kind, step, part, size, manifest.size,
-                    )  # fmt: skip
-                    self.store.delete(layout.part_manifest(kind, step, part))
-                    return False
-            commit = StepManifest(kind=kind, step=step, parts=manifests)
+            chosen = [PartEntry.of(kind, step, versions[part][0]) for part in range(num_parts)]
+            commit = StepManifest(kind=kind, step=step, parts=chosen)
             self.store.put_bytes(layout.step_commit(kind, step), commit.to_bytes())
         return True
 
@@ -263,81 +286,80 @@ class Bucket:
         return [s for s, blob in zip(steps, commits, strict=True) if blob is not None]
 
     def read_part_records(self, kind: str, step: int, part: int | None = None) -> list[Any]:
-        """Committed records of one part, or of all parts of a committed step (in part order)."""
+        """Records of one part, or of all parts (in part order), of a committed step.
+
+        Reads only through `_COMMITTED`: NotCommittedError before the step is committed, even if
+        the part has been written (which version a commit will choose is not known before).
+        """
         with self.store.timed(f"read_{kind}"):
             committed = self._step_manifest(kind, step)
+            if committed is None:
+                raise NotCommittedError(
+                    f"{self.store.url(layout.step_dir(kind, step))}: step is not committed"
+                )
             if part is None:
-                if committed is None:
-                    raise NotCommittedError(
-                        f"{self.store.url(layout.step_dir(kind, step))}: step is not committed"
-                    )
-                manifests = committed.parts
+                entries = committed.parts
             else:
-                found = committed.part(part) if committed else self._part_manifest(kind, step, part)
+                found = committed.part(part)
                 if found is None:
                     raise NotCommittedError(
-                        f"{self.store.url(layout.part_data(kind, step, part))}: part is not committed"
+                        f"{self.store.url(layout.step_commit(kind, step))}: has no part {part} "
+                        f"(committed with {len(committed.parts)} parts)"
                     )
-                manifests = [found]
-            blobs = self.store.get_many([layout.part_data(kind, step, m.part) for m in manifests])
+                entries = [found]
+            blobs = self.store.get_many([e.key for e in entries])
             records: list[Any] = []
-            for manifest, blob in zip(manifests, blobs, strict=True):
-                data = self._verify(kind, step, manifest, blob)
-                records.extend(self._decode_verified(kind, step, manifest, data))
+            for entry, blob in zip(entries, blobs, strict=True):
+                records.extend(self._verified_records(kind, step, entry, blob))
         return records
 
-    def _corrupt(self, kind: str, step: int, part: int, why: str) -> CorruptPartError:
-        where = self.store.url(layout.part_data(kind, step, part))
-        return CorruptPartError(f"{where}: {why}", kind=kind, step=step, part=part)
+    def _corrupt(self, kind: str, step: int, entry: PartEntry, why: str) -> CorruptPartError:
+        return CorruptPartError(f"{self.store.url(entry.key)}: {why}", kind=kind, step=step, part=entry.part)
 
-    def _verify(self, kind: str, step: int, manifest: PartManifest, data: bytes | None) -> bytes:
+    def _verified_records(self, kind: str, step: int, entry: PartEntry, data: bytes | None) -> list[Any]:
         if data is None:
+            raise self._corrupt(kind, step, entry, "data object is missing although the step commit lists it")
+        if len(data) != entry.size:
+            raise self._corrupt(kind, step, entry, f"{len(data)} bytes, the step commit says {entry.size}")
+        if crc32c(data) != entry.crc32c:
             raise self._corrupt(
-                kind, step, manifest.part, "data object is missing although its manifest exists"
+                kind, step, entry, f"CRC32C is {crc32c(data)}, the step commit says {entry.crc32c}"
             )
-        if len(data) != manifest.size or sha256(data) != manifest.sha256:
-            raise self._corrupt(
-                kind,
-                step,
-                manifest.part,
-                f"checksum mismatch ({len(data)} bytes, manifest says {manifest.size})",
-            )
-        return data
-
-    def _decode_verified(self, kind: str, step: int, manifest: PartManifest, data: bytes) -> list[Any]:
-        records = schema.decode(kind, data, self.store.url(layout.part_data(kind, step, manifest.part)))
-        if len(records) != manifest.rows:
-            raise self._corrupt(
-                kind, step, manifest.part, f"{len(records)} rows, manifest says {manifest.rows}"
-            )
+        records = schema.decode(kind, data, self.store.url(entry.key))
+        if len(records) != entry.rows:
+            raise self._corrupt(kind, step, entry, f"{len(records)} rows, the step commit says {entry.rows}")
         return records
 
     def invalidate_part(self, kind: str, step: int, part: int) -> None:
-        """Withdraw a corrupt part: delete the step's `_COMMITTED`, then the part's manifest.
+        """Withdraw a corrupt part: delete the step's `_COMMITTED`, then every version of the part.
 
-        The part's owner then sees it missing from `*_parts_committed(step)` and rewrites it.
+        The part's owner then sees it missing from `*_parts_committed(step)` and writes it again;
+        the step is committed again once all its parts are back.
         """
         log.warning("withdrawing %s step %d part %d", kind, step, part)
         self.store.delete(layout.step_commit(kind, step))
-        self.store.delete(layout.part_manifest(kind, step, part))
+        for name in self.store.list(layout.step_dir(kind, step)):
+            version = layout.parse_part_version(name)
+            if version is not None and version.part == part:
+                self.store.delete(layout.part_key(kind, step, version))
 
     # -- rollouts --------------------------------------------------------------------------------
     def write_rollout_part(self, step: int, part: int, samples: list[RolloutSample]) -> bool:
-        """Write rollouts/step-NNNNNN/part-NN.parquet then its manifest; False if already committed."""
+        """Write rollouts/step-NNNNNN/part-NN.r<rows>.s<size>.c<crc32c>.parquet; returns True."""
         return self.write_part("rollouts", step, part, samples)
 
     def rollout_parts_committed(self, step: int) -> set[int]:
         return self.parts_committed("rollouts", step)
 
     def commit_rollouts(self, step: int, num_parts: int) -> bool:
-        """Commit the step iff parts 0..num_parts-1 are committed; True once committed."""
+        """Commit the step iff parts 0..num_parts-1 have a version; True once committed."""
         return self.commit("rollouts", step, num_parts)
 
     def rollouts_committed(self, step: int) -> bool:
         return self.committed("rollouts", step)
 
     def read_rollouts(self, step: int, part: int | None = None) -> list[RolloutSample]:
-        """Samples of a committed step (part=None) or of one committed part.
+        """Samples of a committed step (part=None) or of one part of a committed step.
 
         Raises NotCommittedError if not committed, CorruptPartError if the data does not match.
         """
@@ -345,7 +367,7 @@ class Bucket:
 
     # -- verdicts --------------------------------------------------------------------------------
     def write_verdict_part(self, step: int, part: int, verdicts: list[Verdict]) -> bool:
-        """Write verdicts/step-NNNNNN/part-NN.parquet then its manifest; False if already committed."""
+        """Write verdicts/step-NNNNNN/part-NN.r<rows>.s<size>.c<crc32c>.parquet; returns True."""
         return self.write_part("verdicts", step, part, verdicts)
 
     def verdict_parts_committed(self, step: int) -> set[int]:
@@ -363,7 +385,7 @@ class Bucket:
 
     # -- policy versions -------------------------------------------------------------------------
     def publish_policy(self, version: int, local_dir: Path) -> None:
-        """Upload an HF-format folder to policy/vNNNNNN/, `_COMMITTED` (files, sizes, sha256) last."""
+        """Upload an HF-format folder to policy/vNNNNNN/, `_COMMITTED` (files, sizes, CRC-32) last."""
         policy.publish(self.store, version, Path(local_dir))
 
     def policy_committed(self, version: int) -> bool:

@@ -25,7 +25,7 @@ class CorruptPartError(BucketError):
 
     `kind` is "rollouts" or "verdicts" (or "policy"), `step` the step (or policy version) and
     `part` the part number (None for a policy file). The owning worker regenerates the part after
-    `Bucket.invalidate_part(kind, step, part)` removed the untrusted manifests.
+    `Bucket.invalidate_part(kind, step, part)` withdrew the step commit and the part's objects.
     """
 
     def __init__(self, message: str, *, kind: str, step: int, part: int | None) -> None:
@@ -37,3 +37,7 @@ class CorruptPartError(BucketError):
 
 class SchemaVersionError(BucketError):
     """A Parquet file was written with a newer, incompatible major schema version."""
+
+
+class LayoutVersionError(BucketError):
+    """The bucket holds data in a layout this oreal does not read (older or newer oreal)."""

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import zlib
 from pathlib import Path
 
+import google_crc32c
 import pytest
 from bucket_records import make_samples, make_verdicts
 
 from oreal import metrics
-from oreal.bucket import Bucket, BucketError, CorruptPartError, NotCommittedError, RunState, layout
-from oreal.bucket.manifest import PartManifest, PolicyManifest
+from oreal.bucket import (
+    Bucket,
+    BucketError,
+    CorruptPartError,
+    LayoutVersionError,
+    NotCommittedError,
+    RunState,
+    layout,
+    schema,
+)
+from oreal.bucket.layout import PartVersion
+from oreal.bucket.manifest import PolicyManifest, StepManifest
 
 
 def flip_byte(bucket: Bucket, key: str, at: int = 40) -> None:
@@ -20,21 +33,42 @@ def flip_byte(bucket: Bucket, key: str, at: int = 40) -> None:
     bucket.put_bytes(key, bytes(data))
 
 
+def part_objects(bucket: Bucket, kind: str, step: int) -> list[str]:
+    """Names of the part versions in the step directory."""
+    return [n for n in bucket.list(layout.step_dir(kind, step)) if layout.parse_part_version(n)]
+
+
+def committed_key(bucket: Bucket, kind: str, step: int, part: int) -> str:
+    commit = StepManifest.from_bytes(bucket.get_bytes(layout.step_commit(kind, step)) or b"", "test")
+    entry = commit.part(part)
+    assert entry is not None
+    return entry.key
+
+
+def version_name(records: list) -> str:
+    """The object name the protocol gives these records (layout.py: rows, size, CRC32C)."""
+    data, rows = schema.encode("rollouts", records)
+    return PartVersion(part=0, rows=rows, size=len(data), crc32c=f"{google_crc32c.value(data):08x}").name
+
+
 def test_parts_become_visible_only_when_committed(bucket: Bucket) -> None:
     a, b = make_samples(3, seed=1), make_samples(3, seed=2)
     assert bucket.rollout_parts_committed(3) == set()
-    bucket.write_rollout_part(3, 1, b)
+    assert bucket.write_rollout_part(3, 1, b)
     assert bucket.rollout_parts_committed(3) == {1}
     assert not bucket.commit_rollouts(3, 2)  # part 0 missing
     assert not bucket.rollouts_committed(3)
     with pytest.raises(NotCommittedError):
         bucket.read_rollouts(3)
-    assert bucket.read_rollouts(3, part=1) == b  # a committed part is readable on its own
+    with pytest.raises(NotCommittedError):
+        bucket.read_rollouts(3, part=1)  # a written part is read only through the step commit
     bucket.write_rollout_part(3, 0, a)
     assert bucket.commit_rollouts(3, 2)
     assert bucket.rollouts_committed(3)
     assert bucket.read_rollouts(3) == a + b  # part order
-    assert bucket.read_rollouts(3, part=0) == a
+    assert bucket.read_rollouts(3, part=0) == a and bucket.read_rollouts(3, part=1) == b
+    with pytest.raises(NotCommittedError, match="no part 2"):
+        bucket.read_rollouts(3, part=2)
 
 
 def test_commit_is_idempotent_and_checks_part_count(bucket: Bucket) -> None:
@@ -47,25 +81,68 @@ def test_commit_is_idempotent_and_checks_part_count(bucket: Bucket) -> None:
         bucket.commit_rollouts(0, 0)
 
 
-def test_data_without_manifest_is_invisible(bucket: Bucket) -> None:
-    # A writer that died between data and manifest leaves an orphan data object.
-    bucket.put_bytes(layout.part_data("rollouts", 2, 0), b"half-written")
+def test_objects_that_are_not_part_versions_are_ignored(bucket: Bucket) -> None:
+    samples = make_samples(2)
+    name = version_name(samples)
+    step = layout.step_dir("rollouts", 2)
+    bucket.put_bytes(f"{step}/.{name}.tmp-0123456789ab", b"half-written")  # a local writer's temp file
+    bucket.put_bytes(f"{step}/part-00.r6.parquet", b"unparseable name")
+    bucket.put_bytes(f"{step}/notes.txt", b"a user's note")
+    bucket.put_bytes(f"{step}/{name}", b"short")  # its listed size is not the size in its name
+    bucket.put_bytes(f"{step}/part-01.r0.s0.c00000000.parquet", b"")  # an empty object
     assert bucket.rollout_parts_committed(2) == set()
     assert not bucket.commit_rollouts(2, 1)
     with pytest.raises(NotCommittedError):
         bucket.read_rollouts(2, part=0)
-    samples = make_samples(2)
-    assert bucket.write_rollout_part(2, 0, samples)  # the re-run writer overwrites the orphan
+    assert bucket.write_rollout_part(2, 0, samples)  # the same key: replaces the damaged object
+    assert bucket.rollout_parts_committed(2) == {0}
     assert bucket.commit_rollouts(2, 1)
     assert bucket.read_rollouts(2) == samples
+    assert part_objects(bucket, "rollouts", 2) == [name, "part-01.r0.s0.c00000000.parquet"]
 
 
-def test_rewriting_a_committed_part_keeps_the_first_data(bucket: Bucket) -> None:
+def test_identical_rewrite_is_harmless(bucket: Bucket) -> None:
+    samples = make_samples(1, seed=1)
+    assert bucket.write_rollout_part(1, 0, samples)
+    (name,) = part_objects(bucket, "rollouts", 1)
+    data = bucket.get_bytes(f"{layout.step_dir('rollouts', 1)}/{name}")
+    assert bucket.write_rollout_part(1, 0, samples)  # e.g. a restarted, bit-reproducible worker
+    assert bucket.commit_rollouts(1, 1)
+    assert bucket.write_rollout_part(1, 0, samples)  # after the commit too
+    assert part_objects(bucket, "rollouts", 1) == [name]
+    assert bucket.get_bytes(f"{layout.step_dir('rollouts', 1)}/{name}") == data
+    assert bucket.read_rollouts(1) == samples
+
+
+def test_commit_picks_the_lowest_named_version_whatever_the_write_order(bucket: Bucket) -> None:
+    a, b = make_samples(0, seed=1), make_samples(0, seed=9)
+    assert version_name(a) != version_name(b)
+    expected = a if version_name(a) < version_name(b) else b
+    for step, order in ((4, (a, b)), (5, (b, a))):
+        samples_of_step = [[s.__class__(**{**vars(s), "step": step}) for s in r] for r in order]
+        for records in samples_of_step:
+            assert bucket.write_rollout_part(step, 0, records)
+        assert len(part_objects(bucket, "rollouts", step)) == 2
+        assert bucket.rollout_parts_committed(step) == {0}
+        assert bucket.commit_rollouts(step, 1)
+        chosen = min(part_objects(bucket, "rollouts", step))
+        assert committed_key(bucket, "rollouts", step, 0).endswith(chosen)
+        got = bucket.read_rollouts(step)
+        assert [(s.prompt_id, s.response_token_ids) for s in got] == [
+            (s.prompt_id, s.response_token_ids) for s in expected
+        ]
+
+
+def test_a_version_written_after_the_commit_is_ignored(bucket: Bucket) -> None:
     first, second = make_samples(1, seed=1), make_samples(1, seed=9)
     assert bucket.write_rollout_part(1, 0, first)
-    assert not bucket.write_rollout_part(1, 0, second)  # part committed: kept
     assert bucket.commit_rollouts(1, 1)
-    assert not bucket.write_rollout_part(1, 0, second)  # step committed: kept
+    key = committed_key(bucket, "rollouts", 1, 0)
+    assert bucket.write_rollout_part(1, 0, second)  # a zombie duplicate of the part's owner
+    assert len(part_objects(bucket, "rollouts", 1)) == 2
+    assert bucket.commit_rollouts(1, 1)
+    assert committed_key(bucket, "rollouts", 1, 0) == key
+    assert bucket.rollout_parts_committed(1) == {0}
     assert bucket.read_rollouts(1) == first
 
 
@@ -74,38 +151,63 @@ def test_records_of_another_step_are_refused(bucket: Bucket) -> None:
         bucket.write_rollout_part(3, 0, make_samples(4))
 
 
-def test_corrupt_part_is_detected_withdrawn_and_regenerated(bucket: Bucket) -> None:
+def truncate(bucket: Bucket, key: str) -> None:
+    bucket.put_bytes(key, (bucket.get_bytes(key) or b"")[:-10])
+
+
+@pytest.mark.parametrize("damage", [flip_byte, truncate])
+def test_corrupt_part_is_detected_withdrawn_and_regenerated(bucket: Bucket, damage) -> None:
     a, b = make_samples(5, seed=1), make_samples(5, seed=2)
     bucket.write_rollout_part(5, 0, a)
     bucket.write_rollout_part(5, 1, b)
     assert bucket.commit_rollouts(5, 2)
-    flip_byte(bucket, layout.part_data("rollouts", 5, 1))
+    damage(bucket, committed_key(bucket, "rollouts", 5, 1))
     with pytest.raises(CorruptPartError) as info:
         bucket.read_rollouts(5)
     assert (info.value.kind, info.value.step, info.value.part) == ("rollouts", 5, 1)
-    assert "part-01.parquet" in str(info.value)
+    assert "/part-01.r6." in str(info.value)
     assert bucket.read_rollouts(5, part=0) == a  # the healthy part still reads
     bucket.invalidate_part("rollouts", 5, 1)
     assert not bucket.rollouts_committed(5)
     assert bucket.rollout_parts_committed(5) == {0}
+    assert [n[:8] for n in part_objects(bucket, "rollouts", 5)] == ["part-00."]
     assert bucket.write_rollout_part(5, 1, b)  # the owner regenerates its part
     assert bucket.commit_rollouts(5, 2)
     assert bucket.read_rollouts(5) == a + b
 
 
-def test_truncated_part_is_withdrawn_at_commit(bucket: Bucket) -> None:
-    bucket.write_rollout_part(6, 0, make_samples(6))
-    key = layout.part_data("rollouts", 6, 0)
-    bucket.put_bytes(key, (bucket.get_bytes(key) or b"")[:-10])
+def test_invalidate_part_removes_every_version_of_that_part_only(bucket: Bucket) -> None:
+    bucket.write_rollout_part(6, 0, make_samples(6, seed=1))
+    bucket.write_rollout_part(6, 1, make_samples(6, seed=2))
+    bucket.write_rollout_part(6, 1, make_samples(6, seed=3))
+    assert bucket.commit_rollouts(6, 2)
+    bucket.invalidate_part("rollouts", 6, 1)
+    assert [n[:8] for n in part_objects(bucket, "rollouts", 6)] == ["part-00."]
+    assert not bucket.commit_rollouts(6, 2)
+
+
+def test_truncated_object_is_not_committed(bucket: Bucket) -> None:
+    samples = make_samples(6)
+    bucket.write_rollout_part(6, 0, samples)
+    (name,) = part_objects(bucket, "rollouts", 6)
+    truncate(bucket, f"{layout.step_dir('rollouts', 6)}/{name}")
     assert not bucket.commit_rollouts(6, 1)
     assert bucket.rollout_parts_committed(6) == set()  # the owner sees it must rewrite
+    assert bucket.write_rollout_part(6, 0, samples)
+    assert bucket.commit_rollouts(6, 1)
+    assert bucket.read_rollouts(6) == samples
 
 
 def test_row_count_mismatch_is_corruption(bucket: Bucket) -> None:
     bucket.write_verdict_part(7, 0, make_verdicts(make_samples(7)))
-    key = layout.part_manifest("verdicts", 7, 0)
-    m = PartManifest.from_bytes(bucket.get_bytes(key) or b"", key)
-    bucket.put_bytes(key, PartManifest(m.part, m.rows + 1, m.size, m.sha256).to_bytes())
+    (name,) = part_objects(bucket, "verdicts", 7)
+    real = layout.parse_part_version(name)
+    assert real is not None
+    lying = PartVersion(part=0, rows=real.rows + 1, size=real.size, crc32c=real.crc32c)
+    step = layout.step_dir("verdicts", 7)
+    bucket.put_bytes(f"{step}/{lying.name}", bucket.get_bytes(f"{step}/{name}") or b"")
+    bucket.delete(f"{step}/{name}")
+    assert bucket.commit_verdicts(7, 1)
     with pytest.raises(CorruptPartError, match="rows"):
         bucket.read_verdicts(7, part=0)
 
@@ -113,7 +215,7 @@ def test_row_count_mismatch_is_corruption(bucket: Bucket) -> None:
 def test_missing_data_object_is_corruption(bucket: Bucket) -> None:
     bucket.write_rollout_part(8, 0, make_samples(8))
     assert bucket.commit_rollouts(8, 1)
-    bucket.delete(layout.part_data("rollouts", 8, 0))
+    bucket.delete(committed_key(bucket, "rollouts", 8, 0))
     with pytest.raises(CorruptPartError, match="missing"):
         bucket.read_rollouts(8)
 
@@ -256,24 +358,59 @@ def test_uploading_a_missing_local_file_is_a_clear_error(bucket: Bucket, tmp_pat
         bucket.put_file(tmp_path / "nope.bin", "checkpoints/nope.bin")
 
 
-def test_unreadable_manifests_heal(bucket: Bucket) -> None:
+def test_an_unreadable_step_commit_is_rewritten(bucket: Bucket) -> None:
     samples = make_samples(11)
     bucket.write_rollout_part(11, 0, samples)
-    bucket.put_bytes(layout.part_manifest("rollouts", 11, 0), b'{"part": 0, "ro')  # truncated JSON
-    with pytest.raises(CorruptPartError):
-        bucket.read_rollouts(11, part=0)  # a reader does not trust it
-    assert not bucket.commit_rollouts(11, 1)  # the committer withdraws it
-    assert bucket.rollout_parts_committed(11) == set()
-    assert bucket.write_rollout_part(11, 0, samples)  # and the owner rewrites the part
     assert bucket.commit_rollouts(11, 1)
-    bucket.put_bytes(layout.step_commit("rollouts", 11), b"garbage")
-    assert not bucket.rollouts_committed(11)
-    assert bucket.commit_rollouts(11, 1)  # the step commit is rebuilt from the part manifests
-    assert bucket.read_rollouts(11) == samples
+    good = bucket.get_bytes(layout.step_commit("rollouts", 11)) or b""
+    for bad in (b"garbage", b'{"manifest_version": 2, "ki', good.replace(b'"rows": 6', b'"rows": 7')):
+        bucket.put_bytes(layout.step_commit("rollouts", 11), bad)  # the last: key and rows disagree
+        assert not bucket.rollouts_committed(11)
+        with pytest.raises(NotCommittedError):
+            bucket.read_rollouts(11)
+        assert bucket.commit_rollouts(11, 1)  # rebuilt from the listing
+        assert bucket.get_bytes(layout.step_commit("rollouts", 11)) == good
+        assert bucket.read_rollouts(11) == samples
+    bucket.write_rollout_part(12, 0, make_samples(12))
+    bucket.put_bytes(layout.step_commit("rollouts", 12), good)  # another step's commit
+    assert not bucket.rollouts_committed(12)
 
 
-def test_writer_rewrites_a_part_whose_manifest_is_unreadable(bucket: Bucket) -> None:
-    bucket.write_verdict_part(12, 0, make_verdicts(make_samples(12)))
-    bucket.put_bytes(layout.part_manifest("verdicts", 12, 0), b"\x00not json")
-    assert bucket.write_verdict_part(12, 0, make_verdicts(make_samples(12)))
-    assert bucket.commit_verdicts(12, 1)
+def write_v1_step(bucket: Bucket, step: int, committed: bool) -> None:
+    """A step as oreal wrote it before layout v2: data, part manifest (sha256), step commit."""
+    data, rows = schema.encode("rollouts", make_samples(step))
+    entry = {"part": 0, "rows": rows, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    step_dir = layout.step_dir("rollouts", step)
+    bucket.put_bytes(f"{step_dir}/part-00.parquet", data)
+    bucket.put_bytes(
+        f"{step_dir}/part-00.manifest.json", json.dumps({"manifest_version": 1, **entry}).encode()
+    )
+    if committed:
+        commit = {"manifest_version": 1, "kind": "rollouts", "step": step, "parts": [entry]}
+        bucket.put_bytes(f"{step_dir}/_COMMITTED", json.dumps(commit).encode())
+
+
+def test_a_v1_layout_is_a_clear_error(bucket: Bucket) -> None:
+    write_v1_step(bucket, 0, committed=True)
+    write_v1_step(bucket, 1, committed=False)
+    for call in (lambda: bucket.read_rollouts(0), lambda: bucket.rollouts_committed(0)):
+        with pytest.raises(LayoutVersionError, match="manifest v1 was written by an older oreal"):
+            call()
+    for call in (lambda: bucket.rollout_parts_committed(1), lambda: bucket.commit_rollouts(1, 1)):
+        with pytest.raises(LayoutVersionError, match=r"holds part-00\.\S+, an object of the v1 layout"):
+            call()
+    with pytest.raises(LayoutVersionError):
+        bucket.commit_rollouts(0, 1)  # a committed v1 step is not silently recommitted
+
+
+def test_a_newer_step_manifest_is_refused(bucket: Bucket) -> None:
+    bucket.write_rollout_part(0, 0, make_samples(0))
+    assert bucket.commit_rollouts(0, 1)
+    key = layout.step_commit("rollouts", 0)
+    bucket.put_bytes(
+        key, (bucket.get_bytes(key) or b"").replace(b'"manifest_version": 2', b'"manifest_version": 3')
+    )
+    with pytest.raises(LayoutVersionError, match="newer oreal"):
+        bucket.read_rollouts(0)
+    with pytest.raises(LayoutVersionError, match="newer oreal"):
+        bucket.commit_rollouts(0, 1)  # not overwritten by an older committer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import importlib.util
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,26 +55,28 @@ def test_full_disk_while_writing_data_commits_nothing(tmp_path: Path) -> None:
     bucket = Bucket(FullDiskFS(budget=100), str(root), uri="file:///data/run", retry=RetryPolicy(attempts=3))
     with pytest.raises(BucketError) as info:
         bucket.write_rollout_part(0, 0, make_samples(0))
-    assert "no space left" in str(
-        info.value
-    ) and "file:///data/run/rollouts/step-000000/part-00.parquet" in str(info.value)
+    assert "no space left" in str(info.value)
+    assert re.search(
+        r"file:///data/run/rollouts/step-000000/part-00\.r6\.s\d+\.c[0-9a-f]{8}\.parquet", str(info.value)
+    )
     assert bucket.rollout_parts_committed(0) == set()
     assert not bucket.commit_rollouts(0, 1)
     assert leftovers(root) == []  # the temporary file was removed
 
 
-def test_full_disk_while_writing_the_manifest_leaves_part_uncommitted(tmp_path: Path) -> None:
+def test_full_disk_while_writing_the_step_commit_leaves_the_step_uncommitted(tmp_path: Path) -> None:
     root = tmp_path / "run"
     data_size = len(schema.encode("rollouts", make_samples(0))[0])
-    fs = FullDiskFS(budget=data_size + 10)  # room for the data, not for its manifest
+    fs = FullDiskFS(budget=data_size + 10)  # room for the part, not for _COMMITTED
     bucket = Bucket(fs, str(root))
-    with pytest.raises(BucketError, match="no space left"):
-        bucket.write_rollout_part(0, 0, make_samples(0))
-    assert (root / "rollouts/step-000000/part-00.parquet").exists()
-    assert bucket.rollout_parts_committed(0) == set()  # data without manifest is invisible
-    fs.budget = 10**9  # space freed: the re-run writer succeeds
     assert bucket.write_rollout_part(0, 0, make_samples(0))
+    with pytest.raises(BucketError, match="no space left"):
+        bucket.commit_rollouts(0, 1)
+    assert not bucket.rollouts_committed(0)
+    assert bucket.rollout_parts_committed(0) == {0}  # the part is kept: only the commit is retried
+    fs.budget = 10**9  # space freed: the next commit succeeds
     assert bucket.commit_rollouts(0, 1)
+    assert bucket.read_rollouts(0) == make_samples(0)
     assert leftovers(root) == []
 
 

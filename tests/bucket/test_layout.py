@@ -1,28 +1,57 @@
-"""Keys are deterministic, zero-padded and parse back."""
+"""Keys are deterministic, zero-padded and parse back; part names are parsed strictly."""
 
 from __future__ import annotations
 
 import pytest
 
 from oreal.bucket import layout
+from oreal.bucket.layout import PartVersion
 
 
 def test_keys_match_the_design() -> None:
-    assert layout.part_data("rollouts", 0, 0) == "rollouts/step-000000/part-00.parquet"
-    assert layout.part_manifest("verdicts", 12, 3) == "verdicts/step-000012/part-03.manifest.json"
+    v = PartVersion(part=3, rows=256, size=901_234, crc32c="1a2b3c4d")
+    assert v.name == "part-03.r256.s901234.c1a2b3c4d.parquet"
+    assert layout.part_key("verdicts", 12, v) == "verdicts/step-000012/part-03.r256.s901234.c1a2b3c4d.parquet"
     assert layout.step_commit("rollouts", 7) == "rollouts/step-000007/_COMMITTED"
     assert layout.policy_commit(5) == "policy/v000005/_COMMITTED"
     assert layout.stats(42) == "stats/step-000042.json"
-    assert layout.part_data("rollouts", 1_234_567, 123).endswith("step-1234567/part-123.parquet")
+    wide = layout.part_key("rollouts", 1_234_567, PartVersion(123, 0, 1, "00000000"))
+    assert wide.endswith("step-1234567/part-123.r0.s1.c00000000.parquet")
 
 
 def test_parsers_invert_the_keys() -> None:
     assert layout.parse_step_dir("step-000123") == 123
-    assert layout.parse_part_manifest("part-07.manifest.json") == 7
-    assert layout.parse_part_manifest("part-07.parquet") is None
+    v = PartVersion(part=7, rows=0, size=301, crc32c="ffffffff")
+    assert layout.parse_part_version(v.name) == v
     assert layout.parse_policy_dir("v000009") == 9
     assert layout.parse_policy_dir(".v000009.tmp") is None
     assert layout.parse_stats("step-000003.json") == 3
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "part-07.parquet",  # v1 data
+        "part-07.manifest.json",  # v1 manifest
+        ".part-07.r1.s2.c0000000a.parquet.tmp-0123456789ab",  # a local writer's temp file
+        "part-7.r1.s2.c0000000a.parquet",  # part not zero-padded
+        "part-007.r1.s2.c0000000a.parquet",  # padded beyond two digits
+        "part-07.r01.s2.c0000000a.parquet",  # leading zero
+        "part-07.r1.s2.c0000000A.parquet",  # upper-case hex
+        "part-07.r1.s2.c000000a.parquet",  # 7 hex digits
+        "part-07.r1.s2.c0000000a.parquet.bak",
+        "part-07.r-1.s2.c0000000a.parquet",
+        "part-07.s2.r1.c0000000a.parquet",  # fields out of order
+        "_COMMITTED",
+    ],
+)
+def test_only_canonical_part_names_parse(name: str) -> None:
+    assert layout.parse_part_version(name) is None
+
+
+def test_v1_names_are_recognised() -> None:
+    assert layout.is_v1_part_name("part-00.parquet") and layout.is_v1_part_name("part-12.manifest.json")
+    assert not layout.is_v1_part_name(PartVersion(0, 1, 2, "00000000").name)
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
@@ -31,6 +60,14 @@ def test_bad_numbers_are_refused(bad: object) -> None:
         layout.stats(bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         layout.policy_dir(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        PartVersion(part=bad, rows=1, size=1, crc32c="00000000")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("crc", ["0000000", "0000000G", "ABCDEF01", 123])
+def test_bad_checksums_are_refused(crc: object) -> None:
+    with pytest.raises(ValueError, match="crc32c"):
+        PartVersion(part=0, rows=1, size=1, crc32c=crc)  # type: ignore[arg-type]
 
 
 def test_unknown_kind_is_refused() -> None:

@@ -30,14 +30,25 @@ def test_step_round_trip_sends_the_protocol_requests_and_no_more(s3_bucket: Buck
     s3_bucket.read_spec()  # a worker's first read: the one 404 that checks that the bucket exists
     sent = spy_requests(s3_bucket)
     for part in range(2):
-        s3_bucket.write_rollout_part(0, part, make_samples(0, seed=part))
-    assert sent == ["get_object", "put_object", "put_object"] * 2  # probe, data, manifest
-    sent.clear()
+        assert s3_bucket.write_rollout_part(0, part, make_samples(0, seed=part))
+        assert sent == ["put_object"]  # the self-describing data object, nothing else
+        sent.clear()
     assert s3_bucket.commit_rollouts(0, 2)
-    assert sent == ["list_objects_v2", "get_object", "get_object", "put_object"]
+    assert sent == ["list_objects_v2", "put_object"]  # choose the versions, write _COMMITTED
     sent.clear()
     assert len(s3_bucket.read_rollouts(0)) == 2 * len(make_samples(0))
-    assert sent == ["get_object"] * 3  # _COMMITTED, then both parts
+    assert sent == ["get_object"] * 3  # _COMMITTED, then both parts (concurrently)
+    sent.clear()
+    assert s3_bucket.commit_rollouts(0, 2)  # already committed: listing + the commit's GET
+    assert sent == ["list_objects_v2", "get_object"]
+
+
+def test_an_incomplete_step_costs_one_listing(s3_bucket: Bucket) -> None:
+    s3_bucket.write_rollout_part(1, 0, make_samples(1))
+    sent = spy_requests(s3_bucket)
+    assert not s3_bucket.commit_rollouts(1, 2)
+    assert s3_bucket.rollout_parts_committed(1) == {0}
+    assert sent == ["list_objects_v2"] * 2
 
 
 def test_a_successful_request_spares_the_bucket_check_on_a_later_404(s3_bucket: Bucket) -> None:

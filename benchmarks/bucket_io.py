@@ -8,16 +8,17 @@ as R rollout replicas would write them. For each backend it times, best of --rep
   raw      the same Parquet bytes written as R plain objects and read back (file write/read, or
            one S3 PUT and one GET per part through s3fs; max_concurrency=1 so that s3fs sends a
            plain GET, without the HEAD it otherwise issues first),
-  bucket   write_rollout_part x R + commit_rollouts + read_rollouts (manifests, checksums,
+  bucket   write_rollout_part x R + commit_rollouts + read_rollouts (commit, CRC32C checksums,
            atomic renames, Parquet encode/decode included),
   storage  the same Bucket calls with the Parquet codec replaced by the precomputed bytes: the
            cost of the storage protocol alone (the figure to hold against raw),
   codec    Parquet encode + decode alone (Python objects <-> Parquet; no I/O),
-  small    one PUT + one GET of a 200-byte object: the time of the 2R+4 sequential small requests
-           (probe and manifest per part, commit listing, the part manifests' GETs (concurrent),
-           commit PUT, the reader's GET of _COMMITTED) that the commit
-           protocol adds to the raw transfers; raw + those + the sha256 of every part on write and
-           on read (checksums, timed too) is printed as the protocol's floor.
+  small    one PUT + one GET of a 200-byte object: the time of the 3 sequential small requests
+           that the commit protocol (v2, see oreal/bucket/bucket.py) adds to the raw transfers:
+           the commit's LIST and its PUT of _COMMITTED, and the reader's GET of _COMMITTED (each
+           part is one PUT, as in raw; the reader GETs the parts concurrently); raw + those + the
+           CRC32C of every part on write and on read (checksums, timed too) is printed as the
+           protocol's floor.
 Throughput = bytes written + bytes read, divided by time. Policy: a folder with random bytes of
 the size of a 135M-parameter bf16 model, publish_policy + download_policy vs copying the files
 up and back down (shutil.copy locally, s3fs put_file/get_file on S3).
@@ -26,6 +27,7 @@ up and back down (shutil.copy locally, s3fs put_file/get_file on S3).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -38,9 +40,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from oreal.bucket import Bucket, schema
-from oreal.bucket.manifest import sha256
+import google_crc32c
+
+from oreal.bucket import Bucket, layout, schema
 from oreal.trajectory import RolloutSample
+
+# The benchmark also runs against older trainer code (PYTHONPATH=<old checkout>/trainer, for
+# before/after figures): its protocol floor then counts what that code does. v1 (before layout v2):
+# per part a probe GET and a part-manifest PUT, the commit's LIST, its (concurrent) GETs of the
+# part manifests and its PUT, the reader's GET of _COMMITTED; sha256 of every part.
+PROTOCOL_V2 = hasattr(layout, "PartVersion")
+
+
+def part_checksum(data: bytes) -> object:
+    return google_crc32c.value(data) if PROTOCOL_V2 else hashlib.sha256(data).digest()
+
+
+def extra_small_requests(parts: int) -> int:
+    """Sequential small requests the commit protocol adds to the raw PUTs and GETs of a step."""
+    return 3 if PROTOCOL_V2 else 2 * parts + 4
+
 
 WORDS = [
     "the",
@@ -194,21 +213,23 @@ def bench_step(
         raw_put(f"small-{i}.json", b"{}" * 100)
         assert len(raw_get(f"small-{i}.json")) == 200
 
-    def checksums(_i: int) -> None:  # the writer's sha256 of each part, and the reader's
+    def checksums(_i: int) -> None:  # the writer's checksum of each part, and the reader's
         for data in encoded:
-            sha256(data)
-            sha256(data)
+            part_checksum(data)
+            part_checksum(data)
 
     runs = {"raw": raw, "bucket": through_bucket, "storage": storage, "codec": codec}
     best = interleaved_best(repeat, {**runs, "small": small, "checksums": checksums})
     t_raw, t_bucket, t_storage, t_codec = best["raw"], best["bucket"], best["storage"], best["codec"]
-    # The commit protocol's sequential small requests beyond the raw PUTs/GETs: per part a probe
-    # and a manifest PUT; then the commit's listing, its (concurrent) GETs of the part manifests,
-    # its PUT, and the reader's GET of _COMMITTED. At the measured small-request time this is the
-    # least the storage path can cost on this machine, with the checksums on top.
-    extra_requests = 2 * len(parts) + 4
+    # The commit protocol's sequential small requests beyond the raw PUTs/GETs (protocol v2: a part
+    # is one PUT, as in raw): the commit's listing and its PUT of _COMMITTED, and the reader's GET
+    # of _COMMITTED. At the measured small-request time this is the least the storage path can
+    # cost on this machine, with the checksums on top.
+    extra_requests = extra_small_requests(len(parts))
     t_floor = t_raw + extra_requests * best["small"] / 2 + best["checksums"]
     result = {
+        "protocol": 2 if PROTOCOL_V2 else 1,
+        "extra_small_requests": extra_requests,
         "step_bytes": nbytes,
         "raw_MBps": moved / t_raw,
         "bucket_MBps": moved / t_bucket,
@@ -228,7 +249,7 @@ def bench_step(
         f"bucket incl. Parquet codec {result['bucket_MBps']:.0f} MB/s ({t_bucket * 1e3:.0f} ms, "
         f"{result['bucket_MBps'] / result['raw_MBps']:.0%} of raw; codec alone {t_codec * 1e3:.0f} ms)\n"
         f"[{name}]   protocol floor: raw + {extra_requests} small requests x {best['small'] / 2 * 1e3:.1f} ms "
-        f"+ sha256 on write and read {best['checksums'] * 1e3:.1f} ms = {t_floor * 1e3:.0f} ms, "
+        f"+ {'CRC32C' if PROTOCOL_V2 else 'sha256'} on write and read {best['checksums'] * 1e3:.1f} ms = {t_floor * 1e3:.0f} ms, "
         f"{t_raw / t_floor:.0%} of raw"
     )
     return result

@@ -50,11 +50,17 @@ def test_one_step_through_all_three_workers(tmp_path, tiny_model, prompts_file):
     assert _metric("oreal_rollout_samples_total") - samples_before == 16
     assert _metric("oreal_step_phase_duration_seconds_count", phase="generate") - generate_before == 2
     assert _metric("oreal_rollout_generated_tokens_total") >= sum(len(s.response_token_ids) for s in samples)
-    part0 = bucket.get_bytes("rollouts/step-000000/part-00.parquet")
+    step_dir = "rollouts/step-000000"
+    objects = bucket.list(step_dir)
+    part0 = [n for n in objects if n.startswith("part-00.")]
+    assert len(part0) == 1
+    data0 = bucket.get_bytes(f"{step_dir}/{part0[0]}")
+    assert data0
 
-    # A restarted replica leaves its committed part alone.
+    # A restarted replica leaves its committed part alone: no new version, same bytes.
     assert worker(["rollout", *_flags(lr, "--index", "0", "--replicas", "2")]) == 0
-    assert bucket.get_bytes("rollouts/step-000000/part-00.parquet") == part0
+    assert bucket.list(step_dir) == objects
+    assert bucket.get_bytes(f"{step_dir}/{part0[0]}") == data0
 
     assert worker(["verifier", *_flags(lr, "--index", "0", "--replicas", "1")]) == 0
     verdicts = bucket.read_verdicts(0)

@@ -145,12 +145,13 @@ class SFTStep:
             compute_dtype=resolve_dtype(opts.dtype, device),
         )
         self.device = device
+        self.compiled = opts.compile
 
     def __call__(self, chunks) -> None:
         total = sum(len(k.response_ids) for chunk in chunks for k in chunk)
         for i, chunk in enumerate(chunks):
             batch = collate([k.prompt_ids for k in chunk], [k.response_ids for k in chunk], self.device)
-            logp = response_logprobs(self.engine, batch)
+            logp = response_logprobs(self.engine, batch, compiled=self.compiled)
             loss = normalized_sum(-logp, batch.response_mask, total)
             self.engine.backward(loss, last=i == len(chunks) - 1)
         self.engine.step(1e-6)

@@ -31,6 +31,57 @@ def test_padded_batch_logprobs_equal_unpadded(arch, request):
             assert torch.allclose(logp[i, : len(r)], expected, atol=1e-5), i
 
 
+def test_collate_right_pads_rows_and_indexes_the_predicting_columns():
+    batch = collate(PROMPTS, RESPONSES, CPU, pad_id=63)
+    assert batch.input_ids.tolist() == [
+        [5, 6, 7, 10, 11, 63, 63],
+        [9, 12, 13, 14, 15, 16, 63],
+        [3, 4, 5, 6, 7, 8, 17],
+    ]
+    assert batch.model_inputs().keys() == {"input_ids"}  # no mask: right pads are never attended to
+    assert batch.response_ids.tolist() == [[10, 11, 63, 63, 63], [12, 13, 14, 15, 16], [17, 63, 63, 63, 63]]
+    # response token t of row i is predicted at column P_i - 1 + t (clamped where masked)
+    assert batch.response_index.tolist() == [[2, 3, 4, 5, 6], [0, 1, 2, 3, 4], [5, 6, 6, 6, 6]]
+    assert batch.first_column == 0 and not batch.aligned
+    same = collate([[1, 2], [3, 4]], [[5], [6, 7, 8]], CPU)
+    assert same.aligned and same.first_column == 1 and same.response_index.tolist() == [[1, 2, 3], [1, 2, 3]]
+    with pytest.raises(ValueError, match="at least one token"):
+        collate([[1], []], [[2], [3]], CPU)
+
+
+@pytest.mark.parametrize("arch", ["tiny_qwen", "tiny_llama"])
+def test_equal_length_prompts_take_the_contiguous_path_and_equal_unpadded(arch, request):
+    model = load_causal_lm(request.getfixturevalue(arch), torch.float32, CPU).eval()
+    prompts, responses = [[5, 6, 7], [9, 8, 7], [1, 2, 3]], [[10, 11], [12, 13, 14, 15, 16], []]
+    batch = collate(prompts, responses, CPU, pad_id=63)
+    assert batch.aligned
+    with torch.no_grad():
+        logp = response_logprobs(model, batch)
+        for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+            if r:
+                assert torch.allclose(logp[i, : len(r)], unpadded_logprobs(model, p, r), atol=1e-5), i
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_logprob_kernels_match_eager(dtype):
+    """trainer.compile's fused log-softmax kernels: same values and gradients as the eager ones."""
+    torch.manual_seed(0)
+    logits = (torch.randn(3, 7, 50) * 3).to(dtype)
+    targets = torch.randint(0, 50, (3, 7))
+    weights = torch.randn(3, 7)
+    outs, grads = [], []
+    for compiled in (False, True):
+        x = logits.clone().requires_grad_(True)
+        out = gather_logprobs(x, targets, chunk=8, compiled=compiled)
+        (out * weights).sum().backward()
+        outs.append(out)
+        grads.append(x.grad)
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    assert grads[1].dtype == dtype and torch.allclose(grads[0].float(), grads[1].float(), atol=tol)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_gather_logprobs_values_and_gradients_match_log_softmax(dtype):
     torch.manual_seed(0)
@@ -53,7 +104,7 @@ def test_zero_head_gives_zero_scores_and_zero_weights(tiny_qwen):
     rm = TokenRewardModel.from_pretrained(tiny_qwen, torch.float32, CPU)
     assert rm.head.bias is None and rm.head.weight.abs().sum() == 0
     batch = collate(PROMPTS, RESPONSES, CPU)
-    scores = rm(**batch.model_inputs(), num_response=batch.num_response)
+    scores = rm(batch.input_ids, batch.response_index)
     assert scores.shape == (3, 5) and scores.abs().sum() == 0
     pos, neg = token_weights(scores, batch.response_mask)
     assert pos.abs().sum() == 0 and neg.abs().sum() == 0
@@ -65,7 +116,7 @@ def test_reward_scores_read_at_policy_logprob_positions_and_round_trip(tiny_qwen
     rm.head.weight.data.normal_()
     batch = collate(PROMPTS, RESPONSES, CPU)
     with torch.no_grad():
-        scores = rm(**batch.model_inputs(), num_response=batch.num_response)
+        scores = rm(batch.input_ids, batch.response_index)
         # unpadded: the hidden state at prompt_len - 1 + t scores response token t
         for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES, strict=True)):
             hidden = rm.backbone(input_ids=torch.tensor([p + r])).last_hidden_state[0]
@@ -74,4 +125,4 @@ def test_reward_scores_read_at_policy_logprob_positions_and_round_trip(tiny_qwen
         rm.save_pretrained(tmp_path / "rm")
         assert (tmp_path / "rm" / HEAD_FILE).is_file() and (tmp_path / "rm" / "config.json").is_file()
         again = TokenRewardModel.from_pretrained(tmp_path / "rm", torch.float32, CPU)
-        assert torch.equal(again(**batch.model_inputs(), num_response=batch.num_response), scores)
+        assert torch.equal(again(batch.input_ids, batch.response_index), scores)

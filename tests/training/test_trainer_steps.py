@@ -177,8 +177,10 @@ def test_micro_batch_size_and_gradient_checkpointing_do_not_change_the_update(ti
         for key in ("rm/loss", "loss/policy", "kl", "grad_norm/reward_model"):
             if key in a:
                 assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-8), key
+    # Rows padded to other widths sum in another order (~1e-7); Adam's 1/sqrt(v) can lift that to ~1e-6
+    # on near-zero gradients. One update moves weights by ~lr = 1e-3, so 1e-5 still catches real errors.
     for name, value in weights_a.items():
-        assert torch.allclose(value, weights_b[name], atol=1e-6), name
+        assert torch.allclose(value, weights_b[name], atol=1e-5), name
 
 
 @pytest.mark.slow

@@ -64,7 +64,8 @@ def copy_tokenizer_files(source: str | Path, destination: str | Path) -> list[st
 def compile_decoder_layers(model: torch.nn.Module) -> int:
     """torch.compile each decoder layer in place (dynamic shapes: micro-batches differ in length).
 
-    The layers share one compiled graph; the embedding, the LM head and our log-prob kernel stay eager.
+    The layers share one compiled graph; the embedding and the LM head stay eager (the log-softmax
+    kernels of logprobs.py are compiled separately, `response_logprobs(..., compiled=True)`).
     Returns the number of layers compiled.
     """
     count = 0

@@ -33,18 +33,13 @@ class TokenRewardModel(nn.Module):
     def config(self):
         return self.backbone.config
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        position_ids: torch.Tensor,
-        num_response: int,
-    ) -> torch.Tensor:
-        """Token scores w_t for the last `num_response` tokens of each row: [B, num_response], fp32."""
-        hidden = self.backbone(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-        ).last_hidden_state
-        h = hidden[:, -(num_response + 1) : -1]
+    def forward(self, input_ids: torch.Tensor, response_index: torch.Tensor) -> torch.Tensor:
+        """Token scores w_t: [B, R] fp32, read at `response_index` (a right-padded TokenBatch's columns).
+
+        Like the policy, the backbone runs with no attention mask on right-padded rows (see logprobs.py).
+        """
+        hidden = self.backbone(input_ids=input_ids, use_cache=False).last_hidden_state
+        h = hidden.gather(1, response_index[..., None].expand(-1, -1, hidden.shape[-1]))
         return self.head(h).squeeze(-1).float()
 
     @classmethod

@@ -214,7 +214,7 @@ class OREALTrainer:
             batch = collate([k.prompt_ids for k in chunk], [k.response_ids for k in chunk], self.device)
             mask = batch.response_mask
             rewards = torch.tensor([k.reward for k in chunk], device=self.device)
-            scores = self.reward_model(**batch.model_inputs(), num_response=batch.num_response)
+            scores = self.reward_model(input_ids=batch.input_ids, response_index=batch.response_index)
             rm_loss, rm_stats = reward_model_loss(scores, mask, rewards, counts.sequences)
             self.reward_model.backward(rm_loss, last=i == len(micro) - 1)
             _accumulate(sums, rm_stats)
@@ -235,8 +235,8 @@ class OREALTrainer:
         ref_logp = None
         if self.reference is not None:
             with torch.no_grad():
-                ref_logp = response_logprobs(self.reference, batch)
-        logp = response_logprobs(self.policy, batch)
+                ref_logp = response_logprobs(self.reference, batch, compiled=self.options.compile)
+        logp = response_logprobs(self.policy, batch, compiled=self.options.compile)
         pb = PolicyBatch(
             logp=logp,
             mask=batch.response_mask,

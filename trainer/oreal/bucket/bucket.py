@@ -171,10 +171,12 @@ class Bucket:
     def _step_manifest(self, kind: str, step: int) -> StepManifest | None:
         """The step's commit, or None. An unreadable commit counts as absent (`commit` rewrites it);
         one written in another layout version raises LayoutVersionError."""
+        data = self.store.get_bytes(layout.step_commit(kind, step))
+        return None if data is None else self._parse_commit(kind, step, data)
+
+    def _parse_commit(self, kind: str, step: int, data: bytes) -> StepManifest | None:
+        """The commit in `data`, or None (with a warning) if it is unreadable or commits another step."""
         key = layout.step_commit(kind, step)
-        data = self.store.get_bytes(key)
-        if data is None:
-            return None
         try:
             manifest = StepManifest.from_bytes(data, self.store.url(key))
         except LayoutVersionError:
@@ -252,29 +254,48 @@ class Bucket:
 
         One listing of the step answers "already committed?" (then `_COMMITTED` is read and
         returned as it is), "which parts?" and "which versions, of what size?". Each part's
-        version is the one with the lowest object name (a deterministic rule: every committer
-        that sees the same listing writes the same commit); then one PUT of `_COMMITTED`.
+        version is the one with the lowest object name; then `_COMMITTED` is created if absent.
+        A committer that loses that race (another commit landed since the listing, possibly
+        choosing other versions) adopts the winner: all committers end with the same commit.
+        Raises BucketError if the commit there has another number of parts than `num_parts`.
         """
         if num_parts < 1:
             raise ValueError(f"num_parts must be >= 1, got {num_parts}")
+        key = layout.step_commit(kind, step)
         with self.store.timed(f"commit_{kind}"):
             sizes = self.store.sizes(layout.step_dir(kind, step))
+            unreadable = False
             if layout.COMMITTED in sizes:
                 existing = self._step_manifest(kind, step)
                 if existing is not None:
-                    if len(existing.parts) != num_parts:
-                        raise BucketError(
-                            f"{self.store.url(layout.step_commit(kind, step))}: committed with "
-                            f"{len(existing.parts)} parts, asked to commit {num_parts}"
-                        )
+                    self._check_num_parts(kind, existing, num_parts)
                     return True
+                unreadable = True  # no consumer trusts it (they read it as absent): replace it
             versions = self._versions(kind, step, sizes)
             if any(part not in versions for part in range(num_parts)):
                 return False
             chosen = [PartEntry.of(kind, step, versions[part][0]) for part in range(num_parts)]
-            commit = StepManifest(kind=kind, step=step, parts=chosen)
-            self.store.put_bytes(layout.step_commit(kind, step), commit.to_bytes())
+            data = StepManifest(kind=kind, step=step, parts=chosen).to_bytes()
+            if unreadable:
+                self.store.put_bytes(key, data)
+                return True
+            winner = self.store.create_bytes(key, data)
+            if winner is None or winner == data:
+                return True
+            adopted = self._parse_commit(kind, step, winner)
+            if adopted is None:
+                self.store.put_bytes(key, data)
+                return True
+            log.info("%s: another committer's commit landed first; adopting it", self.store.url(key))
+            self._check_num_parts(kind, adopted, num_parts)
         return True
+
+    def _check_num_parts(self, kind: str, commit: StepManifest, num_parts: int) -> None:
+        if len(commit.parts) != num_parts:
+            raise BucketError(
+                f"{self.store.url(layout.step_commit(kind, commit.step))}: committed with "
+                f"{len(commit.parts)} parts, asked to commit {num_parts}"
+            )
 
     def committed(self, kind: str, step: int) -> bool:
         return self._step_manifest(kind, step) is not None  # one GET of a small object

@@ -38,7 +38,7 @@ _THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTime
 _PERMANENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT}
 
 
-def _http_status(exc: BaseException) -> tuple[int | None, str | None]:
+def http_status(exc: BaseException) -> tuple[int | None, str | None]:
     """(HTTP status, error code) of a botocore ClientError, found on the exception or its cause."""
     for e in (exc, exc.__cause__):
         response = getattr(e, "response", None)
@@ -55,7 +55,7 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, PermissionError | FileNotFoundError | IsADirectoryError | NotADirectoryError):
         return False
-    status, code = _http_status(exc)
+    status, code = http_status(exc)
     if status is not None or code is not None:
         return (status is not None and status >= 500) or code in _THROTTLE_CODES
     if isinstance(exc, TimeoutError | ConnectionError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,15 +21,24 @@ from typing import TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
 
 from oreal import metrics
 from oreal.bucket.errors import BucketError, ObjectMissingError
-from oreal.bucket.retry import RetryPolicy, call_with_retry
+from oreal.bucket.retry import RetryPolicy, call_with_retry, http_status
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+_CREATE_ATTEMPTS = 3
+# memory:// keeps one process-wide dict: one lock makes its create-if-absent exclusive.
+_MEMORY_CREATE_LOCK = threading.Lock()
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+# os.link failing because the filesystem has no hard links (not because the name is taken).
+_NO_LINK_ERRNOS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK}
+# An object store refusing a create-if-absent PUT because the key exists (412), or because
+# another conditional write of the key is in flight (409, AWS S3).
+_LOST_CREATE_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 
 class ObjectStore:
@@ -44,6 +54,7 @@ class ObjectStore:
         self.local = isinstance(fs, LocalFileSystem)
         self._bucket_seen = False  # the bucket existed once: a 404 since then is just a missing key
         self._dirs: set[str] = set()  # local directories known to exist (saves a mkdir per write)
+        self._warned_no_link = False
         protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
         # s3fs issues a HEAD before every GET to decide on ranged parallel reads (and a LIST after
         # a 404); our objects are read whole, so one GET is enough.
@@ -138,7 +149,58 @@ class ObjectStore:
             self._bucket_seen = True  # so a later 404 needs no probe of the bucket itself
         metrics.BUCKET_BYTES_WRITTEN.inc(len(data))
 
+    def create_bytes(self, key: str, data: bytes) -> bytes | None:
+        """Write `data` at `key` only if no object is there (create-if-absent).
+
+        Returns None if this call wrote the object, else the bytes of the object that was
+        already there (this call then wrote nothing). Exclusive locally (temp + `os.link`), on S3
+        (`If-None-Match: *`: a 412 means the key is taken) and on memory:// (one process); other
+        fsspec filesystems get `mode="create"`, which is as exclusive as their implementation.
+        """
+        path = self.path(key)
+        for _ in range(_CREATE_ATTEMPTS):
+            if self.local:
+                created = self.run("put", key, lambda: self._local_create(path, data))
+            else:
+                created = self.run("put", key, lambda: self._remote_create(key, path, data))
+                self._bucket_seen = True
+            if created:
+                metrics.BUCKET_BYTES_WRITTEN.inc(len(data))
+                return None
+            existing = self.get_bytes(key)
+            if existing is not None:
+                return existing
+            # Refused, yet nothing is there: the write in flight failed (409) or the object was
+            # deleted since (invalidate_part). Try again.
+        raise BucketError(f"create {self.url(key)}: refused {_CREATE_ATTEMPTS} times, yet no object is there")
+
+    def _remote_create(self, key: str, path: str, data: bytes) -> bool:
+        try:
+            if isinstance(self.fs, MemoryFileSystem):
+                with _MEMORY_CREATE_LOCK:  # its exists-then-set is exclusive only under a lock
+                    self.fs.pipe_file(path, data, mode="create")
+            else:
+                self.fs.pipe_file(path, data, mode="create")
+        except FileNotFoundError as exc:
+            raise self.missing(key, exc) or BucketError(f"put {self.url(key)}: {exc}") from exc
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if http_status(exc)[1] in _LOST_CREATE_CODES:
+                return False
+            raise
+        return True
+
     def _local_atomic_write(self, path: str, data: bytes) -> None:
+        tmp = self._local_temp(path, data)
+        try:
+            self.fs.mv(tmp, path)
+        except BaseException:
+            self._discard(tmp)
+            raise
+
+    def _local_temp(self, path: str, data: bytes) -> str:
+        """Write `data` to a new hidden sibling of `path` (never a part name); returns its path."""
         directory = os.path.dirname(path)
         if directory not in self._dirs:
             self.fs.makedirs(directory, exist_ok=True)
@@ -152,10 +214,35 @@ class ObjectStore:
                 f = self.fs.open(tmp, "wb")
             with f:
                 f.write(data)
-            self.fs.mv(tmp, path)
         except BaseException:
             self._discard(tmp)
             raise
+        return tmp
+
+    def _local_create(self, path: str, data: bytes) -> bool:
+        """Temp file, then `os.link` to `path`: atomic and exclusive on POSIX (EEXIST if taken).
+
+        A filesystem without hard links (some FUSE mounts of object stores) falls back to
+        exists-then-rename, which is not exclusive (logged once)."""
+        tmp = self._local_temp(path, data)
+        try:
+            try:
+                os.link(tmp, path)
+                return True
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in _NO_LINK_ERRNOS:
+                    raise
+                if not self._warned_no_link:
+                    self._warned_no_link = True
+                    log.warning("%s: no hard links, so commits are not exclusive (%s)", self.uri, exc)
+            if os.path.exists(path):
+                return False
+            self.fs.mv(tmp, path)
+            return True
+        finally:
+            self._discard(tmp)
 
     def _discard(self, path: str) -> None:
         try:

@@ -176,7 +176,7 @@ def test_without_hard_links_a_local_create_still_keeps_the_first_object(
     def no_link(src: str, dst: str) -> None:
         raise OSError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr("oreal.bucket.store.os.link", no_link)
+    monkeypatch.setattr("oreal.bucket.exclusive.os.link", no_link)
     store = local_bucket.store
     assert store.create_bytes("k/_COMMITTED", b"first") is None
     assert store.create_bytes("k/_COMMITTED", b"second") == b"first"

@@ -9,18 +9,23 @@ per step; keys in `layout.py`, manifests in `manifest.py`):
    has a *version* as soon as a complete object with such a name exists.
 2. Commit. `commit_*(step, num_parts)` lists the step directory once. If `_COMMITTED` is there,
    it is read and kept as it is. Otherwise, once every part 0..num_parts-1 has a version, it
-   chooses for each part the version with the lowest object name and PUTs `_COMMITTED` (part,
-   rows, size, CRC32C and key of each chosen object). Names that do not parse and objects whose
-   listed size is not the size in their name (0 included) are ignored, with a warning.
+   chooses for each part the version with the lowest object name and CREATES `_COMMITTED` (part,
+   rows, size, CRC32C and key of each chosen object) if it is still absent: temp file +
+   `os.link` locally, a PUT with `If-None-Match: *` on S3. A committer that loses (another
+   commit landed after its listing) reads the winner's commit and adopts it: BucketError if its
+   part count is not `num_parts`, else `commit` returns True. Names that do not parse and
+   objects whose listed size is not the size in their name (0 included) are ignored, with a
+   warning.
 3. Read. `read_*(step[, part])` GETs `_COMMITTED`, then the chosen objects concurrently, and
    checks size, CRC32C and row count (`CorruptPartError` on a mismatch). Nothing of a step is
    read before it is committed (`NotCommittedError`). `invalidate_part` deletes `_COMMITTED`, then
    every version of the part; its owner, which polls `*_parts_committed(step)`, writes it again
    and the step is committed again.
 
-Per step of R parts that is R PUTs, one LIST + one PUT, and one GET + R concurrent GETs: the
-v1 protocol (probe GET + data PUT + part-manifest PUT per part, LIST + manifest GETs + PUT to
-commit, sha256) sent 2R more sequential small requests (benchmarks/results/bucket_io.md).
+Per step of R parts that is R PUTs, one LIST + one (conditional) PUT, and one GET + R concurrent
+GETs; a committer that loses the commit race sends one more GET. The v1 protocol (probe GET +
+data PUT + part-manifest PUT per part, LIST + manifest GETs + PUT to commit, sha256) sent 2R
+more sequential small requests (benchmarks/results/bucket_io.md).
 
 Why this is as safe as v1:
 - Atomic visibility. A version appears whole or not at all (rename; a single PUT); temporary
@@ -30,16 +35,39 @@ Why this is as safe as v1:
   same bytes to the same key, different content (a restarted worker whose sampling is not
   bit-reproducible, a zombie duplicate) goes to another key. Once `_COMMITTED` exists a commit
   returns it unchanged, so versions written later are ignored (and deleted with the step).
-- The choice is made once, at commit time, by a deterministic rule: committers that see the same
-  listing write the same `_COMMITTED`.
+- The choice is made once, at commit time, by a deterministic rule, and the first commit to
+  land is the only one: two committers (two verifier replicas) that list the step while a
+  *second* version of a part is landing (a zombie duplicate writer) may choose differently, but
+  the second one's create fails and it adopts the first's. So every consumer of a step reads
+  the same versions: verdicts scored on one version are never joined with samples of another.
 - Corruption (a truncated or bit-flipped object) is detected on read by size, CRC32C and rows,
   and repaired by `invalidate_part` + regeneration, as in v1; an object whose listed size
   disagrees with its name is not even committed.
-- The window left without conditional writes is no wider than v1's: two committers that list the
-  step while a *second* version of a part is landing may choose differently, and the later PUT of
-  `_COMMITTED` wins. That needs a duplicate writer of the part and a window of one request; in v1
-  two writers that both probed before either manifest existed overwrote each other's data, and a
-  consumer that had read the first copy saw the part change too (there, as a corrupt part).
+
+Where the commit is exclusive (create-if-absent; `ObjectStore.create_bytes`):
+- file:// on a POSIX filesystem: `os.link(temp, _COMMITTED)` fails with EEXIST if the name is
+  taken, atomically (on NFS too, at the server; a retransmitted LINK that answers EEXIST reads
+  back this committer's own commit, which is fine). A filesystem without hard links (EPERM/ENOTSUP/EXDEV/..., e.g.
+  some FUSE mounts of object stores) falls back, with one warning, to exists-then-rename: NOT
+  exclusive; there two committers can still race as described below.
+- s3:// : `If-None-Match: *`; 412 PreconditionFailed means taken, 409 ConditionalRequestConflict
+  (AWS: another conditional write of the key in flight) means taken or, if nothing is there
+  afterwards, try again. Tested against SeaweedFS 4.48 (`weed mini`, the test server): it
+  refuses the second create with 412, and 4 concurrent creators of one key had exactly one
+  winner in 100 of 100 trials (tests/bucket/test_commit_race.py runs 6 at once, 5 times). AWS S3 (since 2024-08) and MinIO document the
+  same semantics (not tested here). An S3-compatible store that ignores the header accepts
+  the second PUT and overwrites: there the old window remains (two committers that listed
+  while a second version landed can write different commits, the later one wins, and a
+  consumer that read the first sees the part change); nothing detects it.
+- memory:// (tests, one process): exclusive through one process-wide lock.
+- gs:// and other fsspec filesystems: `pipe_file(mode="create")`, as exclusive as their
+  implementation (fsspec's default is exists-then-write, not exclusive; gcsfs not tested here).
+- On every store, a `_COMMITTED` that exists but cannot be read (garbage, another step's, see
+  `_parse_commit`) counts as absent and is REPLACED by a plain PUT, since no consumer trusts it.
+  Two committers replacing it at once can write different commits; that needs a damaged commit
+  object as well as the duplicate writer.
+- `invalidate_part` deletes `_COMMITTED` on purpose: the next commit may choose other versions,
+  which is the point (the chosen one was corrupt).
 
 A bucket written in the v1 layout (part-NN.parquet + part-NN.manifest.json) raises
 `LayoutVersionError` when a step of it is listed or read.

@@ -2,8 +2,9 @@
 
 Keys are '/'-separated paths relative to the run root. Single-object writes are atomic:
 on a local filesystem the bytes go to a temporary sibling that is renamed over the key; on
-object stores a single PUT is atomic per object. All failures leave as `BucketError`s that
-name the URI; transient ones are retried first (see `retry.py`).
+object stores a single PUT is atomic per object. `create_bytes` writes only if the key is free
+(temp + hard link locally, a conditional PUT on object stores; see `exclusive.py`). All failures
+leave as `BucketError`s that name the URI; transient ones are retried first (see `retry.py`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,24 +21,17 @@ from typing import TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
-from fsspec.implementations.memory import MemoryFileSystem
 
 from oreal import metrics
 from oreal.bucket.errors import BucketError, ObjectMissingError
-from oreal.bucket.retry import RetryPolicy, call_with_retry, http_status
+from oreal.bucket.exclusive import link_exclusive, pipe_exclusive
+from oreal.bucket.retry import RetryPolicy, call_with_retry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _CREATE_ATTEMPTS = 3
-# memory:// keeps one process-wide dict: one lock makes its create-if-absent exclusive.
-_MEMORY_CREATE_LOCK = threading.Lock()
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
-# os.link failing because the filesystem has no hard links (not because the name is taken).
-_NO_LINK_ERRNOS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV, errno.EMLINK}
-# An object store refusing a create-if-absent PUT because the key exists (412), or because
-# another conditional write of the key is in flight (409, AWS S3).
-_LOST_CREATE_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 
 class ObjectStore:
@@ -154,8 +147,8 @@ class ObjectStore:
 
         Returns None if this call wrote the object, else the bytes of the object that was
         already there (this call then wrote nothing). Exclusive locally (temp + `os.link`), on S3
-        (`If-None-Match: *`: a 412 means the key is taken) and on memory:// (one process); other
-        fsspec filesystems get `mode="create"`, which is as exclusive as their implementation.
+        (`If-None-Match: *`) and on memory:// (one process); other fsspec filesystems get
+        `mode="create"`, as exclusive as their implementation (see exclusive.py).
         """
         path = self.path(key)
         for _ in range(_CREATE_ATTEMPTS):
@@ -176,20 +169,9 @@ class ObjectStore:
 
     def _remote_create(self, key: str, path: str, data: bytes) -> bool:
         try:
-            if isinstance(self.fs, MemoryFileSystem):
-                with _MEMORY_CREATE_LOCK:  # its exists-then-set is exclusive only under a lock
-                    self.fs.pipe_file(path, data, mode="create")
-            else:
-                self.fs.pipe_file(path, data, mode="create")
+            return pipe_exclusive(self.fs, path, data)
         except FileNotFoundError as exc:
             raise self.missing(key, exc) or BucketError(f"put {self.url(key)}: {exc}") from exc
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            if http_status(exc)[1] in _LOST_CREATE_CODES:
-                return False
-            raise
-        return True
 
     def _local_atomic_write(self, path: str, data: bytes) -> None:
         tmp = self._local_temp(path, data)
@@ -220,23 +202,16 @@ class ObjectStore:
         return tmp
 
     def _local_create(self, path: str, data: bytes) -> bool:
-        """Temp file, then `os.link` to `path`: atomic and exclusive on POSIX (EEXIST if taken).
-
-        A filesystem without hard links (some FUSE mounts of object stores) falls back to
-        exists-then-rename, which is not exclusive (logged once)."""
+        """Temp file, then hard link to `path` (exclusive). Without hard links: exists-then-rename,
+        which is not exclusive (logged once)."""
         tmp = self._local_temp(path, data)
         try:
-            try:
-                os.link(tmp, path)
-                return True
-            except FileExistsError:
-                return False
-            except OSError as exc:
-                if exc.errno not in _NO_LINK_ERRNOS:
-                    raise
-                if not self._warned_no_link:
-                    self._warned_no_link = True
-                    log.warning("%s: no hard links, so commits are not exclusive (%s)", self.uri, exc)
+            created = link_exclusive(tmp, path)
+            if created is not None:
+                return created
+            if not self._warned_no_link:
+                self._warned_no_link = True
+                log.warning("%s: the filesystem has no hard links; commits are not exclusive", self.uri)
             if os.path.exists(path):
                 return False
             self.fs.mv(tmp, path)

@@ -57,7 +57,11 @@ def part_checksum(data: bytes) -> object:
 
 
 def extra_small_requests(parts: int) -> int:
-    """Sequential small requests the commit protocol adds to the raw PUTs and GETs of a step."""
+    """Sequential small requests the commit protocol adds to the raw PUTs and GETs of a step.
+
+    v2: the commit's LIST and (conditional, If-None-Match: *) PUT, the reader's GET of `_COMMITTED`.
+    A committer that loses the commit race sends one more GET; the benchmark has one committer.
+    """
     return 3 if PROTOCOL_V2 else 2 * parts + 4
 
 

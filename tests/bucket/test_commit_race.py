@@ -16,7 +16,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from oreal.bucket import Bucket, BucketError, layout, schema
 from oreal.bucket.layout import PartVersion
-from oreal.bucket.manifest import StepManifest, crc32c
+from oreal.bucket.manifest import PartEntry, StepManifest, crc32c
 from oreal.bucket.store import ObjectStore
 
 WAIT_S = 30.0
@@ -102,6 +102,26 @@ def test_a_committer_that_listed_a_zombie_version_adopts_the_first_commit(bucket
     assert c1.read_rollouts(step) == c2.read_rollouts(step) == make_samples(step, seed=first)
     assert c2.commit_rollouts(step, 1)  # later commits keep it as well
     assert c2.get_bytes(layout.step_commit("rollouts", step)) == results["after_c1"]
+
+
+def test_a_commit_deleted_after_the_listing_is_recreated_exclusively(bucket: Bucket) -> None:
+    """C2 lists `_COMMITTED`, it is then withdrawn (invalidate_part) and C1 commits again before
+    C2 writes: C2 must not overwrite C1's commit as if the one it listed had been unreadable."""
+    step = 6
+    first, zombie = seeds_low_name_second(step)
+    c1, c2 = bucket, twin(bucket)
+    for seed in (first, zombie):
+        c1.write_rollout_part(step, 0, make_samples(step, seed=seed))
+    assert c1.commit_rollouts(step, 1)  # the lowest name: the zombie's version
+    key = layout.step_commit("rollouts", step)
+    entry = PartEntry.of("rollouts", step, layout.parse_part_version(version_name(step, first)))
+    c1_commit = StepManifest(kind="rollouts", step=step, parts=[entry]).to_bytes()
+    hook(c2.store, "sizes", after=lambda: c1.store.delete(key))
+    hook(c2.store, "create_bytes", before=lambda: c1.store.create_bytes(key, c1_commit))
+    hook(c2.store, "put_bytes", before=lambda: c1.store.create_bytes(key, c1_commit))
+    assert c2.commit_rollouts(step, 1)
+    assert c2.get_bytes(key) == c1_commit
+    assert c2.read_rollouts(step) == make_samples(step, seed=first)
 
 
 def test_losing_to_a_commit_with_another_part_count_is_a_clear_error(bucket: Bucket) -> None:

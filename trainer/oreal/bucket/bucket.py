@@ -292,13 +292,15 @@ class Bucket:
         key = layout.step_commit(kind, step)
         with self.store.timed(f"commit_{kind}"):
             sizes = self.store.sizes(layout.step_dir(kind, step))
-            unreadable = False
-            if layout.COMMITTED in sizes:
-                existing = self._step_manifest(kind, step)
+            there = self.store.get_bytes(key) if layout.COMMITTED in sizes else None
+            if there is not None:
+                existing = self._parse_commit(kind, step, there)
                 if existing is not None:
                     self._check_num_parts(kind, existing, num_parts)
                     return True
-                unreadable = True  # no consumer trusts it (they read it as absent): replace it
+            # A commit that is there but unreadable is trusted by no consumer (they read it as
+            # absent): it is replaced. One deleted since the listing (invalidate_part) is absent.
+            unreadable = there is not None
             versions = self._versions(kind, step, sizes)
             if any(part not in versions for part in range(num_parts)):
                 return False

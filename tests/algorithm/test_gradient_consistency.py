@@ -6,6 +6,10 @@ Per prompt we draw a best-of-n group, clone its correct samples (summed, divided
 its wrong samples with the paper's reshaped reward (1-p̂)·R, both through the real loss functions.
 The summed gradient over prompts of very different difficulty must point along ∇ Σ_x p_x; with
 unshaped negatives (R = -1) each prompt is weighted by 1 + η/(1-p_x) and it does not.
+
+This is the per-group normalisation of the paper's argument, not the trainer's default batch (global
+token counts, 1 correct + 1 wrong sample per prompt), under which the property does not hold exactly;
+see the docstring of oreal_negative_loss.
 """
 
 import torch

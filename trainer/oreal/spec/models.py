@@ -118,13 +118,17 @@ class StorageSpec(SpecModel):
 
 
 class OptimizerSpec(SpecModel):
-    """AdamW with a cosine learning-rate schedule from lr to minLr."""
+    """AdamW with a cosine learning-rate schedule from lr to minLr.
+
+    Betas default to torch's (0.9, 0.999), as in the released OREAL code; weight decay is not
+    applied to biases and norm weights (1-D parameters).
+    """
 
     lr: float = Field(gt=0)
     min_lr: float = Field(ge=0)
     weight_decay: float = Field(default=0.01, ge=0)
     grad_clip: float = Field(default=1.0, gt=0)
-    betas: tuple[float, float] = (0.9, 0.95)
+    betas: tuple[float, float] = (0.9, 0.999)
 
     @model_validator(mode="after")
     def _min_lr_le_lr(self) -> OptimizerSpec:
@@ -160,7 +164,9 @@ class AlgorithmSpec(SpecModel):
         "90 steps, the first 10 training only the token-level reward model.",
     )
     warmup_steps: NonNegativeInt = Field(
-        default=10, description="Steps at the start in which only the token-level reward model learns."
+        default=10,
+        description="Steps at the start in which only the token-level reward model learns (its learning "
+        "rate rises linearly over them, as in the released code).",
     )
     prompts_per_step: PositiveInt = 64
     samples_per_prompt: Annotated[int, Field(ge=2)] = 16

@@ -20,7 +20,7 @@ class OptimizerOptions:
     min_lr: float
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    betas: tuple[float, float] = (0.9, 0.95)
+    betas: tuple[float, float] = (0.9, 0.999)  # torch's default, as the released OREAL code
 
     def __post_init__(self) -> None:
         if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):

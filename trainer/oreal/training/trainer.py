@@ -132,7 +132,16 @@ class OREALTrainer:
         return o.policy_optimizer.lr_at(step, o.policy_warmup_steps, o.steps)
 
     def reward_model_lr(self, step: int) -> float:
-        return self.options.reward_model_optimizer.lr_at(step, 0, self.options.steps)
+        """Linear warm-up over the policy-frozen steps (lr·(s+1)/W), then cosine to min_lr.
+
+        As the released OREAL code schedules its token-level reward model (LambdaLR x/W, then
+        CosineAnnealingLR over the remaining steps); without a warm-up, cosine from step 0.
+        """
+        o = self.options
+        warmup = o.policy_warmup_steps
+        if step < warmup:
+            return o.reward_model_optimizer.lr * (step + 1) / warmup
+        return o.reward_model_optimizer.lr_at(step, warmup, o.steps)
 
     def in_warmup(self, step: int) -> bool:
         return step < self.options.policy_warmup_steps
@@ -167,7 +176,7 @@ class OREALTrainer:
                 sum(len(k.response_ids) for k in local if k.reward > 0),
                 sum(len(k.response_ids) for k in local if k.reward <= 0),
                 sum(len(k.response_ids) for k in local),
-                len(local),
+                sum(1 for k in local if k.response_ids),  # sequences the reward-model BCE scores
             ],
             dtype=torch.float64,
             device=self.device,

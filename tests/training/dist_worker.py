@@ -23,6 +23,7 @@ def batches():
     yield scored_batch(0)
     yield scored_batch(1, prompts=2, n=5, pass_rates=[0.4, 1.0])  # 5 kept: uneven shards
     yield scored_batch(2)
+    yield scored_batch(3, prompts=1, n=2, pass_rates=[0.5])  # 2 kept: at world size 3 one rank has none
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     opts = TrainerOptions(
-        steps=4,
+        steps=5,
         warmup_steps=1,
         keep_per_prompt="all",
         micro_batch_size=2,

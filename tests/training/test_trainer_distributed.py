@@ -1,4 +1,5 @@
-"""World size 2 (two CPU processes, gloo) equals world size 1 on the same global batch."""
+"""World size 2 (two CPU processes, gloo) equals world size 1 on the same global batch; so does world
+size 3 with a step in which one rank holds no kept sample."""
 
 import json
 import os
@@ -91,3 +92,13 @@ def test_world_size_two_matches_one_deepspeed(tiny_qwen, tmp_path, zero_stage):
     launch(1, tiny_qwen, tmp_path / "ws1", "deepspeed", zero_stage)
     launch(2, tiny_qwen, tmp_path / "ws2", "deepspeed", zero_stage)
     compare(tmp_path / "ws1", tmp_path / "ws2", tiny_qwen)
+
+
+@pytest.mark.slow
+def test_world_size_three_with_an_idle_rank_matches_one_torch(tiny_qwen, tmp_path):
+    """The last batch keeps 2 samples: rank 2 runs dummy micro-batches and must not change the step."""
+    launch(1, tiny_qwen, tmp_path / "ws1", "torch")
+    launch(3, tiny_qwen, tmp_path / "ws3", "torch")
+    compare(tmp_path / "ws1", tmp_path / "ws3", tiny_qwen)
+    last = json.loads((tmp_path / "ws3" / "stats.json").read_text())[-1]
+    assert last["kept_samples"] == 2 and "loss/policy" in last  # fewer kept samples than ranks

@@ -60,8 +60,14 @@ Where the commit is exclusive (create-if-absent; `ObjectStore.create_bytes`):
   while a second version landed can write different commits, the later one wins, and a
   consumer that read the first sees the part change); nothing detects it.
 - memory:// (tests, one process): exclusive through one process-wide lock.
-- gs:// and other fsspec filesystems: `pipe_file(mode="create")`, as exclusive as their
-  implementation (fsspec's default is exists-then-write, not exclusive; gcsfs not tested here).
+- gs:// (gcsfs): `pipe_file(mode="create")` uploads with `ifGenerationMatch=0`, which GCS
+  answers with 412 if the object exists; gcsfs raises FileExistsError for a 412, a lost create.
+  tests/integration/gcs (opt-in, gcsfs 2026.10.1) checks that the commit's upload carries the
+  precondition and that 412 maps to a lost create, but its emulator (gcp-storage-emulator
+  2026.7.19) ignores preconditions: there the second create is accepted and overwrites (the
+  test asserts that). Refusal by real GCS is documented by Google, not tested here.
+- Other fsspec filesystems: `pipe_file(mode="create")`, as exclusive as their implementation
+  (fsspec's default is exists-then-write, not exclusive).
 - On every store, a `_COMMITTED` that exists but cannot be read (garbage, another step's, see
   `_parse_commit`) counts as absent and is REPLACED by a plain PUT, since no consumer trusts it.
   Two committers replacing it at once can write different commits; that needs a damaged commit

@@ -2,9 +2,9 @@
 
 Supported: a plain path or file:// (local, atomic renames), s3:// (s3fs; endpoint and
 AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the environment, i.e. the spec's secretRef),
-gs:// (if gcsfs is installed) and memory:// (tests). Object-store clients get short connect
-timeouts and no retries of their own: `oreal.bucket.retry` is the single, bounded retry loop, so
-an unreachable endpoint fails within a predictable time.
+gs:// (if gcsfs is installed; see `_gcs`) and memory:// (tests). The S3 client gets short connect
+timeouts and no retries of its own: `oreal.bucket.retry` is the single, bounded retry loop, so
+an unreachable endpoint fails within a predictable time (gcsfs has no such settings).
 """
 
 from __future__ import annotations
@@ -68,6 +68,28 @@ def _s3(endpoint: str | None, region: str | None, options: dict[str, Any]) -> fs
     return fs
 
 
+def _gcs(uri: str, endpoint: str | None, options: dict[str, Any]) -> fsspec.AbstractFileSystem:
+    """gcsfs' plain JSON-API filesystem. Not `gcsfs.GCSFileSystem`, which since gcsfs 2026 is the
+    "extended" class: it asks the gRPC storage-control API for the bucket's layout before object
+    calls, and an answer of "unknown" (no permission for that API, an emulator, a firewall) is not
+    cached, so every call can wait out a 30 s gRPC timeout. The bucket uses no zonal/HNS feature.
+    Endpoint: `endpoint` (spec.storage.endpoint), else STORAGE_EMULATOR_HOST, else Google's;
+    credentials: gcsfs' `token` option (default: the environment's Google credentials, else
+    anonymous). No request timeout is set: gcsfs' only one is a total per request, which would
+    cut a large policy download short; gcsfs keeps its own retries of transient HTTP errors.
+    """
+    try:
+        from gcsfs.core import GCSFileSystem
+    except ImportError as exc:
+        raise BucketError(
+            f"{uri}: gs:// storage needs the gcsfs package, which is not installed (pip install gcsfs)"
+        ) from exc
+    base: dict[str, Any] = {"skip_instance_cache": True, "use_listings_cache": False}
+    if endpoint:
+        base["endpoint_url"] = endpoint
+    return GCSFileSystem(**_merge(base, options))
+
+
 def open_filesystem(
     uri: str,
     endpoint: str | None = None,
@@ -89,16 +111,7 @@ def open_filesystem(
     if scheme in ("s3", "s3a"):
         return _s3(endpoint, region, options), rest, f"s3://{rest}"
     if scheme in ("gs", "gcs"):
-        try:
-            import gcsfs
-        except ImportError as exc:
-            raise BucketError(
-                f"{uri}: gs:// storage needs the gcsfs package, which is not installed (pip install gcsfs)"
-            ) from exc
-        fs = gcsfs.GCSFileSystem(
-            **_merge({"skip_instance_cache": True, "use_listings_cache": False}, options)
-        )
-        return fs, rest, f"gs://{rest}"
+        return _gcs(uri, endpoint, options), rest, f"gs://{rest}"
     if scheme == "memory":
         return fsspec.filesystem("memory"), f"/{rest}", f"memory://{rest}"
     try:

@@ -1,7 +1,7 @@
 """A throw-away GCS JSON-API emulator (gcp-storage-emulator, in memory) on a free loopback port.
 
-Only in the gcs venv (scripts/gcs_venv.sh): elsewhere the tests skip, since gcsfs and the
-emulator are not installed there.
+gcsfs and the emulator come with the project's dev extra (`pip install -e ".[dev]"`, which
+scripts/test.sh runs); without them the tests skip.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
 def gcs_endpoint() -> Iterator[str]:
     """http://127.0.0.1:PORT of a running emulator holding bucket `bkt`; STORAGE_EMULATOR_HOST
     points at it for the whole session (gcsfs reads it when a filesystem is created)."""
-    pytest.importorskip("gcsfs", reason="gcsfs is not installed: run with the gcs venv (scripts/gcs_venv.sh)")
+    pytest.importorskip("gcsfs", reason="gcsfs is not installed (pip install -e '.[dev]')")
     pytest.importorskip(
         "gcp_storage_emulator",
-        reason="gcp-storage-emulator is not installed: use the gcs venv (scripts/gcs_venv.sh)",
+        reason="gcp-storage-emulator is not installed (pip install -e '.[dev]')",
     )
     port = _free_port()
     # stdout/stderr to DEVNULL: an inherited pipe would keep a caller's `| tail` waiting on it.

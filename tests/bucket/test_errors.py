@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import importlib.util
 import os
 import re
 from pathlib import Path
@@ -103,12 +102,6 @@ def test_access_denied_is_a_clear_error(tmp_path: Path) -> None:
         BucketError, match=r"get s3://team/run/state.json: access denied; check the credentials"
     ):
         bucket.read_state()
-
-
-@pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs is installed")
-def test_gs_without_gcsfs_says_what_to_install() -> None:
-    with pytest.raises(BucketError, match="gcsfs"):
-        Bucket.open("gs://bucket/run")
 
 
 @pytest.mark.parametrize("uri", ["", "s3://", "nosuchscheme://x/y"])

@@ -7,7 +7,9 @@ local files, then rank 0 writes the manifest of all of them.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 from oreal.bucket import Bucket
@@ -24,10 +26,22 @@ def local_files(directory: Path) -> list[Path]:
     return sorted(p for p in Path(directory).rglob("*") if p.is_file())
 
 
-def _put(bucket: Bucket, local: Path, key: str) -> None:
-    """Stream one file into the bucket (files need no atomicity: the manifest is written last)."""
+def _put(bucket: Bucket, local: Path, key: str, move: bool = False) -> None:
+    """Stream one file into the bucket (files need no atomicity: the manifest is written last).
+
+    With `move` and a local bucket on the same filesystem the file is renamed into place instead
+    of copied (a checkpoint is GBs: policy, reward model and both AdamW states); across
+    filesystems it is copied as usual.
+    """
     fs, target = bucket.store.fs, bucket.store.path(key)
     fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+    if move and bucket.store.local:
+        try:
+            os.replace(local, target)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
     fs.put_file(str(local), target)
 
 
@@ -36,13 +50,18 @@ def _get(bucket: Bucket, key: str, local: Path) -> None:
     bucket.store.fs.get_file(bucket.store.path(key), str(local))
 
 
-def upload(bucket: Bucket, step: int, directory: Path) -> list[dict]:
-    """Upload every file under `directory`; returns their entries for the manifest."""
+def upload(bucket: Bucket, step: int, directory: Path, move: bool = False) -> list[dict]:
+    """Upload every file under `directory`; returns their entries for the manifest.
+
+    `move`: the caller discards `directory` afterwards, so a local bucket may take the files by
+    rename (see `_put`); the directory is then left without them.
+    """
     entries = []
     for path in local_files(directory):
         rel = path.relative_to(directory).as_posix()
-        _put(bucket, path, f"{step_key(step)}/{rel}")
-        entries.append({"path": rel, "size": path.stat().st_size})
+        size = path.stat().st_size
+        _put(bucket, path, f"{step_key(step)}/{rel}", move=move)
+        entries.append({"path": rel, "size": size})
     return entries
 
 

@@ -90,7 +90,7 @@ def save_checkpoint(ctx: WorkerContext, trainer, step: int) -> None:
     local = ctx.work_dir / f"checkpoint-rank{rank()}"
     shutil.rmtree(local, ignore_errors=True)
     trainer.save_checkpoint(local)
-    entries = gather(checkpoints.upload(ctx.bucket, step, local))
+    entries = gather(checkpoints.upload(ctx.bucket, step, local, move=True))  # local is discarded next
     if rank() == 0:
         checkpoints.commit(ctx.bucket, step, entries)
         checkpoints.prune(ctx.bucket, ctx.spec.checkpoint.keep)
@@ -195,8 +195,10 @@ def train_one(ctx: WorkerContext, trainer, step: int) -> None:
                 bucket.publish_policy(step + 1, out)
     last = step == spec.algorithm.steps - 1
     if (step + 1) % spec.checkpoint.every == 0 or last:
+        checkpoint_start = time.perf_counter()
         with phase("sync", timings):
             save_checkpoint(ctx, trainer, step)
+        timings["checkpoint"] = time.perf_counter() - checkpoint_start  # part of sync, reported apart
     if not main:
         return
     stats = {k: float(v) for k, v in stats.items()}

@@ -19,16 +19,26 @@ def unpadded_logprobs(model, prompt, response):
     return torch.log_softmax(logits.float(), -1).gather(-1, torch.tensor(response)[:, None]).squeeze(-1)
 
 
+EQUAL_PROMPTS = [[5, 6, 7], [9, 8, 7], [1, 2, 3]]
+EQUAL_RESPONSES = [[10, 11], [12, 13, 14, 15, 16], []]
+
+
 @pytest.mark.parametrize("arch", ["tiny_qwen", "tiny_llama"])
-def test_padded_batch_logprobs_equal_unpadded(arch, request):
+@pytest.mark.parametrize(
+    ("prompts", "responses", "aligned"),
+    [(PROMPTS, RESPONSES, False), (EQUAL_PROMPTS, EQUAL_RESPONSES, True)],
+    ids=["gathered-columns", "contiguous-columns"],
+)
+def test_padded_batch_logprobs_equal_unpadded(arch, prompts, responses, aligned, request):
     model = load_causal_lm(request.getfixturevalue(arch), torch.float32, CPU).eval()
-    batch = collate(PROMPTS, RESPONSES, CPU, pad_id=63)
+    batch = collate(prompts, responses, CPU, pad_id=63)
+    assert batch.aligned == aligned
+    assert batch.response_mask.tolist() == [[1] * len(r) + [0] * (5 - len(r)) for r in responses]
     with torch.no_grad():
         logp = response_logprobs(model, batch)
-        assert batch.response_mask.tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
-        for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES, strict=True)):
-            expected = unpadded_logprobs(model, p, r)
-            assert torch.allclose(logp[i, : len(r)], expected, atol=1e-5), i
+        for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+            if r:
+                assert torch.allclose(logp[i, : len(r)], unpadded_logprobs(model, p, r), atol=1e-5), i
 
 
 def test_collate_right_pads_rows_and_indexes_the_predicting_columns():
@@ -49,41 +59,12 @@ def test_collate_right_pads_rows_and_indexes_the_predicting_columns():
         collate([[1], []], [[2], [3]], CPU)
 
 
-@pytest.mark.parametrize("arch", ["tiny_qwen", "tiny_llama"])
-def test_equal_length_prompts_take_the_contiguous_path_and_equal_unpadded(arch, request):
-    model = load_causal_lm(request.getfixturevalue(arch), torch.float32, CPU).eval()
-    prompts, responses = [[5, 6, 7], [9, 8, 7], [1, 2, 3]], [[10, 11], [12, 13, 14, 15, 16], []]
-    batch = collate(prompts, responses, CPU, pad_id=63)
-    assert batch.aligned
-    with torch.no_grad():
-        logp = response_logprobs(model, batch)
-        for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
-            if r:
-                assert torch.allclose(logp[i, : len(r)], unpadded_logprobs(model, p, r), atol=1e-5), i
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_compiled_logprob_kernels_match_eager(dtype):
-    """trainer.compile's fused log-softmax kernels: same values and gradients as the eager ones."""
-    torch.manual_seed(0)
-    logits = (torch.randn(3, 7, 50) * 3).to(dtype)
-    targets = torch.randint(0, 50, (3, 7))
-    weights = torch.randn(3, 7)
-    outs, grads = [], []
-    for compiled in (False, True):
-        x = logits.clone().requires_grad_(True)
-        out = gather_logprobs(x, targets, chunk=8, compiled=compiled)
-        (out * weights).sum().backward()
-        outs.append(out)
-        grads.append(x.grad)
-    assert torch.allclose(outs[0], outs[1], atol=1e-5)
-    tol = 1e-6 if dtype == torch.float32 else 1e-2
-    assert grads[1].dtype == dtype and torch.allclose(grads[0].float(), grads[1].float(), atol=tol)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_gather_logprobs_values_and_gradients_match_log_softmax(dtype):
+@pytest.mark.parametrize(
+    "compiled", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["eager", "compiled"]
+)
+def test_gather_logprobs_values_and_gradients_match_log_softmax(dtype, compiled):
+    """Eager chunks and trainer.compile's fused kernels both equal log_softmax + gather."""
     torch.manual_seed(0)
     logits = (torch.randn(2, 5, 11) * 3).to(dtype)
     targets = torch.randint(0, 11, (2, 5))
@@ -92,7 +73,7 @@ def test_gather_logprobs_values_and_gradients_match_log_softmax(dtype):
     ref = torch.log_softmax(a.float(), -1).gather(-1, targets[..., None]).squeeze(-1)
     (ref * weights).sum().backward()
     b = logits.clone().requires_grad_(True)
-    out = gather_logprobs(b, targets, chunk=3)  # chunks that do not divide the 10 rows
+    out = gather_logprobs(b, targets, chunk=3, compiled=compiled)  # chunks that do not divide the 10 rows
     (out * weights).sum().backward()
     assert out.dtype == torch.float32
     assert torch.allclose(out, ref, atol=1e-5)

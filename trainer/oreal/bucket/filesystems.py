@@ -82,7 +82,7 @@ def _gcs(uri: str, endpoint: str | None, options: dict[str, Any]) -> fsspec.Abst
         from gcsfs.core import GCSFileSystem
     except ImportError as exc:
         raise BucketError(
-            f"{uri}: gs:// storage needs the gcsfs package, which is not installed (pip install gcsfs)"
+            f"{uri}: gs:// storage needs the gcsfs package, which is not installed (pip install 'oreal[gcs]')"
         ) from exc
     base: dict[str, Any] = {"skip_instance_cache": True, "use_listings_cache": False}
     if endpoint:

@@ -17,6 +17,7 @@ needed rows are gathered.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -73,7 +74,7 @@ def collate(
         response_mask=mask.to(device),
         response_index=index.to(device),
         first_column=first,
-        aligned=bool((starts == first).all()) and first + r_len <= length,
+        aligned=bool((starts == first).all()),
     )
 
 
@@ -103,21 +104,15 @@ def _backward_chunk_pointwise(
     return ((onehot.float() - torch.exp(block.float() - lse[:, None])) * g).to(block.dtype)
 
 
-_compiled: dict[str, object] = {}
+@functools.cache
+def _compiled_kernels():
+    """The chunk functions torch.compile'd once per process (dynamic shapes): each becomes one fused
+    kernel that reads the bf16 logits once or twice, where eager math takes ~10 fp32 passes."""
+    return torch.compile(_forward_chunk, dynamic=True), torch.compile(_backward_chunk_pointwise, dynamic=True)
 
 
 def _kernels(compiled: bool):
-    """The chunk functions, eager or torch.compile'd (compiled once per process, dynamic shapes).
-
-    Compiled, each becomes one fused kernel that reads the bf16 logits once or twice; eager, the
-    same math takes ~10 passes over fp32 copies of each chunk.
-    """
-    if not compiled:
-        return _forward_chunk, _backward_chunk
-    if not _compiled:
-        _compiled["forward"] = torch.compile(_forward_chunk, dynamic=True)
-        _compiled["backward"] = torch.compile(_backward_chunk_pointwise, dynamic=True)
-    return _compiled["forward"], _compiled["backward"]
+    return _compiled_kernels() if compiled else (_forward_chunk, _backward_chunk)
 
 
 class _TokenLogProb(torch.autograd.Function):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from oreal.bucket import (
     layout,
     schema,
 )
+from oreal.bucket import store as store_module
 from oreal.bucket.layout import PartVersion
 from oreal.bucket.manifest import PolicyManifest, StepManifest
 
@@ -280,6 +282,53 @@ def test_policy_publish_download_delete(bucket: Bucket, tmp_path: Path) -> None:
     assert not bucket.exists("policy/v000001/model.safetensors")
     with pytest.raises(NotCommittedError):
         bucket.download_policy(1, tmp_path / "dl2")
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_policy_round_trip_with_and_without_links(bucket: Bucket, tmp_path: Path, link: bool) -> None:
+    """`link` never changes what is published or downloaded; on S3 it is simply ignored."""
+    v5 = make_policy(tmp_path / "v5", 5)
+    bucket.publish_policy(5, v5, link=link)
+    out = bucket.download_policy(5, tmp_path / "dl", link=link)
+    got = read_tree(out)
+    assert got.pop(".oreal_policy.json")
+    assert got == read_tree(v5)
+
+
+def test_local_bucket_hard_links_policy_files_only_when_asked(local_bucket: Bucket, tmp_path: Path) -> None:
+    def inode(path: Path) -> int:
+        return path.stat().st_ino
+
+    source = make_policy(tmp_path / "v0", 0) / "model.safetensors"
+    local_bucket.publish_policy(0, source.parent, link=True)
+    local_bucket.publish_policy(1, source.parent)
+    in_bucket = Path(local_bucket.store.path("policy/v000000/model.safetensors"))
+    assert inode(in_bucket) == inode(source)  # taken by link: no bytes copied
+    assert inode(Path(local_bucket.store.path("policy/v000001/model.safetensors"))) != inode(source)
+    linked = local_bucket.download_policy(0, tmp_path / "linked", link=True) / "model.safetensors"
+    copied = local_bucket.download_policy(0, tmp_path / "copied") / "model.safetensors"
+    assert inode(linked) == inode(in_bucket) and inode(copied) != inode(in_bucket)
+    # A linked download is still verified against the manifest.
+    flip_byte(local_bucket, "policy/v000000/model.safetensors", at=1000)
+    with pytest.raises(CorruptPartError):
+        local_bucket.download_policy(0, tmp_path / "again", link=True)
+    assert not (tmp_path / "again" / "model.safetensors").exists()
+
+
+def test_refused_hard_link_falls_back_to_a_copy(
+    local_bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cross_device(src: str, dst: str) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(store_module.os, "link", cross_device)
+    v2 = make_policy(tmp_path / "v2", 2)
+    local_bucket.publish_policy(2, v2, link=True)
+    out = local_bucket.download_policy(2, tmp_path / "dl", link=True)
+    got = read_tree(out)
+    got.pop(".oreal_policy.json")
+    assert got == read_tree(v2)
+    assert (out / "model.safetensors").stat().st_ino != (v2 / "model.safetensors").stat().st_ino
 
 
 def test_download_is_skipped_when_identical(bucket: Bucket, tmp_path: Path) -> None:

@@ -441,9 +441,12 @@ class Bucket:
         return self.read_part_records("verdicts", step, part)
 
     # -- policy versions -------------------------------------------------------------------------
-    def publish_policy(self, version: int, local_dir: Path) -> None:
-        """Upload an HF-format folder to policy/vNNNNNN/, `_COMMITTED` (files, sizes, CRC-32) last."""
-        policy.publish(self.store, version, Path(local_dir))
+    def publish_policy(self, version: int, local_dir: Path, link: bool = False) -> None:
+        """Upload an HF-format folder to policy/vNNNNNN/, `_COMMITTED` (files, sizes, CRC-32) last.
+
+        `link`: the folder's files are never rewritten in place, so a local bucket may hard-link them.
+        """
+        policy.publish(self.store, version, Path(local_dir), link=link)
 
     def policy_committed(self, version: int) -> bool:
         return policy.read_manifest(self.store, version) is not None
@@ -461,9 +464,12 @@ class Bucket:
                 return version
         return None
 
-    def download_policy(self, version: int, local_dir: Path) -> Path:
-        """Download a committed version into local_dir (verified); skipped if already identical."""
-        return policy.download(self.store, version, Path(local_dir))
+    def download_policy(self, version: int, local_dir: Path, link: bool = False) -> Path:
+        """Download a committed version into local_dir (verified); skipped if already identical.
+
+        `link`: the caller only reads the files, so a local bucket may hard-link them.
+        """
+        return policy.download(self.store, version, Path(local_dir), link=link)
 
     def delete_policy(self, version: int) -> None:
         """Withdraw `_COMMITTED` first (readers stop trusting it), then delete the files."""

@@ -4,6 +4,10 @@ The manifest lists every file with its size and CRC-32 (see `manifest.py` for wh
 Checksumming overlaps with the transfer. A download verifies each file and leaves a marker
 (`.oreal_policy.json`, a copy of the manifest) in the local folder, so a second download of the
 same version is skipped when the marker and the file sizes still match.
+
+On a local bucket (file://) both directions can hard-link instead of copy (`link=True`): the
+trainer's freshly saved folder is never rewritten in place (each save replaces the folder), and a
+rollout worker only reads its copy, so a step's policy costs its checksums, not two copies.
 """
 
 from __future__ import annotations
@@ -40,10 +44,12 @@ def read_manifest(store: ObjectStore, version: int) -> PolicyManifest | None:
     return None if data is None else PolicyManifest.from_bytes(data, store.url(key))
 
 
-def publish(store: ObjectStore, version: int, local_dir: Path) -> PolicyManifest:
+def publish(store: ObjectStore, version: int, local_dir: Path, link: bool = False) -> PolicyManifest:
     """Upload every file of `local_dir` to policy/vNNNNNN/, then write its `_COMMITTED`.
 
-    `local_dir` must be complete and must not change while it is published.
+    `local_dir` must be complete and must not change while it is published. `link`: its files
+    are never rewritten in place afterwards (only deleted or replaced by new files), so a local
+    bucket takes them as hard links instead of copies.
     """
     local_dir = Path(local_dir)
     files = _local_files(local_dir)
@@ -56,7 +62,7 @@ def publish(store: ObjectStore, version: int, local_dir: Path) -> PolicyManifest
 
         def upload(path: Path) -> PolicyFile:
             rel = path.relative_to(local_dir).as_posix()
-            crc = store.put_file(str(path), f"{prefix}/{rel}", checksum=file_crc32)
+            crc = store.put_file(str(path), f"{prefix}/{rel}", checksum=file_crc32, link=link)
             return PolicyFile(path=rel, size=path.stat().st_size, crc32=crc)
 
         with ThreadPoolExecutor(max_workers=max(1, min(_THREADS, len(files)))) as pool:
@@ -80,8 +86,12 @@ def _marker_matches(local_dir: Path, manifest: PolicyManifest) -> bool:
     return True
 
 
-def download(store: ObjectStore, version: int, local_dir: Path) -> Path:
-    """Download committed policy `version` into `local_dir`, verifying sizes and checksums."""
+def download(store: ObjectStore, version: int, local_dir: Path, link: bool = False) -> Path:
+    """Download committed policy `version` into `local_dir`, verifying sizes and checksums.
+
+    `link`: the caller only reads the files, so a local bucket may hand out hard links to its
+    objects instead of copies (still checksummed).
+    """
     local_dir = Path(local_dir)
     manifest = read_manifest(store, version)
     if manifest is None:
@@ -104,7 +114,7 @@ def download(store: ObjectStore, version: int, local_dir: Path) -> Path:
             return  # identical file already there
         where = store.url(f"{prefix}/{entry.path}")
         try:
-            crc = store.get_file(f"{prefix}/{entry.path}", str(target), checksum=file_crc32)
+            crc = store.get_file(f"{prefix}/{entry.path}", str(target), checksum=file_crc32, link=link)
         except ObjectMissingError as exc:
             raise CorruptPartError(
                 f"{where}: listed in the policy manifest but missing; re-publish policy v{version}",

@@ -301,10 +301,12 @@ class ObjectStore:
         self.run("delete", prefix, rm)
 
     # -- large files (policy weights) ----------------------------------------------------------------
-    def put_file(self, local_path: str, key: str, checksum: Callable[[str], str]) -> str:
+    def put_file(self, local_path: str, key: str, checksum: Callable[[str], str], link: bool = False) -> str:
         """Upload a local file to `key`; returns checksum(local_path), computed during the upload.
 
-        Atomic: temp + rename locally, one (multipart) PUT on object stores.
+        Atomic: temp + rename locally, one (multipart) PUT on object stores. `link`: the caller
+        never changes `local_path` in place again (it may delete it), so a local bucket may take
+        the file as a hard link instead of a copy (a copy where the filesystem refuses links).
         """
         path = self.path(key)
         if not os.path.isfile(local_path):
@@ -317,7 +319,8 @@ class ObjectStore:
                 self.fs.makedirs(directory, exist_ok=True)
                 tmp = f"{directory}/.{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:12]}"
                 try:
-                    self.fs.put_file(local_path, tmp)
+                    if not (link and self._hard_link(local_path, tmp)):
+                        self.fs.put_file(local_path, tmp)
                     self.fs.mv(tmp, path)
                 except BaseException:
                     self._discard(tmp)
@@ -335,11 +338,13 @@ class ObjectStore:
         metrics.BUCKET_BYTES_WRITTEN.inc(size)
         return result
 
-    def get_file(self, key: str, local_path: str, checksum: Callable[[str], str]) -> str:
+    def get_file(self, key: str, local_path: str, checksum: Callable[[str], str], link: bool = False) -> str:
         """Download `key` to `local_path` (temp sibling, then rename); returns the content's checksum.
 
         On a local filesystem the kernel copies the file while the bucket object is checksummed
         in parallel; from an object store the downloaded file is checksummed after the transfer.
+        `link`: the caller only reads `local_path` (never writes it in place), so a local bucket
+        may hand out a hard link to the object instead of a copy; the object is still checksummed.
         """
         path = self.path(key)
         os.makedirs(os.path.dirname(local_path) or ".", exist_ok=True)
@@ -347,7 +352,8 @@ class ObjectStore:
 
         def get() -> None:
             try:
-                self.fs.get_file(path, tmp)
+                if not (link and self.local and self._hard_link(path, tmp)):
+                    self.fs.get_file(path, tmp)
             except FileNotFoundError as exc:
                 raise self.missing(key, exc) or ObjectMissingError(
                     f"get {self.url(key)}: no such object"
@@ -370,6 +376,17 @@ class ObjectStore:
                 os.remove(tmp)
         metrics.BUCKET_BYTES_READ.inc(os.path.getsize(local_path))
         return result
+
+    @staticmethod
+    def _hard_link(source: str, target: str) -> bool:
+        """os.link(source, target); False where links are impossible (other filesystem, no support)."""
+        try:
+            os.link(source, target)
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+                return False
+            raise
+        return True
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         """get_bytes over many keys. On an async object store all GETs go out concurrently in one

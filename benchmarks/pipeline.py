@@ -103,35 +103,40 @@ def analyze(run_dir: Path) -> dict:
 
 
 def policy_sync(model: Path) -> dict:
-    """Publish + download + hf load of `model` through a fresh file:// bucket."""
+    """Publish + download + hf load of `model` through a fresh file:// bucket.
+
+    Twice: copying the files (how v0, the user's own folder, is published, and how any
+    object-store bucket works) and hard-linking them (`link=True`: how a local run's trainer
+    publishes each new version and how its rollout worker takes it).
+    """
     from oreal.engines.hf import HFEngine
 
     size = sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
+    mb = size / 1e6
+    out: dict = {"policy_mb": round(mb, 1)}
     with tempfile.TemporaryDirectory() as tmp:
-        bucket = Bucket.open(Path(tmp, "bucket").as_uri())
-        start = time.perf_counter()
-        bucket.publish_policy(1, model)
-        publish = time.perf_counter() - start
-        start = time.perf_counter()
-        local = bucket.download_policy(1, Path(tmp) / "download")
-        download = time.perf_counter() - start
-        start = time.perf_counter()
-        HFEngine(batch_size=1).load(local, 1)
-        load = time.perf_counter() - start
         copy_start = time.perf_counter()
         shutil.copytree(model, Path(tmp) / "plain-copy")
         copy = time.perf_counter() - copy_start
-    mb = size / 1e6
-    return {
-        "policy_mb": round(mb, 1),
-        "publish_seconds": round(publish, 2),
-        "publish_mb_per_s": round(mb / publish, 1),
-        "download_seconds": round(download, 2),
-        "download_mb_per_s": round(mb / download, 1),
-        "engine_load_seconds": round(load, 2),
-        "plain_copy_seconds": round(copy, 2),
-        "publish_vs_plain_copy": round(publish / copy, 2) if copy else None,
-    }
+        out["plain_copy_seconds"] = round(copy, 2)
+        for mode, link in (("copy", False), ("link", True)):
+            bucket = Bucket.open(Path(tmp, f"bucket-{mode}").as_uri())
+            source = Path(tmp) / "plain-copy"  # never rewritten in place: safe to link
+            start = time.perf_counter()
+            bucket.publish_policy(1, source, link=link)
+            publish = time.perf_counter() - start
+            start = time.perf_counter()
+            local = bucket.download_policy(1, Path(tmp) / f"download-{mode}", link=link)
+            download = time.perf_counter() - start
+            out[f"{mode}/publish_seconds"] = round(publish, 2)
+            out[f"{mode}/publish_mb_per_s"] = round(mb / publish, 1)
+            out[f"{mode}/download_seconds"] = round(download, 2)
+            out[f"{mode}/download_mb_per_s"] = round(mb / download, 1)
+        start = time.perf_counter()
+        HFEngine(batch_size=1).load(local, 1)
+        out["engine_load_seconds"] = round(time.perf_counter() - start, 2)
+    out["copy/publish_vs_plain_copy"] = round(out["copy/publish_seconds"] / copy, 2) if copy else None
+    return out
 
 
 def main() -> int:

@@ -99,12 +99,37 @@ def test_save_policy_is_loadable_hf_with_tokenizer(tiny_qwen, tmp_path):
         assert torch.equal(loaded.state_dict()[name], p), name
 
 
-def test_resume_reproduces_next_step_bit_for_bit(tiny_qwen, tmp_path):
+def test_policy_is_published_in_the_compute_dtype_under_autocast(tiny_qwen, tmp_path):
+    full = OREALTrainer(TrainerOptions(token_weights=False, **FAST), policy_path=tiny_qwen)
+    assert full.published_dtype is None  # fp32 weights, fp32 compute: saved as they are
+    options = TrainerOptions(token_weights=False, dtype="bfloat16", **FAST)
+    trainer = OREALTrainer(options, policy_path=tiny_qwen)
+    trainer.train_step(scored_batch(0), 0)
+    assert trainer.published_dtype == torch.bfloat16  # fp32 weights trained under bf16 autocast
+    trainer.save_policy(tmp_path / "out", dtype=trainer.published_dtype)
+    saved = load_safetensors_dir(tmp_path / "out")
+    weights = trainer.policy.module.state_dict()
+    assert saved and all(t.dtype == torch.bfloat16 for t in saved.values())
+    for name, tensor in saved.items():  # exactly the rounding a bf16 rollout engine applies on load
+        assert torch.equal(tensor, weights[name].to(torch.bfloat16)), name
+    assert next(trainer.policy.module.parameters()).dtype == torch.float32  # training state untouched
+
+
+@pytest.mark.parametrize("reuse_published", [False, True], ids=["policy-saved", "policy-linked"])
+def test_resume_reproduces_next_step_bit_for_bit(tiny_qwen, tmp_path, reuse_published):
     opts = TrainerOptions(**FAST)
     a = OREALTrainer(opts, policy_path=tiny_qwen)
     for step in range(3):
         a.train_step(scored_batch(step), step)
-    a.save_checkpoint(tmp_path / "ckpt")
+    if reuse_published:  # the worker checkpoints right after publishing: the policy files are linked
+        a.save_policy(tmp_path / "published")
+        a.save_checkpoint(tmp_path / "ckpt", saved_policy=tmp_path / "published")
+        published = sorted((tmp_path / "published").glob("*.safetensors"))
+        assert published and all(
+            (tmp_path / "ckpt" / "policy" / f.name).stat().st_ino == f.stat().st_ino for f in published
+        )
+    else:
+        a.save_checkpoint(tmp_path / "ckpt")
     saved_rng = torch.get_rng_state()
     stats_a = a.train_step(scored_batch(3), 3)
 

@@ -225,3 +225,32 @@ def test_periodic_evaluation_lands_in_the_stats(tmp_path, tiny_model, prompts_fi
     stats = bucket.read_stats(0)
     summary = json.loads(bucket.get_bytes("eval/step-000000/prompts.json"))
     assert stats["eval/prompts/pass@1"] == summary["pass@1"] and summary["problems"] == 24
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_policy_files_are_linked_not_copied_and_published_in_the_compute_dtype(
+    tmp_path, tiny_model, prompts_file, dtype
+):
+    import torch
+    from safetensors.torch import load_file
+
+    lr, bucket = _open(tmp_path, tiny_model, prompts_file, **SOLO, **{"model.dtype": dtype})
+    bucket.publish_policy(0, tiny_model)  # as the trainer does first (a copy: the user's folder)
+    for role, flags in (
+        ("rollout", ("--index", "0", "--replicas", "1")),
+        ("verifier", ("--index", "0")),
+        ("trainer", ()),
+    ):
+        assert worker([role, *_flags(lr, *flags)]) == 0
+    root = Path(lr.run_dir)
+    # The rollout worker's local copy of v0 is a hard link to the bucket's object (no bytes copied).
+    v0 = root / "policy" / "v000000" / "model.safetensors"
+    local = [p for p in (root / "work").rglob("model.safetensors") if p.parent.name == "policy"]
+    assert local and all(p.stat().st_ino == v0.stat().st_ino for p in local)
+    published = root / "policy" / "v000001" / "model.safetensors"
+    in_checkpoint = root / "checkpoints" / "step-000000" / "policy" / "model.safetensors"
+    expected = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+    assert {t.dtype for t in load_file(str(published)).values()} == {expected}
+    assert {t.dtype for t in load_file(str(in_checkpoint)).values()} == {torch.float32}  # exact resume
+    # Published losslessly (fp32): the checkpoint reuses the very same file instead of saving it again.
+    assert (published.stat().st_ino == in_checkpoint.stat().st_ino) == (dtype == "float32")

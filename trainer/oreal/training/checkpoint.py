@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,20 @@ def write_state(directory: Path, state: dict[str, Any]) -> None:
 
 def read_state(directory: Path) -> dict[str, Any]:
     return json.loads((directory / STATE_FILE).read_text())
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """Recreate the files of `source` under `target` as hard links (copies across filesystems).
+
+    Safe because nothing rewrites a saved file in place: a new save replaces the whole folder.
+    """
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        dest = target / path.relative_to(source)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, dest)
+        except OSError:
+            shutil.copy2(path, dest)
 
 
 def load_safetensors_dir(directory: Path) -> dict[str, torch.Tensor]:

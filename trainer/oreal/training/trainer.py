@@ -261,15 +261,28 @@ class OREALTrainer:
         _accumulate(sums, pstats)
 
     # ------------------------------------------------------------------ saving and resuming
-    def save_policy(self, directory: str | Path) -> None:
-        """The policy in HF format (safetensors + config + tokenizer files of the initial policy)."""
+    def save_policy(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+        """The policy in HF format (safetensors + config + tokenizer files of the initial policy).
+
+        `dtype`: cast floating-point weights to it (e.g. the compute dtype that rollout engines
+        load anyway: a bf16 copy is half the bytes to write, publish and read every step).
+        """
         directory = Path(directory)
         sd = self.policy.full_state_dict()
+        if sd is not None and dtype is not None:
+            sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
         if self.dist.is_main:
             directory.mkdir(parents=True, exist_ok=True)
             self.policy.module.save_pretrained(str(directory), state_dict=sd)
             copy_tokenizer_files(self.policy_path, directory)
         barrier()
+
+    @property
+    def published_dtype(self) -> torch.dtype | None:
+        """The dtype policies are published in: the compute dtype when the trained weights are wider
+        (fp32 weights under bf16 autocast), else None (saved as they are, losslessly)."""
+        weights = next(self.policy.module.parameters()).dtype
+        return self.compute_dtype if self.compute_dtype != weights else None
 
     def save_reward_model(self, directory: str | Path) -> None:
         if self.reward_model is None:
@@ -279,9 +292,19 @@ class OREALTrainer:
             self.reward_model.module.save_pretrained(directory, state_dict=sd)
         barrier()
 
-    def save_checkpoint(self, directory: str | Path) -> None:
+    def save_checkpoint(self, directory: str | Path, saved_policy: str | Path | None = None) -> None:
+        """Weights, optimiser states, RNG and step: everything an exact resume needs.
+
+        `saved_policy`: a folder that `save_policy` wrote for the current weights without a dtype
+        cast (the policy just published); its files are hard-linked instead of saved again.
+        """
         directory = Path(directory)
-        self.save_policy(directory / "policy")
+        if saved_policy is None:
+            self.save_policy(directory / "policy")
+        else:
+            if self.dist.is_main:
+                ckpt.link_tree(Path(saved_policy), directory / "policy")
+            barrier()
         self.save_reward_model(directory / "reward_model")
         self.policy.save_optimizer(directory / "optimizer" / "policy")
         if self.reward_model is not None:

@@ -165,7 +165,7 @@ def generate_step(ctx: WorkerContext, engine, pool, step: int, index: int, repli
 
 def load_policy(ctx: WorkerContext, engine, version: int) -> None:
     start = time.perf_counter()
-    local = ctx.bucket.download_policy(version, ctx.work_dir / "policy")
+    local = ctx.bucket.download_policy(version, ctx.work_dir / "policy", link=True)  # read only
     engine.load(local, version)
     metrics.POLICY_SYNC_DURATION.observe(time.perf_counter() - start)
     log.info("loaded policy v%d in %.1fs", version, time.perf_counter() - start)

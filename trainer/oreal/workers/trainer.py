@@ -86,10 +86,11 @@ def gather(entries: list[dict]) -> list[dict]:
     return entries
 
 
-def save_checkpoint(ctx: WorkerContext, trainer, step: int) -> None:
+def save_checkpoint(ctx: WorkerContext, trainer, step: int, saved_policy: Path | None = None) -> None:
+    """`saved_policy`: the folder of the policy just published for these weights (linked, not re-saved)."""
     local = ctx.work_dir / f"checkpoint-rank{rank()}"
     shutil.rmtree(local, ignore_errors=True)
-    trainer.save_checkpoint(local)
+    trainer.save_checkpoint(local, saved_policy=saved_policy)
     entries = gather(checkpoints.upload(ctx.bucket, step, local, move=True))  # local is discarded next
     if rank() == 0:
         checkpoints.commit(ctx.bucket, step, entries)
@@ -186,18 +187,20 @@ def train_one(ctx: WorkerContext, trainer, step: int) -> None:
     with phase("train", timings):
         stats = trainer.train_step(scored, step)
     main = rank() == 0
+    # Policies are published in the rollout's compute dtype (bf16 under autocast: half the bytes);
+    # when that is the weights' own dtype, a checkpoint of this step reuses the published files.
+    out, cast = ctx.work_dir / "policy-out", trainer.published_dtype
     with phase("sync", timings):
         if not replay:
-            out = ctx.work_dir / "policy-out"
-            shutil.rmtree(out, ignore_errors=True)
-            trainer.save_policy(out)
+            shutil.rmtree(out, ignore_errors=True)  # new files each step: the bucket may hard-link them
+            trainer.save_policy(out, dtype=cast)
             if main:
-                bucket.publish_policy(step + 1, out)
+                bucket.publish_policy(step + 1, out, link=True)
     last = step == spec.algorithm.steps - 1
     if (step + 1) % spec.checkpoint.every == 0 or last:
         checkpoint_start = time.perf_counter()
         with phase("sync", timings):
-            save_checkpoint(ctx, trainer, step)
+            save_checkpoint(ctx, trainer, step, saved_policy=None if replay or cast else out)
         timings["checkpoint"] = time.perf_counter() - checkpoint_start  # part of sync, reported apart
     if not main:
         return

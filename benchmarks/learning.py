@@ -379,6 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--variant", choices=["reference", "paper"], help="diagnostics only: OREAL's loss variant"
     )
+    ap.add_argument("--hidden-size", type=int, help="tiny model width (default: TaskConfig's 64)")
+    ap.add_argument("--layers", type=int, help="tiny model depth (default: TaskConfig's 2)")
+    ap.add_argument("--heads", type=int, help="attention heads (default: TaskConfig's 4)")
+    ap.add_argument("--sft-target", type=float, help="stop SFT at this validation pass@1 (default 0.3)")
+    ap.add_argument("--sft-check-every", type=int, help="SFT steps between validations (default 100)")
+    ap.add_argument("--sft-lr", type=float, help="SFT learning rate (default 3e-3)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -401,6 +407,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, variant=args.variant)
     if args.prompts_per_step:
         cfg = replace(cfg, prompts_per_step=args.prompts_per_step)
+    for flag, field in (("hidden_size", "hidden_size"), ("layers", "layers"), ("heads", "heads")):
+        if getattr(args, flag) is not None:
+            cfg = replace(cfg, task=replace(cfg.task, **{field: getattr(args, flag)}))
+    for flag, field in (("sft_target", "target"), ("sft_check_every", "check_every"), ("sft_lr", "lr")):
+        if getattr(args, flag) is not None:
+            cfg = replace(cfg, sft=replace(cfg.sft, **{field: getattr(args, flag)}))
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.cache or args.out / "cache"
     torch.set_num_threads(cfg.threads if args.jobs > 1 else max(cfg.threads, 1))

@@ -12,14 +12,18 @@ loading) is reported separately, since it is paid once per run, not per step.
 Second figure: policy publish (trainer -> bucket) and download + load (bucket -> hf engine) time
 against the bytes moved, for the run's initial policy.
 
-Measured on the quickstart (2-core CPU, file:// bucket, SmolLM2-135M fp32 policy of 541.6 MB),
-2026-11-27 (third session): overhead 13.7% of steady-state wall time, of which the final checkpoint
-(policy, reward model and both AdamW states, ~3.2 GB) is 7.4 s; 9.3% without it. Per step ~1.5-3.5 s of
-policy save + publish and rollout download/load. Moving the checkpoint files into a local bucket
-instead of copying them took the final checkpoint from 18.6 s (19.4% overall) to 7-11 s. (Earlier
-sessions: 8.3% with a faster final checkpoint; 14.5% before the hf engine reloaded weights in place.)
-Policy publish 0.61 s (889 MB/s, 1.4x a plain copy: CRC-32 + atomic renames), download 0.40 s
-(1368 MB/s), hf engine load 2.6 s.
+Measured on the quickstart (2-core CPU, file:// bucket, SmolLM2-135M policy trained in fp32 under
+bf16 autocast), 2026-11-28 (fourth session), idle machine, the same quickstart before and after:
+- before (commit 495d776: fp32 policy copied into the bucket and out again each step; the last
+  step wrote a full checkpoint of policy, reward model and both AdamW states, ~3.2 GB): overhead
+  14.3% of steady-state wall time, 8.2% without the final checkpoint (9.6 s).
+- after (policy published in bf16, the compute dtype, and hard-linked into a local bucket and into
+  the rollout's folder; the last step saves only the final weights under final/, 1.1 GB):
+  6.4% and 6.0% in two runs (4.8% without the final save of 1.8-2.2 s).
+Per step the trainer's save + publish fell from ~1.2-2.6 s to 0.3-1.2 s, the rollout's download
++ in-place load from 0.6-2.2 s to 0.3-0.6 s. Policy sync of the fp32 541.6 MB folder: publish
+0.23 s by copy (1.0x a plain copy) and 0.13 s by link (checksum only); the same for download;
+first hf engine load 2.0 s.
 """
 
 from __future__ import annotations
@@ -82,9 +86,9 @@ def analyze(run_dir: Path) -> dict:
     steady = rows[1:] if len(rows) > 1 else rows
     wall = sum(r["wall"] for r in steady)
     overhead = sum(r["overhead"] for r in steady)
-    # Checkpoints (every checkpoint.every steps and at the last step) are overhead too; a short run
-    # pays its final one (GBs: policy, reward model, both AdamW states) over very few steps, so the
-    # share without them is reported as well.
+    # Checkpoints (every checkpoint.every steps; the final weights at the last step) are overhead
+    # too; a short run pays its final save over very few steps, so the share without them is
+    # reported as well.
     checkpoint = sum(r["checkpoint"] for r in steady)
     return {
         "run": str(run_dir),

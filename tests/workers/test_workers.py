@@ -10,6 +10,7 @@ import pytest
 
 from oreal.bucket import Bucket
 from oreal.runner.local import prepare
+from oreal.workers import checkpoints
 from oreal.workers.__main__ import main as worker
 
 from .conftest import tiny_spec, write_prompts, write_spec
@@ -73,7 +74,14 @@ def test_one_step_through_all_three_workers(tmp_path, tiny_model, prompts_file):
     assert bucket.policy_committed(1)
     stats = bucket.read_stats(0)
     assert stats["samples"] == 16 and 0.0 <= stats["pass_rate"] <= 1.0
-    assert bucket.exists("checkpoints/step-000000/_COMMITTED")
+    # The last step saves the final weights (no optimiser state: a finished run is not resumed).
+    assert checkpoints.final_step(bucket) == 0 and checkpoints.committed_steps(bucket) == []
+    final = sorted(n for n in bucket.list("final") if not n.startswith("_"))
+    assert final == ["policy", "reward_model"]
+    assert bucket.list("final/reward_model") and not bucket.list("checkpoints")
+    # A trainer started again on a finished run has nothing to do (no replay from the start).
+    assert worker(["trainer", *_flags(lr)]) == 0
+    assert bucket.read_stats(0) == stats and checkpoints.final_step(bucket) == 0
     assert _metric("oreal_trainer_pass_rate") == pytest.approx(stats["pass_rate"])
     assert _metric("oreal_trainer_step") == 0
 
@@ -248,9 +256,9 @@ def test_policy_files_are_linked_not_copied_and_published_in_the_compute_dtype(
     local = [p for p in (root / "work").rglob("model.safetensors") if p.parent.name == "policy"]
     assert local and all(p.stat().st_ino == v0.stat().st_ino for p in local)
     published = root / "policy" / "v000001" / "model.safetensors"
-    in_checkpoint = root / "checkpoints" / "step-000000" / "policy" / "model.safetensors"
+    in_checkpoint = root / "final" / "policy" / "model.safetensors"  # the last step's weights
     expected = torch.bfloat16 if dtype == "bfloat16" else torch.float32
     assert {t.dtype for t in load_file(str(published)).values()} == {expected}
     assert {t.dtype for t in load_file(str(in_checkpoint)).values()} == {torch.float32}  # exact resume
-    # Published losslessly (fp32): the checkpoint reuses the very same file instead of saving it again.
+    # Published losslessly (fp32): the final weights reuse the very same file instead of saving it again.
     assert (published.stat().st_ino == in_checkpoint.stat().st_ino) == (dtype == "float32")

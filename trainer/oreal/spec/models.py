@@ -302,7 +302,13 @@ class TrainerSpec(PodFields):
 
 
 class CheckpointSpec(SpecModel):
-    every: PositiveInt = Field(default=10, description="Checkpoint every N steps (and at the last step).")
+    every: PositiveInt = Field(
+        default=10,
+        description=(
+            "Resumable checkpoint (weights, optimiser states, RNG) every N steps; the last step saves "
+            "the final policy and reward model weights under final/ in the bucket."
+        ),
+    )
     keep: PositiveInt = Field(default=3, description="Checkpoints and policy versions kept in the bucket.")
 
 

@@ -292,8 +292,8 @@ class OREALTrainer:
             self.reward_model.module.save_pretrained(directory, state_dict=sd)
         barrier()
 
-    def save_checkpoint(self, directory: str | Path, saved_policy: str | Path | None = None) -> None:
-        """Weights, optimiser states, RNG and step: everything an exact resume needs.
+    def save_weights(self, directory: str | Path, saved_policy: str | Path | None = None) -> None:
+        """Policy and reward model in HF format, at full precision (the run's final weights).
 
         `saved_policy`: a folder that `save_policy` wrote for the current weights without a dtype
         cast (the policy just published); its files are hard-linked instead of saved again.
@@ -306,6 +306,11 @@ class OREALTrainer:
                 ckpt.link_tree(Path(saved_policy), directory / "policy")
             barrier()
         self.save_reward_model(directory / "reward_model")
+
+    def save_checkpoint(self, directory: str | Path, saved_policy: str | Path | None = None) -> None:
+        """Weights, optimiser states, RNG and step: everything an exact resume needs."""
+        directory = Path(directory)
+        self.save_weights(directory, saved_policy=saved_policy)
         self.policy.save_optimizer(directory / "optimizer" / "policy")
         if self.reward_model is not None:
             self.reward_model.save_optimizer(directory / "optimizer" / "reward_model")

@@ -3,6 +3,10 @@
 The manifest lists every file with its size; a checkpoint without it is ignored (a trainer that
 died mid-upload leaves nothing a successor would trust). Multi-rank: every rank uploads its own
 local files, then rank 0 writes the manifest of all of them.
+
+The last step's weights go to final/ instead (same files-then-manifest commit): the policy and
+the token reward model in HF format, without optimiser states, since a finished run is not
+resumed (an interrupted one resumes from the newest checkpoints/ entry and replays the rest).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 from oreal.bucket import Bucket
 
 PREFIX = "checkpoints"
+FINAL = "final"
 MARKER = "_COMMITTED"
 
 
@@ -51,7 +56,12 @@ def _get(bucket: Bucket, key: str, local: Path) -> None:
 
 
 def upload(bucket: Bucket, step: int, directory: Path, move: bool = False) -> list[dict]:
-    """Upload every file under `directory`; returns their entries for the manifest.
+    """Upload every file under `directory` as checkpoint `step`; returns the manifest entries."""
+    return upload_tree(bucket, step_key(step), directory, move=move)
+
+
+def upload_tree(bucket: Bucket, key: str, directory: Path, move: bool = False) -> list[dict]:
+    """Upload every file under `directory` to `key`/; returns their entries for the manifest.
 
     `move`: the caller discards `directory` afterwards, so a local bucket may take the files by
     rename (see `_put`); the directory is then left without them.
@@ -60,14 +70,24 @@ def upload(bucket: Bucket, step: int, directory: Path, move: bool = False) -> li
     for path in local_files(directory):
         rel = path.relative_to(directory).as_posix()
         size = path.stat().st_size
-        _put(bucket, path, f"{step_key(step)}/{rel}", move=move)
+        _put(bucket, path, f"{key}/{rel}", move=move)
         entries.append({"path": rel, "size": size})
     return entries
 
 
 def commit(bucket: Bucket, step: int, entries: list[dict]) -> None:
+    commit_tree(bucket, step_key(step), step, entries)
+
+
+def commit_tree(bucket: Bucket, key: str, step: int, entries: list[dict]) -> None:
     manifest = {"step": step, "files": sorted(entries, key=lambda e: e["path"])}
-    bucket.put_bytes(f"{step_key(step)}/{MARKER}", json.dumps(manifest, indent=1).encode())
+    bucket.put_bytes(f"{key}/{MARKER}", json.dumps(manifest, indent=1).encode())
+
+
+def final_step(bucket: Bucket) -> int | None:
+    """The step whose weights final/ holds, or None while final/ is not committed."""
+    data = bucket.get_bytes(f"{FINAL}/{MARKER}")
+    return None if data is None else int(json.loads(data)["step"])
 
 
 def committed_steps(bucket: Bucket) -> list[int]:

@@ -2,8 +2,8 @@
 
 Per step k: wait until verdicts of step k are committed, join them with the rollouts, run one
 `OREALTrainer.train_step`, publish policy v(k+1), write stats/step-k.json, checkpoint when due
-(every `checkpoint.every` steps and at the last step) and update state.json; `done` is set at
-the last step. On start it publishes v0 (the initial policy) if absent and resumes from the
+(every `checkpoint.every` steps; the last step saves the final weights under final/ instead) and
+update state.json; `done` is set at the last step. On start it publishes v0 (the initial policy) if absent and resumes from the
 newest committed checkpoint, replaying later steps from the bucket's data (already published
 policies and stats are kept as they are, so every step's data is committed exactly once).
 
@@ -29,6 +29,7 @@ from oreal.workers.common import (
     add_common_args,
     open_run,
     phase,
+    run_done,
     run_worker,
     set_threads,
     wait_for,
@@ -95,6 +96,23 @@ def save_checkpoint(ctx: WorkerContext, trainer, step: int, saved_policy: Path |
     if rank() == 0:
         checkpoints.commit(ctx.bucket, step, entries)
         checkpoints.prune(ctx.bucket, ctx.spec.checkpoint.keep)
+    shutil.rmtree(local, ignore_errors=True)
+
+
+def save_final(ctx: WorkerContext, trainer, step: int, saved_policy: Path | None = None) -> None:
+    """The last step's policy and reward model (full precision, HF format) under final/.
+
+    No optimiser states: a finished run is not resumed, and one interrupted before `done` resumes
+    from the newest checkpoint and replays. Any earlier final/ is withdrawn before it is replaced.
+    """
+    local = ctx.work_dir / f"final-rank{rank()}"
+    shutil.rmtree(local, ignore_errors=True)
+    if rank() == 0:
+        ctx.bucket.delete(f"{checkpoints.FINAL}/{checkpoints.MARKER}")
+    trainer.save_weights(local, saved_policy=saved_policy)
+    entries = gather(checkpoints.upload_tree(ctx.bucket, checkpoints.FINAL, local, move=True))
+    if rank() == 0:
+        checkpoints.commit_tree(ctx.bucket, checkpoints.FINAL, step, entries)
     shutil.rmtree(local, ignore_errors=True)
 
 
@@ -197,10 +215,14 @@ def train_one(ctx: WorkerContext, trainer, step: int) -> None:
             if main:
                 bucket.publish_policy(step + 1, out, link=True)
     last = step == spec.algorithm.steps - 1
-    if (step + 1) % spec.checkpoint.every == 0 or last:
+    if last or (step + 1) % spec.checkpoint.every == 0:
         checkpoint_start = time.perf_counter()
+        reuse = None if replay or cast else out
         with phase("sync", timings):
-            save_checkpoint(ctx, trainer, step, saved_policy=None if replay or cast else out)
+            if last:
+                save_final(ctx, trainer, step, saved_policy=reuse)
+            else:
+                save_checkpoint(ctx, trainer, step, saved_policy=reuse)
         timings["checkpoint"] = time.perf_counter() - checkpoint_start  # part of sync, reported apart
     if not main:
         return
@@ -238,6 +260,9 @@ def run(args: argparse.Namespace) -> int:
     from oreal.training.distributed import shutdown
 
     ctx = open_run(args, "trainer")
+    if run_done(ctx.bucket):  # e.g. a pod restarted after the end: nothing to train or replay
+        log.info("run is already done")
+        return 0
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # ranks on one node must not share scratch files
         ctx.work_dir = ctx.work_dir / f"rank-{rank()}"
         ctx.work_dir.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,33 @@ def test_full_disk_while_writing_data_commits_nothing(tmp_path: Path) -> None:
     assert leftovers(root) == []  # the temporary file was removed
 
 
+def test_full_disk_on_a_plain_local_bucket_commits_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same through the bare-os path that a plain file:// bucket uses (no fsspec in between)."""
+    from oreal.bucket import store as store_module
+
+    def full_disk_open(path: str, mode: str = "rb", *args: Any, **kw: Any) -> Any:
+        f = open(path, mode, *args, **kw)  # noqa: SIM115 - the caller closes it
+        if "w" in mode:
+
+            def no_space(data: bytes) -> int:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            f.write = no_space  # type: ignore[method-assign]
+        return f
+
+    bucket = Bucket.open((tmp_path / "run").as_uri())
+    monkeypatch.setattr(store_module, "open", full_disk_open, raising=False)
+    with pytest.raises(BucketError, match="no space left"):
+        bucket.write_rollout_part(0, 0, make_samples(0))
+    monkeypatch.undo()
+    assert bucket.rollout_parts_committed(0) == set()
+    assert not bucket.commit_rollouts(0, 1)
+    assert leftovers(tmp_path / "run") == []  # the temporary file was removed
+    assert bucket.write_rollout_part(0, 0, make_samples(0)) and bucket.commit_rollouts(0, 1)  # space back
+
+
 def test_full_disk_while_writing_the_step_commit_leaves_the_step_uncommitted(tmp_path: Path) -> None:
     root = tmp_path / "run"
     data_size = len(schema.encode("rollouts", make_samples(0))[0])

@@ -364,10 +364,14 @@ class Bucket:
                         f"(committed with {len(committed.parts)} parts)"
                     )
                 entries = [found]
-            blobs = self.store.get_many([e.key for e in entries])
             records: list[Any] = []
-            for entry, blob in zip(entries, blobs, strict=True):
-                records.extend(self._verified_records(kind, step, entry, blob))
+            if self.store.concurrent_gets and len(entries) > 1:
+                blobs = self.store.get_many([e.key for e in entries])
+                for entry, blob in zip(entries, blobs, strict=True):
+                    records.extend(self._verified_records(kind, step, entry, blob))
+            else:  # one part at a time: each part's bytes are freed before the next is read
+                for entry in entries:
+                    records.extend(self._verified_records(kind, step, entry, self.store.get_bytes(entry.key)))
         return records
 
     def _corrupt(self, kind: str, step: int, entry: PartEntry, why: str) -> CorruptPartError:

@@ -45,6 +45,9 @@ class ObjectStore:
         self.uri = uri.rstrip("/")
         self.retry = retry or RetryPolicy.from_env()
         self.local = isinstance(fs, LocalFileSystem)
+        # fsspec's own local filesystem is driven with bare os calls (its Python layer costs more
+        # than the I/O of a small step); a subclass keeps its overridden methods.
+        self._bare_os = type(fs) is LocalFileSystem
         self._bucket_seen = False  # the bucket existed once: a 404 since then is just a missing key
         self._dirs: set[str] = set()  # local directories known to exist (saves a mkdir per write)
         self._warned_no_link = False
@@ -176,7 +179,10 @@ class ObjectStore:
     def _local_atomic_write(self, path: str, data: bytes) -> None:
         tmp = self._local_temp(path, data)
         try:
-            self.fs.mv(tmp, path)
+            if self._bare_os:
+                os.replace(tmp, path)
+            else:
+                self.fs.mv(tmp, path)
         except BaseException:
             self._discard(tmp)
             raise
@@ -184,16 +190,18 @@ class ObjectStore:
     def _local_temp(self, path: str, data: bytes) -> str:
         """Write `data` to a new hidden sibling of `path` (never a part name); returns its path."""
         directory = os.path.dirname(path)
+        makedirs = os.makedirs if self._bare_os else self.fs.makedirs
+        opener = open if self._bare_os else self.fs.open
         if directory not in self._dirs:
-            self.fs.makedirs(directory, exist_ok=True)
+            makedirs(directory, exist_ok=True)
             self._dirs.add(directory)
         tmp = f"{directory}/.{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:12]}"
         try:
             try:
-                f = self.fs.open(tmp, "wb")
+                f = opener(tmp, "wb")
             except FileNotFoundError:  # the directory was deleted since we made it
-                self.fs.makedirs(directory, exist_ok=True)
-                f = self.fs.open(tmp, "wb")
+                makedirs(directory, exist_ok=True)
+                f = opener(tmp, "wb")
             with f:
                 f.write(data)
         except BaseException:
@@ -221,7 +229,10 @@ class ObjectStore:
 
     def _discard(self, path: str) -> None:
         try:
-            if self.fs.exists(path):
+            if self._bare_os:
+                with suppress(FileNotFoundError):
+                    os.unlink(path)
+            elif self.fs.exists(path):
                 self.fs.rm_file(path)
         except Exception:  # noqa: BLE001 - best-effort cleanup; the original error matters
             log.debug("could not remove temporary %s", path)
@@ -232,6 +243,9 @@ class ObjectStore:
 
         def get() -> bytes | None:
             try:
+                if self._bare_os:
+                    with open(path, "rb") as f:
+                        return f.read()
                 return self.fs.cat_file(path, **self._cat_kwargs)
             except FileNotFoundError as exc:
                 bucket_gone = self.missing(key, exc)
@@ -267,6 +281,11 @@ class ObjectStore:
         path = self.path(prefix).rstrip("/")
 
         def ls() -> list[str]:
+            if self._bare_os:
+                try:
+                    return sorted(os.listdir(path))
+                except (FileNotFoundError, NotADirectoryError):
+                    return []
             try:
                 entries = self.fs.ls(path, detail=False)
             except FileNotFoundError as exc:
@@ -388,11 +407,16 @@ class ObjectStore:
             raise
         return True
 
+    @property
+    def concurrent_gets(self) -> bool:
+        """True where get_many sends its GETs concurrently (async object stores)."""
+        return not self.local and bool(getattr(self.fs, "async_impl", False))
+
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         """get_bytes over many keys. On an async object store all GETs go out concurrently in one
         call to its event loop; a key that failed there is retried through get_bytes.
         """
-        if self.local or len(keys) <= 1 or not getattr(self.fs, "async_impl", False):
+        if len(keys) <= 1 or not self.concurrent_gets:
             return [self.get_bytes(k) for k in keys]
         paths = [self.path(k) for k in keys]
         start = time.perf_counter()

@@ -146,9 +146,12 @@ def interleaved_best(
 def warm_up(bucket_for: Callable[[int], Bucket], n: int, raw: Callable[[], None]) -> None:
     """Open every bucket and read one (absent) key, untimed, as a worker reads its spec once per
     process: the first request of a client pays for its session setup (~0.5 s for botocore), and
-    the first 404 for a check that the bucket itself exists."""
+    the first 404 for a check that the bucket itself exists. Each bucket also gets an object under
+    rollouts/, as a run's bucket has from its earlier steps (locally: the directories exist, and a
+    step creates only its own, as raw creates one per round)."""
     for i in range(n):
         bucket_for(i).get_bytes("warmup")
+        bucket_for(i).put_bytes("rollouts/warmup", b"")
     raw()
 
 
@@ -183,9 +186,35 @@ def precomputed_codec(parts: list[list[RolloutSample]], encoded: list[bytes]) ->
         schema.encode, schema.decode = real_encode, real_decode
 
 
+def protocol_with_os_calls(directory: Path, encoded: list[bytes]) -> None:
+    """The v2 commit protocol for one step written with bare os calls (no fsspec, no retries, no
+    metrics): what any implementation of an atomic, checksummed local commit must at least do.
+    Per part: CRC32C, temp file + rename to the self-describing name; the commit: list the
+    directory, temp manifest + hard link as `_COMMITTED` + unlink; the reader: `_COMMITTED`, then
+    every part with its CRC32C."""
+    d = str(directory)
+    os.makedirs(d)
+    for k, data in enumerate(encoded):
+        crc = google_crc32c.value(data)
+        with open(f"{d}/.part-{k:02d}.tmp", "wb") as f:
+            f.write(data)
+        os.rename(f"{d}/.part-{k:02d}.tmp", f"{d}/part-{k:02d}.r0.s{len(data)}.c{crc:08x}.parquet")
+    names = sorted(n for n in os.listdir(d) if n.startswith("part-"))
+    with open(f"{d}/.commit.tmp", "wb") as f:
+        f.write(json.dumps({"parts": names}).encode())
+    os.link(f"{d}/.commit.tmp", f"{d}/_COMMITTED")
+    os.unlink(f"{d}/.commit.tmp")
+    with open(f"{d}/_COMMITTED", "rb") as f:
+        names = json.loads(f.read())["parts"]
+    for n in names:
+        with open(f"{d}/{n}", "rb") as f:
+            google_crc32c.value(f.read())
+
+
 def bench_step(
     name: str, bucket_for: Callable[[int], Bucket], raw_put: Callable[[str, bytes], None],
     raw_get: Callable[[str], bytes], parts: list[list[RolloutSample]], repeat: int,
+    os_floor_dir: Path | None = None,
 ) -> dict[str, float]:  # fmt: skip
     encoded = [schema.encode("rollouts", p)[0] for p in parts]
     nbytes = sum(len(e) for e in encoded)
@@ -222,8 +251,13 @@ def bench_step(
             part_checksum(data)
             part_checksum(data)
 
+    def os_floor(i: int) -> None:
+        assert os_floor_dir is not None
+        protocol_with_os_calls(os_floor_dir / f"step-{uuid.uuid4().hex[:8]}", encoded)
+
     runs = {"raw": raw, "bucket": through_bucket, "storage": storage, "codec": codec}
-    best = interleaved_best(repeat, {**runs, "small": small, "checksums": checksums})
+    extra = {"os_floor": os_floor} if os_floor_dir is not None and PROTOCOL_V2 else {}
+    best = interleaved_best(repeat, {**runs, "small": small, "checksums": checksums, **extra})
     t_raw, t_bucket, t_storage, t_codec = best["raw"], best["bucket"], best["storage"], best["codec"]
     # The commit protocol's sequential small requests beyond the raw PUTs/GETs (protocol v2: a part
     # is one PUT, as in raw): the commit's listing and its PUT of _COMMITTED, and the reader's GET
@@ -246,6 +280,8 @@ def bench_step(
         "checksums_s": best["checksums"],
         "protocol_floor_s": t_floor,
     }
+    if "os_floor" in best:
+        result["os_floor_s"] = best["os_floor"]
     print(
         f"[{name}] step {nbytes / 1e6:.2f} MB in {len(parts)} parts: raw {result['raw_MBps']:.0f} MB/s "
         f"({t_raw * 1e3:.0f} ms) | bucket storage path {result['bucket_storage_MBps']:.0f} MB/s "
@@ -256,6 +292,11 @@ def bench_step(
         f"+ {'CRC32C' if PROTOCOL_V2 else 'sha256'} on write and read {best['checksums'] * 1e3:.1f} ms = {t_floor * 1e3:.0f} ms, "
         f"{t_raw / t_floor:.0%} of raw"
     )
+    if "os_floor_s" in result:
+        print(
+            f"[{name}]   the same protocol with bare os calls: {result['os_floor_s'] * 1e3:.1f} ms, "
+            f"{t_raw / result['os_floor_s']:.0%} of raw (no implementation of it can do better)"
+        )
     return result
 
 
@@ -336,7 +377,7 @@ def local_suite(
     step = bench_step(
         "local", cached(lambda i: Bucket.open(str(root / f"b-{run}-{i}"))), put,
         lambda k: (raw_dir / k).read_bytes(),
-        parts, repeat,
+        parts, repeat, os_floor_dir=root / "os-floor",
     )  # fmt: skip
     if folder is None:
         return {"step": step}

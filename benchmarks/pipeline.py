@@ -148,6 +148,9 @@ def main() -> int:
     parser.add_argument("--spec", default="examples/quickstart.yaml")
     parser.add_argument("--analyze", type=Path, default=None, help="analyse this finished run folder instead")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the run folder (GBs) instead of deleting it"
+    )
     args = parser.parse_args()
     run_dir = args.analyze
     if run_dir is None:
@@ -187,6 +190,11 @@ def main() -> int:
     print(json.dumps(result, indent=1))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
+    if args.analyze is None:
+        if args.keep:
+            print(f"run folder kept: {run_dir}")
+        else:
+            shutil.rmtree(run_dir.parent, ignore_errors=True)  # the temporary folder made above
     return 0
 
 

@@ -442,6 +442,12 @@ class ObjectStore:
         path = self.path(prefix).rstrip("/")
 
         def ls() -> dict[str, int]:
+            if self._bare_os:
+                try:
+                    with os.scandir(path) as it:
+                        return {e.name: e.stat().st_size for e in it if e.is_file()}
+                except (FileNotFoundError, NotADirectoryError):
+                    return {}
             try:
                 entries = self.fs.ls(path, detail=True)
             except FileNotFoundError:

@@ -113,6 +113,7 @@ def test_policy_is_published_in_the_compute_dtype_under_autocast(tiny_qwen, tmp_
     for name, tensor in saved.items():  # exactly the rounding a bf16 rollout engine applies on load
         assert torch.equal(tensor, weights[name].to(torch.bfloat16)), name
     assert next(trainer.policy.module.parameters()).dtype == torch.float32  # training state untouched
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["dtype"] == "bfloat16"
 
 
 @pytest.mark.parametrize("reuse_published", [False, True], ids=["policy-saved", "policy-linked"])

@@ -13,6 +13,7 @@ Per step (Algorithm 1 of the paper, strictly on-policy):
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import zlib
@@ -274,6 +275,11 @@ class OREALTrainer:
         if self.dist.is_main:
             directory.mkdir(parents=True, exist_ok=True)
             self.policy.module.save_pretrained(str(directory), state_dict=sd)
+            if dtype is not None:  # config.json names the module's dtype, not the saved tensors'
+                config_file = directory / "config.json"
+                config = json.loads(config_file.read_text())
+                config["dtype"] = str(dtype).removeprefix("torch.")
+                config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
             copy_tokenizer_files(self.policy_path, directory)
         barrier()
 

@@ -3,9 +3,10 @@
 Per step k: wait until verdicts of step k are committed, join them with the rollouts, run one
 `OREALTrainer.train_step`, publish policy v(k+1), write stats/step-k.json, checkpoint when due
 (every `checkpoint.every` steps; the last step saves the final weights under final/ instead) and
-update state.json; `done` is set at the last step. On start it publishes v0 (the initial policy) if absent and resumes from the
-newest committed checkpoint, replaying later steps from the bucket's data (already published
-policies and stats are kept as they are, so every step's data is committed exactly once).
+update state.json; `done` is set at the last step. On start it publishes v0 (the initial policy)
+if absent and resumes from the newest committed checkpoint, replaying later steps from the
+bucket's data (already published policies and stats are kept as they are, so every step's data
+is committed exactly once).
 
 Under torchrun (WORLD_SIZE > 1) every rank runs this loop and reads the same data; rank 0 alone
 writes policies, stats and state.

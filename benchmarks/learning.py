@@ -108,7 +108,7 @@ def step_prompts(cfg: BenchConfig, seed: int, step: int, exclude: frozenset[str]
 
 def sft_checkpoint(cfg: BenchConfig, cache: Path, exclude: frozenset[str], verifier, log=print) -> Path:
     """Train (or reuse) the SFT warm start; the cache key is the task + SFT config."""
-    blob = json.dumps([asdict(cfg.task), asdict(cfg.sft)], sort_keys=True).encode()
+    blob = json.dumps([lt.cache_fields(cfg.task), asdict(cfg.sft)], sort_keys=True).encode()
     key = hashlib.sha256(blob).hexdigest()[:12]
     path = cache / f"sft-{key}"
     if (path / "info.json").is_file():
@@ -319,7 +319,7 @@ def write_report(runs, methods, cfg, out: Path, sft_info: dict, wall: float) -> 
     md = [
         "# Learning benchmark: the OREAL ablation in miniature",
         "",
-        f"Task: chained arithmetic ({cfg.task.operands} operands in 1..{cfg.task.max_operand}), tiny Llama "
+        f"Task: {lt.describe(cfg.task)}, tiny Llama "
         f"(hidden {cfg.task.hidden_size}, {cfg.task.layers} layers, character vocabulary), SFT warm start "
         f"stopped at validation pass@1 {sft_info.get('validation_pass_at_1', float('nan')):.2f} "
         f"after {sft_info.get('steps', '?')} steps.",
@@ -379,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--variant", choices=["reference", "paper"], help="diagnostics only: OREAL's loss variant"
     )
+    ap.add_argument("--task", choices=lt.KINDS, help="chain (default) or sort")
+    ap.add_argument(
+        "--digits", type=int, nargs=2, metavar=("MIN", "MAX"), help="sort task: digits per prompt"
+    )
     ap.add_argument("--hidden-size", type=int, help="tiny model width (default: TaskConfig's 64)")
     ap.add_argument("--layers", type=int, help="tiny model depth (default: TaskConfig's 2)")
     ap.add_argument("--heads", type=int, help="attention heads (default: TaskConfig's 4)")
@@ -407,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = replace(cfg, variant=args.variant)
     if args.prompts_per_step:
         cfg = replace(cfg, prompts_per_step=args.prompts_per_step)
+    if args.task:
+        cfg = replace(cfg, task=replace(cfg.task, kind=args.task))
+    if args.digits:
+        cfg = replace(cfg, task=replace(cfg.task, min_digits=args.digits[0], max_digits=args.digits[1]))
     for flag, field in (("hidden_size", "hidden_size"), ("layers", "layers"), ("heads", "heads")):
         if getattr(args, flag) is not None:
             cfg = replace(cfg, task=replace(cfg.task, **{field: getattr(args, flag)}))

@@ -1,14 +1,23 @@
-"""The synthetic task, the tiny model and its SFT warm start for the learning benchmark.
+"""The synthetic tasks, the tiny model and its SFT warm start for the learning benchmark.
 
-Task: chained integer arithmetic such as ``23+58-17=``. The worked solution writes each
-intermediate result and then the boxed answer::
+Task ``chain`` (the default): chained integer arithmetic such as ``23+58-17=``. The worked
+solution writes each intermediate result and then the boxed answer::
 
     23+58=81, 81-17=64. \\boxed{64}
 
 so a wrong answer is usually caused by one wrong intermediate token; that is what OREAL's token
-weights (paper Sec. 3.3) should learn to find. The model is a small ``LlamaForCausalLM`` over a
-character vocabulary, saved as an ordinary HF folder (config, safetensors, tokenizer) so that the
-trainer loads it exactly like a real policy.
+weights (paper Sec. 3.3) should learn to find. Spotting it means re-doing the arithmetic.
+
+Task ``sort``: sort the digits of the prompt, e.g. ``739147=``; the solution lists them in order
+and boxes the sorted number::
+
+    1,3,4,7,7,9. \\boxed{134779}
+
+Here an error (a digit out of order, dropped or repeated, a boxed copy that differs from the list)
+is visible in the written tokens themselves, checkable against the prompt without computing.
+
+The model is a small ``LlamaForCausalLM`` over a character vocabulary, saved as an ordinary HF
+folder (config, safetensors, tokenizer) so that the trainer loads it exactly like a real policy.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -30,10 +39,13 @@ BOXED = "\\boxed{"
 
 @dataclass(frozen=True)
 class TaskConfig:
-    """Shape of the arithmetic problems and of the tiny model that solves them."""
+    """Shape of the problems and of the tiny model that solves them."""
 
-    operands: int = 4
-    max_operand: int = 9
+    kind: str = "chain"  # "chain" (arithmetic) or "sort" (digits)
+    operands: int = 4  # chain only
+    max_operand: int = 9  # chain only
+    min_digits: int = 6  # sort only: digits 1..9 per prompt, repeats allowed
+    max_digits: int = 8  # sort only
     hidden_size: int = 64
     layers: int = 2
     heads: int = 4
@@ -43,8 +55,50 @@ class TaskConfig:
 # ----------------------------------------------------------------------------- problems
 
 
+KINDS = ("chain", "sort")
+SORT_FIELDS = ("min_digits", "max_digits")
+CHAIN_FIELDS = ("operands", "max_operand")
+
+
+def cache_fields(cfg: TaskConfig) -> dict[str, object]:
+    """The fields that define the task + model, for the SFT cache key. The chain task keeps the
+    key it had before the sort task existed (no `kind` or digit fields), so its checkpoints stay valid."""
+    fields = asdict(cfg)
+    if cfg.kind == "chain":
+        for name in ("kind", *SORT_FIELDS):
+            del fields[name]
+    else:
+        for name in CHAIN_FIELDS:
+            del fields[name]
+    return fields
+
+
+def describe(cfg: TaskConfig) -> str:
+    """One phrase for reports, e.g. "chained arithmetic (4 operands in 1..9)"."""
+    if cfg.kind == "sort":
+        return f"sorting digits ({cfg.min_digits}-{cfg.max_digits} digits in 1..9, repeats allowed)"
+    return f"chained arithmetic ({cfg.operands} operands in 1..{cfg.max_operand})"
+
+
 def make_problem(rng: random.Random, cfg: TaskConfig) -> tuple[str, str, str]:
-    """One problem: (prompt text, worked solution, gold answer)."""
+    """One problem of `cfg.kind`: (prompt text, worked solution, gold answer)."""
+    if cfg.kind == "chain":
+        return chain_problem(rng, cfg)
+    if cfg.kind == "sort":
+        return sort_problem(rng, cfg)
+    raise ValueError(f"unknown task kind {cfg.kind!r}; expected one of {KINDS}")
+
+
+def sort_problem(rng: random.Random, cfg: TaskConfig) -> tuple[str, str, str]:
+    """``739147=`` -> ``1,3,4,7,7,9. \\boxed{134779}``, gold ``134779``."""
+    digits = [rng.randint(1, 9) for _ in range(rng.randint(cfg.min_digits, cfg.max_digits))]
+    ordered = "".join(str(d) for d in sorted(digits))
+    solution = ",".join(ordered) + f". {BOXED}{ordered}}}"
+    return "".join(str(d) for d in digits) + "=", solution, ordered
+
+
+def chain_problem(rng: random.Random, cfg: TaskConfig) -> tuple[str, str, str]:
+    """``23+58-17=`` -> ``23+58=81, 81-17=64. \\boxed{64}``, gold ``64``."""
     values = [rng.randint(1, cfg.max_operand) for _ in range(cfg.operands)]
     ops = [rng.choice("+-") for _ in range(cfg.operands - 1)]
     problem = str(values[0]) + "".join(op + str(v) for op, v in zip(ops, values[1:], strict=True)) + "="

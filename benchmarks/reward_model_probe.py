@@ -226,6 +226,10 @@ def policy_fwd_bwd_seconds(policy_path: Path, batch: list[Sample], repeats: int 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", choices=lt.KINDS, default=lt.TaskConfig.kind, help="chain or sort")
+    ap.add_argument(
+        "--digits", type=int, nargs=2, metavar=("MIN", "MAX"), help="sort task: digits per prompt"
+    )
     ap.add_argument("--hidden-size", type=int, default=lt.TaskConfig.hidden_size)
     ap.add_argument("--layers", type=int, default=lt.TaskConfig.layers)
     ap.add_argument("--heads", type=int, default=lt.TaskConfig.heads)
@@ -249,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     from oreal.verifier import Verifier
 
     t0 = time.time()
-    task = replace(lt.TaskConfig(), hidden_size=args.hidden_size, layers=args.layers, heads=args.heads)
+    task = replace(
+        lt.TaskConfig(), kind=args.task, hidden_size=args.hidden_size, layers=args.layers, heads=args.heads
+    )
+    if args.digits:
+        task = replace(task, min_digits=args.digits[0], max_digits=args.digits[1])
     sft = replace(lt.SFTConfig(), target=args.sft_target, check_every=args.sft_check_every, lr=args.sft_lr)
     cfg = replace(learning.BenchConfig(), task=task, sft=sft)
     test = learning.held_out(cfg)

@@ -16,7 +16,8 @@ per step; keys in `layout.py`, manifests in `manifest.py`):
    part count is not `num_parts`, else `commit` returns True. Names that do not parse and
    objects whose listed size is not the size in their name (0 included) are ignored, with a
    warning.
-3. Read. `read_*(step[, part])` GETs `_COMMITTED`, then the chosen objects concurrently, and
+3. Read. `read_*(step[, part])` GETs `_COMMITTED`, then the chosen objects (concurrently on an
+   object store, one at a time from a local disk so each part's buffer is freed first), and
    checks size, CRC32C and row count (`CorruptPartError` on a mismatch). Nothing of a step is
    read before it is committed (`NotCommittedError`). `invalidate_part` deletes `_COMMITTED`, then
    every version of the part; its owner, which polls `*_parts_committed(step)`, writes it again

@@ -84,6 +84,11 @@ def commit_tree(bucket: Bucket, key: str, step: int, entries: list[dict]) -> Non
     bucket.put_bytes(f"{key}/{MARKER}", json.dumps(manifest, indent=1).encode())
 
 
+def withdraw_final(bucket: Bucket) -> None:
+    """Delete final/'s manifest before its files are replaced, so nobody trusts a half-new final/."""
+    bucket.delete(f"{FINAL}/{MARKER}")
+
+
 def final_step(bucket: Bucket) -> int | None:
     """The step whose weights final/ holds, or None while final/ is not committed."""
     data = bucket.get_bytes(f"{FINAL}/{MARKER}")

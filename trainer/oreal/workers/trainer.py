@@ -109,7 +109,7 @@ def save_final(ctx: WorkerContext, trainer, step: int, saved_policy: Path | None
     local = ctx.work_dir / f"final-rank{rank()}"
     shutil.rmtree(local, ignore_errors=True)
     if rank() == 0:
-        ctx.bucket.delete(f"{checkpoints.FINAL}/{checkpoints.MARKER}")
+        checkpoints.withdraw_final(ctx.bucket)
     trainer.save_weights(local, saved_policy=saved_policy)
     entries = gather(checkpoints.upload_tree(ctx.bucket, checkpoints.FINAL, local, move=True))
     if rank() == 0:

@@ -23,8 +23,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from oreal import __version__
 from oreal.bucket import Bucket, BucketError
 from oreal.runner import interpreter
@@ -40,6 +38,7 @@ from oreal.runner.status import (
     write_status,
 )
 from oreal.spec import SpecError, load_run, parse_run
+from oreal.workers.init import SpecConflict, store_spec
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -47,8 +46,6 @@ EXIT_BAD_INTERPRETER = 2
 EXIT_DEADLINE = 124  # as timeout(1)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
-# Fields a Job lets one change between runs; a resumed run may change them without starting over.
-RUN_CONTROL_FIELDS = ("active_deadline_seconds", "max_restarts", "suspend")
 
 
 class RunnerError(RuntimeError):
@@ -71,14 +68,6 @@ class LocalRun:
     spec: object
 
 
-def frozen_spec(run, uri: str) -> str:
-    """The spec as it will be stored: canonical YAML with storage.uri filled in."""
-    data = run.model_dump(by_alias=True, exclude_none=True, mode="json")
-    data.pop("status", None)
-    data["spec"].setdefault("storage", {})["uri"] = uri
-    return yaml.safe_dump(data, sort_keys=True)
-
-
 def prepare(
     spec_path: str, bucket_uri: str | None = None, runs_root: Path = Path("runs")
 ) -> tuple[LocalRun, Bucket]:
@@ -89,27 +78,12 @@ def prepare(
     uri = bucket_uri or run.spec.storage.uri or run_dir.as_uri()
     if uri.startswith("file://") or "://" not in uri:
         run_dir = Path(uri.removeprefix("file://")).resolve()
-    text = frozen_spec(run, uri)
     bucket = Bucket.open(uri, endpoint=run.spec.storage.endpoint, region=run.spec.storage.region)
-    stored = bucket.read_spec()
-    if stored is not None and stored != text:
-        previous = parse_run(stored)
-        changed = _without_run_control(previous) != _without_run_control(parse_run(text))
-        if changed and bucket.policy_committed(0):
-            raise RunnerError(
-                f"{uri} already holds run {previous.metadata.name!r} with a different spec; "
-                "to resume it use the same spec, to start over delete that folder or pick a new metadata.name"
-            )
-    if stored != text:
-        bucket.write_spec(text)
+    try:
+        text = store_spec(bucket, run, uri)
+    except SpecConflict as err:
+        raise RunnerError(str(err)) from None
     return LocalRun(name, uri, run_dir, text, parse_run(text).spec), bucket
-
-
-def _without_run_control(run) -> dict:
-    data = run.model_dump()
-    for key in RUN_CONTROL_FIELDS:
-        data["spec"].pop(key, None)
-    return data
 
 
 def free_ports(start: int, count: int) -> list[int]:

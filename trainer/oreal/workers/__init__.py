@@ -1,7 +1,8 @@
 """The three worker roles (`oreal worker rollout|verifier|trainer`): the only code inside pods.
 
 They coordinate only through the run bucket, so any of them can die and restart without losing
-or duplicating a step. `register(subparsers)` adds the `oreal worker` command group.
+or duplicating a step. `oreal worker init` stores the frozen spec in the bucket first (each pod's
+init container). `register(subparsers)` adds the `oreal worker` command group.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from oreal.workers import rollout, trainer, verifier
+    from oreal.workers import init, rollout, trainer, verifier
 
     parser = subparsers.add_parser(
         "worker",
@@ -21,4 +22,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rollout.register(roles)
     verifier.register(roles)
     trainer.register(roles)
+    init.register(roles)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)

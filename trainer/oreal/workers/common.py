@@ -97,6 +97,8 @@ def open_run(args: argparse.Namespace, role: str) -> WorkerContext:
     port = args.metrics_port
     if port is None:
         port = int(os.environ.get("OREAL_METRICS_PORT", run.spec.metrics.port))
+    if int(os.environ.get("LOCAL_RANK", "0")) > 0:
+        port = 0  # under torchrun the pod's ranks share one port: local rank 0 serves it
     os.environ.setdefault("OREAL_RUN", run.metadata.name)
     metrics.serve_metrics(port, role)
     suffix = f"-{args.index}" if hasattr(args, "index") else ""

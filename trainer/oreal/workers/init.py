@@ -1,0 +1,128 @@
+"""`oreal worker init`: put a run's frozen spec into its bucket (the first thing every pod does).
+
+The frozen spec is the canonical YAML of the validated OREALRun with `storage.uri` filled in; the
+workers read it from `<bucket>/spec.yaml`. `oreal run` writes it before it starts the processes;
+on Kubernetes each pod's init container runs this command on the spec the operator mounts
+(`/etc/oreal/spec.yaml`). Writing it is idempotent, so any number of pods may race.
+
+A bucket that already holds a different run is refused once that run has started (its initial
+policy v0 is committed): mixing two specs in one bucket would corrupt both. Only the Job-like
+run-control fields (`RUN_CONTROL_FIELDS`) may change between starts of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import yaml
+
+from oreal.bucket import Bucket
+from oreal.workers.common import WorkerError, run_worker
+
+log = logging.getLogger("oreal.worker.init")
+
+DEFAULT_SPEC_FILE = "/etc/oreal/spec.yaml"
+# Fields a Job lets one change between runs; a resumed run may change them without starting over.
+RUN_CONTROL_FIELDS = ("active_deadline_seconds", "max_restarts", "suspend")
+
+
+class SpecConflict(WorkerError):
+    """The bucket already holds a started run with a different spec."""
+
+
+def frozen_spec(run, uri: str) -> str:
+    """The spec as it is stored: canonical YAML with storage.uri filled in."""
+    data = run.model_dump(by_alias=True, exclude_none=True, mode="json")
+    data.pop("status", None)
+    data["spec"].setdefault("storage", {})["uri"] = uri
+    return yaml.safe_dump(data, sort_keys=True)
+
+
+def store_spec(bucket: Bucket, run, uri: str) -> str:
+    """Write the frozen spec of `run` into `bucket` unless it is there already; return its text.
+
+    Raises SpecConflict if the bucket holds a started run whose spec differs beyond run control.
+    """
+    from oreal.spec import parse_run
+
+    text = frozen_spec(run, uri)
+    stored = bucket.read_spec()
+    if stored == text:
+        return text
+    if stored is not None:
+        previous = parse_run(stored, source=f"{bucket.uri}/spec.yaml")
+        changed = _without_run_control(previous) != _without_run_control(parse_run(text))
+        if changed and bucket.policy_committed(0):
+            raise SpecConflict(
+                f"{uri} already holds run {previous.metadata.name!r} with a different spec; "
+                "to resume it use the same spec, to start over delete that folder or pick a new metadata.name"
+            )
+    bucket.write_spec(text)
+    return text
+
+
+def _without_run_control(run) -> dict:
+    data = run.model_dump()
+    data.pop("status", None)
+    for key in RUN_CONTROL_FIELDS:
+        data["spec"].pop(key, None)
+    return data
+
+
+def register(roles: argparse._SubParsersAction) -> None:
+    parser = roles.add_parser(
+        "init",
+        help="write a run's frozen spec into its bucket (each pod's init container)",
+        description="Validate a run spec and store it as <bucket>/spec.yaml; refuse a bucket that holds "
+        "another started run.",
+    )
+    parser.add_argument(
+        "--spec",
+        type=Path,
+        default=Path(os.environ.get("OREAL_SPEC_FILE", DEFAULT_SPEC_FILE)),
+        help=f"the OREALRun YAML (default: $OREAL_SPEC_FILE or {DEFAULT_SPEC_FILE})",
+    )
+    parser.add_argument(
+        "--run",
+        default=os.environ.get("OREAL_RUN_URI"),
+        metavar="URI",
+        help="the run's bucket URI (default: $OREAL_RUN_URI, else the spec's storage.uri)",
+    )
+    parser.add_argument(
+        "--endpoint",
+        default=os.environ.get("OREAL_STORAGE_ENDPOINT"),
+        help="S3 endpoint URL (default: $OREAL_STORAGE_ENDPOINT, else the spec's storage.endpoint)",
+    )
+    parser.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    return run_worker("init", lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    from oreal.spec import SpecError, load_run
+
+    try:
+        spec_run = load_run(args.spec)
+    except SpecError as err:
+        raise WorkerError(str(err)) from None
+    storage = spec_run.spec.storage
+    uri = args.run or storage.uri
+    if not uri:
+        raise WorkerError(f"{args.spec}: spec.storage.uri is not set and neither --run nor $OREAL_RUN_URI is")
+    if args.run and storage.uri and args.run.rstrip("/") != storage.uri.rstrip("/"):
+        raise WorkerError(
+            f"--run {args.run} differs from spec.storage.uri {storage.uri}: the spec must name the bucket it lives in"
+        )
+    bucket = Bucket.open(
+        uri,
+        endpoint=args.endpoint or storage.endpoint,
+        region=os.environ.get("OREAL_STORAGE_REGION") or storage.region,
+    )
+    store_spec(bucket, spec_run, uri)
+    log.info("run %s: spec stored in %s", spec_run.metadata.name, bucket.uri)
+    return 0

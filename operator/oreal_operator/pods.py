@@ -1,0 +1,289 @@
+"""The pod template of one role of an OREALRun: pure builders, no I/O.
+
+Every pod runs two containers from the worker image:
+
+- `init-spec`: `oreal worker init --spec /etc/oreal/spec.yaml` writes the frozen spec (mounted from
+  the `<run>-spec` ConfigMap) into the bucket, or exits 1 if the bucket holds a different run;
+- `worker`: `oreal worker <role>`, the same entrypoint the local runner starts as a process. A
+  trainer with more than one process runs it under torchrun (`-m oreal.workers trainer`).
+
+Both get the same environment (see `worker_env`): the bucket URI and its endpoint/region, the pod's
+index from the StatefulSet's `apps.kubernetes.io/pod-index` label, the role's replica count, and
+writable emptyDir folders for HOME, TMPDIR and the work dir, since the root filesystem is read-only.
+Callers check that the spec can run (see `render.check_runnable`) before building templates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oreal.spec.models import OREALRunSpec, PodFields
+from oreal_operator.naming import child_name, labels, spec_configmap_name
+
+WORKER_CONTAINER = "worker"
+INIT_CONTAINER = "init-spec"
+SPEC_DIR = "/etc/oreal"
+SPEC_KEY = "spec.yaml"
+SPEC_FILE = f"{SPEC_DIR}/{SPEC_KEY}"
+WORK_DIR = "/var/lib/oreal"
+HOME_DIR = "/home/oreal"
+TMP_DIR = "/tmp"
+SHM_DIR = "/dev/shm"
+TORCHRUN_PORT = 29500
+TORCHRUN_PORT_NAME = "torchrun"
+METRICS_PORT_NAME = "metrics"
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
+GPU_RESOURCE = "nvidia.com/gpu"
+# runAsNonRoot can only be enforced on a numeric user; the worker image should own nothing it needs
+# to write (every writable path is an emptyDir), so any non-root uid works.
+RUN_AS_USER = 1000
+
+
+def role_fields(spec: OREALRunSpec, role: str) -> PodFields:
+    """The spec section of `role` (image, resources, nodeSelector, tolerations)."""
+    return {"rollout": spec.rollout, "verifier": spec.verifier, "trainer": spec.trainer}[role]
+
+
+def role_replicas(spec: OREALRunSpec, role: str) -> int:
+    """Pods of `role`: rollout.replicas, verifier.replicas, trainer.nodes."""
+    return {
+        "rollout": spec.rollout.replicas,
+        "verifier": spec.verifier.replicas,
+        "trainer": spec.trainer.nodes,
+    }[role]
+
+
+def role_gpus(spec: OREALRunSpec, role: str) -> int:
+    """GPUs per pod of `role`: rollout.gpusPerReplica, none for the verifier, trainer.gpusPerNode."""
+    return {
+        "rollout": spec.rollout.gpus_per_replica,
+        "verifier": 0,
+        "trainer": spec.trainer.gpus_per_node,
+    }[role]
+
+
+def gpu_field(role: str) -> str:
+    """The spec field that sets a role's GPUs per pod (for error messages)."""
+    return {"rollout": "spec.rollout.gpusPerReplica", "trainer": "spec.trainer.gpusPerNode"}.get(
+        role, f"spec.{role} (no GPUs)"
+    )
+
+
+def trainer_master_address(run_name: str, namespace: str) -> str:
+    """DNS name of trainer pod 0 under the headless Service `<run>-trainer`."""
+    service = child_name(run_name, "trainer")
+    return f"{service}-0.{service}.{namespace}.svc"
+
+
+def worker_command(spec: OREALRunSpec, role: str, run_name: str, namespace: str) -> list[str]:
+    """`oreal worker ROLE`; a trainer with nodes x processes > 1 runs under torchrun.
+
+    torchrun starts max(1, gpusPerNode) processes per pod. One pod: `--standalone` (a local
+    rendezvous). Several: a static rendezvous at trainer pod 0 with the node rank taken from the
+    pod index ($(OREAL_INDEX) is expanded by the kubelet from the container's env).
+    The bucket URI comes from $OREAL_RUN_URI, not --run, which torchrun's parser would take.
+    """
+    if role != "trainer":
+        return ["oreal", "worker", role]
+    nodes = spec.trainer.nodes
+    nproc = max(1, spec.trainer.gpus_per_node)
+    if nodes * nproc == 1:
+        return ["oreal", "worker", "trainer"]
+    if nodes == 1:
+        launch = ["--standalone", "--nnodes=1", f"--nproc-per-node={nproc}"]
+    else:
+        launch = [
+            f"--nnodes={nodes}",
+            f"--nproc-per-node={nproc}",
+            "--node-rank=$(OREAL_INDEX)",
+            f"--master-addr={trainer_master_address(run_name, namespace)}",
+            f"--master-port={TORCHRUN_PORT}",
+        ]
+    return ["torchrun", *launch, "-m", "oreal.workers", "trainer"]
+
+
+def init_command() -> list[str]:
+    return ["oreal", "worker", "init", "--spec", SPEC_FILE]
+
+
+def _field_env(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+
+def worker_env(spec: OREALRunSpec, role: str, run_name: str) -> list[dict[str, Any]]:
+    """The workers' environment (the variables `oreal worker` reads), in a fixed order."""
+    storage = spec.storage
+    env: list[dict[str, Any]] = [
+        {"name": "OREAL_RUN", "value": run_name},
+        _field_env("OREAL_NAMESPACE", "metadata.namespace"),
+        {"name": "OREAL_RUN_URI", "value": storage.uri or ""},
+    ]
+    if storage.endpoint:
+        env.append({"name": "OREAL_STORAGE_ENDPOINT", "value": storage.endpoint})
+    if storage.region:
+        env.append({"name": "OREAL_STORAGE_REGION", "value": storage.region})
+    env += [
+        _field_env("OREAL_INDEX", f"metadata.labels['{POD_INDEX_LABEL}']"),
+        {"name": "OREAL_REPLICAS", "value": str(role_replicas(spec, role))},
+        {"name": "OREAL_METRICS_PORT", "value": str(spec.metrics.port)},
+        {"name": "OREAL_WORK_DIR", "value": WORK_DIR},
+        {"name": "HOME", "value": HOME_DIR},
+        {"name": "TMPDIR", "value": TMP_DIR},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "TOKENIZERS_PARALLELISM", "value": "false"},
+    ]
+    return env
+
+
+def container_resources(fields: PodFields, gpus: int, *, with_gpus: bool = True) -> dict[str, Any]:
+    """The role's requests/limits as strings, plus `nvidia.com/gpu: <gpus>` limits when gpus > 0.
+
+    with_gpus=False drops GPUs (the init container needs none). A user-given GPU quantity that
+    differs from `gpus` is rejected earlier by render.check_runnable.
+    """
+    out: dict[str, Any] = {}
+    for kind in ("requests", "limits"):
+        given = getattr(fields.resources, kind)
+        values = {key: str(value) for key, value in sorted(given.items()) if key != GPU_RESOURCE}
+        if with_gpus and gpus > 0 and (kind == "limits" or GPU_RESOURCE in given):
+            values[GPU_RESOURCE] = str(gpus)
+        if values:
+            out[kind] = dict(sorted(values.items()))
+    return out
+
+
+def container_security_context() -> dict[str, Any]:
+    """DESIGN "Safety": non-root, read-only root filesystem, no escalation, no capabilities."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "fsGroup": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def volumes(run_name: str, gpus: int) -> list[dict[str, Any]]:
+    """The spec ConfigMap and emptyDirs for /tmp, HOME and the work dir; /dev/shm in memory for GPU pods."""
+    out: list[dict[str, Any]] = [
+        {
+            "name": "spec",
+            "configMap": {
+                "name": spec_configmap_name(run_name),
+                "items": [{"key": SPEC_KEY, "path": SPEC_KEY}],
+            },
+        },
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "home", "emptyDir": {}},
+        {"name": "work", "emptyDir": {}},
+    ]
+    if gpus > 0:  # NCCL and torch data loaders need more than the runtime's 64 MiB /dev/shm
+        out.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    return out
+
+
+def _mounts(names: list[str]) -> list[dict[str, Any]]:
+    paths = {"spec": SPEC_DIR, "tmp": TMP_DIR, "home": HOME_DIR, "work": WORK_DIR, "dshm": SHM_DIR}
+    out = []
+    for name in names:
+        mount: dict[str, Any] = {"name": name, "mountPath": paths[name]}
+        if name == "spec":
+            mount["readOnly"] = True
+        out.append(mount)
+    return out
+
+
+def _ports(spec: OREALRunSpec, role: str) -> list[dict[str, Any]]:
+    ports = []
+    if spec.metrics.port > 0:
+        ports.append({"name": METRICS_PORT_NAME, "containerPort": spec.metrics.port, "protocol": "TCP"})
+    if role == "trainer" and spec.trainer.nodes > 1:
+        ports.append({"name": TORCHRUN_PORT_NAME, "containerPort": TORCHRUN_PORT, "protocol": "TCP"})
+    return ports
+
+
+def _env_from(spec: OREALRunSpec) -> list[dict[str, Any]]:
+    secret = spec.storage.secret_ref
+    return [{"secretRef": {"name": secret.name}}] if secret is not None else []
+
+
+def pod_template(
+    spec: OREALRunSpec,
+    role: str,
+    *,
+    run_name: str,
+    namespace: str,
+    image: str,
+    image_pull_policy: str,
+    service_account: str | None,
+) -> dict[str, Any]:
+    """The PodTemplateSpec of one role's StatefulSet. `image` is spec.<role>.image or the operator's."""
+    fields = role_fields(spec, role)
+    gpus = role_gpus(spec, role)
+
+    def common() -> dict[str, Any]:  # fresh objects per container: no aliasing between the two
+        out: dict[str, Any] = {
+            "image": image,
+            "imagePullPolicy": image_pull_policy,
+            "env": worker_env(spec, role, run_name),
+            "securityContext": container_security_context(),
+        }
+        env_from = _env_from(spec)
+        if env_from:
+            out["envFrom"] = env_from
+        return out
+
+    init = {
+        "name": INIT_CONTAINER,
+        "command": init_command(),
+        **common(),
+        "resources": container_resources(fields, gpus, with_gpus=False),
+        "volumeMounts": _mounts(["spec", "tmp", "home"]),
+    }
+    worker: dict[str, Any] = {
+        "name": WORKER_CONTAINER,
+        "command": worker_command(spec, role, run_name, namespace),
+        **common(),
+        "resources": container_resources(fields, gpus),
+        "volumeMounts": _mounts(["tmp", "home", "work"] + (["dshm"] if gpus > 0 else [])),
+    }
+    ports = _ports(spec, role)
+    if ports:
+        worker["ports"] = ports
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,  # workers never call the Kubernetes API
+        "enableServiceLinks": False,  # no *_SERVICE_HOST variables next to OREAL_*
+        "securityContext": pod_security_context(),
+        "initContainers": [init],
+        "containers": [worker],
+        "volumes": volumes(run_name, gpus),
+    }
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
+    if fields.node_selector:
+        pod_spec["nodeSelector"] = dict(sorted(fields.node_selector.items()))
+    if fields.tolerations:
+        pod_spec["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in fields.tolerations
+        ]
+    annotations = {"kubectl.kubernetes.io/default-container": WORKER_CONTAINER}
+    if spec.metrics.port > 0:
+        annotations |= {
+            "prometheus.io/path": "/metrics",
+            "prometheus.io/port": str(spec.metrics.port),
+            "prometheus.io/scrape": "true",
+        }
+    return {
+        "metadata": {"labels": labels(run_name, role), "annotations": annotations},
+        "spec": pod_spec,
+    }

@@ -106,6 +106,28 @@ def init_command() -> list[str]:
     return ["oreal", "worker", "init", "--spec", SPEC_FILE]
 
 
+def cpu_threads(spec: OREALRunSpec, role: str) -> int | None:
+    """Threads per worker process: the role's CPUs (limits.cpu, else requests.cpu) split over the
+    trainer's torchrun processes, at least 1; None when no CPU quantity is given or it is not a
+    plain number or millicores. Inside a container torch would otherwise start one thread per core
+    of the node, far more than the pod may use."""
+    resources = role_fields(spec, role).resources
+    given = resources.limits.get("cpu", resources.requests.get("cpu"))
+    cpus = _cpu_quantity(given)
+    if cpus is None:
+        return None
+    procs = max(1, spec.trainer.gpus_per_node) if role == "trainer" else 1
+    return max(1, int(cpus // procs))
+
+
+def _cpu_quantity(value: int | str | None) -> float | None:
+    text = str(value) if value is not None else ""
+    try:
+        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        return None
+
+
 def _field_env(name: str, path: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
 
@@ -113,6 +135,10 @@ def _field_env(name: str, path: str) -> dict[str, Any]:
 def worker_env(spec: OREALRunSpec, role: str, run_name: str) -> list[dict[str, Any]]:
     """The workers' environment (the variables `oreal worker` reads), in a fixed order."""
     storage = spec.storage
+    n = cpu_threads(spec, role)
+    threads = (
+        [] if n is None else [{"name": k, "value": str(n)} for k in ("OREAL_NUM_THREADS", "OMP_NUM_THREADS")]
+    )
     env: list[dict[str, Any]] = [
         {"name": "OREAL_RUN", "value": run_name},
         _field_env("OREAL_NAMESPACE", "metadata.namespace"),
@@ -130,6 +156,7 @@ def worker_env(spec: OREALRunSpec, role: str, run_name: str) -> list[dict[str, A
         {"name": "HOME", "value": HOME_DIR},
         {"name": "TMPDIR", "value": TMP_DIR},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+        *threads,
         {"name": "TOKENIZERS_PARALLELISM", "value": "false"},
     ]
     return env

@@ -125,6 +125,28 @@ def test_every_object_validates_against_the_kubernetes_schema(gpu_run, opts, whi
         kubernetes_validate.validate(obj, version, strict=True)
 
 
+@pytest.mark.parametrize(
+    ("path", "key", "value"),
+    [
+        (("spec", "template", "spec"), "tolerations", [{"key": "a", "tolerationseconds": 5}]),  # misspelt
+        (("spec",), "replicas", "2"),  # wrong type
+        (("spec", "template", "spec", "containers", 0), "name", None),  # required field missing
+    ],
+)
+def test_the_schema_check_rejects_what_the_api_server_would(gpu_run, opts, path, key, value):
+    """The validation above has teeth: small mistakes in a rendered StatefulSet fail it."""
+    bad = copy.deepcopy(statefulset(render_children(gpu_run, opts), "qwen7b-oreal", "trainer"))
+    target: Any = bad
+    for step in path:
+        target = target[step]
+    if value is None:
+        del target[key]
+    else:
+        target[key] = value
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, "1.31.0", strict=True)
+
+
 def test_children_names_kinds_and_order(gpu_run, opts):
     children = render_children(gpu_run, opts)
     assert [(c["kind"], c["metadata"]["name"]) for c in children] == [
@@ -220,6 +242,8 @@ def test_a_stopped_run_has_no_pods_and_the_same_templates(gpu_run, opts, how):
 def test_env_of_each_role(gpu_run, opts):
     children = render_children(gpu_run, opts)
     expected_replicas = {"rollout": "4", "verifier": "1", "trainer": "2"}
+    # CPU requests 8, 16 and 64 (the trainer's split over its 8 torchrun processes)
+    expected_threads = {"rollout": "8", "verifier": "16", "trainer": "8"}
     for role in ROLES:
         env = env_of(container(children, "qwen7b-oreal", role))
         assert env == {
@@ -235,8 +259,29 @@ def test_env_of_each_role(gpu_run, opts):
             "HOME": "/home/oreal",
             "TMPDIR": "/tmp",
             "PYTHONUNBUFFERED": "1",
+            "OREAL_NUM_THREADS": expected_threads[role],
+            "OMP_NUM_THREADS": expected_threads[role],
             "TOKENIZERS_PARALLELISM": "false",
         }, role
+
+
+@pytest.mark.parametrize(
+    ("resources", "threads"),
+    [
+        ({}, None),  # no CPU given: torch decides
+        ({"requests": {"cpu": "500m"}}, "1"),
+        ({"requests": {"cpu": "2500m"}}, "2"),
+        ({"requests": {"cpu": 3}}, "3"),
+        ({"requests": {"cpu": "2"}, "limits": {"cpu": "6"}}, "6"),  # the limit is what the pod may use
+        ({"requests": {"cpu": "2k"}}, None),  # not a plain number: left alone
+    ],
+)
+def test_cpu_threads_follow_the_role_cpus(opts, resources, threads):
+    env = env_of(
+        container(render_children(cpu_run(verifier={"resources": resources}), opts), "tiny", "verifier")
+    )
+    assert env.get("OREAL_NUM_THREADS") == threads
+    assert env.get("OMP_NUM_THREADS") == threads
 
 
 def test_storage_endpoint_and_region_only_when_set(opts):
@@ -355,11 +400,10 @@ def test_shared_memory_only_for_gpu_pods(gpu_run, opts):
 
     def has_shm(children: list[dict], run_name: str, role: str) -> bool:
         ps = pod_spec(children, run_name, role)
-        vols = {v["name"]: v for v in ps["volumes"]}
-        mounted = any(m["mountPath"] == "/dev/shm" for m in ps["containers"][0]["volumeMounts"])
-        if "dshm" in vols:
-            assert vols["dshm"]["emptyDir"] == {"medium": "Memory"}
-        return mounted and "dshm" in vols
+        memory = [v for v in ps["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory"]
+        mounted = [m["name"] for m in ps["containers"][0]["volumeMounts"] if m["mountPath"] == "/dev/shm"]
+        assert mounted == [v["name"] for v in memory], role  # no memory volume without its mount
+        return bool(mounted)
 
     assert [has_shm(gpu, "qwen7b-oreal", r) for r in ROLES] == [True, False, True]
     assert [has_shm(cpu, "tiny", r) for r in ROLES] == [False, False, False]

@@ -15,6 +15,7 @@ Callers check that the spec can run (see `render.check_runnable`) before buildin
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from oreal.spec.models import OREALRunSpec, PodFields
@@ -75,6 +76,11 @@ def trainer_master_address(run_name: str, namespace: str) -> str:
     return f"{service}-0.{service}.{namespace}.svc"
 
 
+def trainer_processes(spec: OREALRunSpec) -> int:
+    """Trainer processes per pod: one per GPU, one on a CPU-only node."""
+    return max(1, spec.trainer.gpus_per_node)
+
+
 def worker_command(spec: OREALRunSpec, role: str, run_name: str, namespace: str) -> list[str]:
     """`oreal worker ROLE`; a trainer with nodes x processes > 1 runs under torchrun.
 
@@ -86,7 +92,7 @@ def worker_command(spec: OREALRunSpec, role: str, run_name: str, namespace: str)
     if role != "trainer":
         return ["oreal", "worker", role]
     nodes = spec.trainer.nodes
-    nproc = max(1, spec.trainer.gpus_per_node)
+    nproc = trainer_processes(spec)
     if nodes * nproc == 1:
         return ["oreal", "worker", "trainer"]
     if nodes == 1:
@@ -116,16 +122,17 @@ def cpu_threads(spec: OREALRunSpec, role: str) -> int | None:
     cpus = _cpu_quantity(given)
     if cpus is None:
         return None
-    procs = max(1, spec.trainer.gpus_per_node) if role == "trainer" else 1
+    procs = trainer_processes(spec) if role == "trainer" else 1
     return max(1, int(cpus // procs))
 
 
 def _cpu_quantity(value: int | str | None) -> float | None:
     text = str(value) if value is not None else ""
     try:
-        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+        cpus = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
     except ValueError:
         return None
+    return cpus if math.isfinite(cpus) and cpus > 0 else None
 
 
 def _field_env(name: str, path: str) -> dict[str, Any]:

@@ -274,6 +274,8 @@ def test_env_of_each_role(gpu_run, opts):
         ({"requests": {"cpu": 3}}, "3"),
         ({"requests": {"cpu": "2"}, "limits": {"cpu": "6"}}, "6"),  # the limit is what the pod may use
         ({"requests": {"cpu": "2k"}}, None),  # not a plain number: left alone
+        ({"requests": {"cpu": "0"}}, None),
+        ({"requests": {"cpu": "inf"}}, None),
     ],
 )
 def test_cpu_threads_follow_the_role_cpus(opts, resources, threads):

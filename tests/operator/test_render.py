@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from oreal.spec import load_run, parse_run
 from oreal.spec.models import OREALRun
@@ -624,3 +626,20 @@ def test_naming_helpers():
         "oreal.io/role": "trainer",
     }
     assert selector("r", "verifier") == {"oreal.io/run": "r", "oreal.io/role": "verifier"}
+
+
+# ---------------------------------------------------------------- snapshot
+
+SNAPSHOT = Path(__file__).resolve().parent / "snapshots" / "render_run_yaml.yaml"
+
+
+def test_rendered_example_matches_the_snapshot(gpu_run, opts):
+    """Any change to a rendered pod template restarts the pods of every running run when the operator
+    is upgraded: such a change must be deliberate. Review the diff, then refresh the snapshot with
+    OREAL_UPDATE_SNAPSHOTS=1 pytest tests/operator/test_render.py."""
+    text = yaml.safe_dump_all(render_children(gpu_run, opts), sort_keys=True)
+    if os.environ.get("OREAL_UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(text)
+    assert SNAPSHOT.exists(), f"no snapshot at {SNAPSHOT}; create it with OREAL_UPDATE_SNAPSHOTS=1"
+    assert text == SNAPSHOT.read_text()

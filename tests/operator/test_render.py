@@ -643,3 +643,68 @@ def test_rendered_example_matches_the_snapshot(gpu_run, opts):
         SNAPSHOT.write_text(text)
     assert SNAPSHOT.exists(), f"no snapshot at {SNAPSHOT}; create it with OREAL_UPDATE_SNAPSHOTS=1"
     assert text == SNAPSHOT.read_text()
+
+
+# ---------------------------------------------------------------- the pods fit the workers
+
+
+def pod_environment(c: dict, index: int) -> dict[str, str]:
+    """The container's env as the kubelet would resolve it in pod `index` of namespace rl."""
+    fields = {"metadata.namespace": "rl", "metadata.labels['apps.kubernetes.io/pod-index']": str(index)}
+    out = {}
+    for e in c["env"]:
+        out[e["name"]] = e["value"] if "value" in e else fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+    return out
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_pod_commands_parse_with_the_worker_cli(opts, monkeypatch, role):
+    """`oreal worker ...` in the pods is a command the CLI accepts, with the pod's env as defaults."""
+    from oreal.cli import build_parser
+
+    children = render_children(cpu_run(), opts)  # plain `oreal worker ROLE` for every role here
+    for c in (
+        pod_spec(children, "tiny", role)["initContainers"] + pod_spec(children, "tiny", role)["containers"]
+    ):
+        monkeypatch.setattr(os, "environ", pod_environment(c, index=1))
+        assert c["command"][0] == "oreal"
+        args = build_parser().parse_args(c["command"][1:])
+        assert args.command == "worker" and callable(args.func)
+        assert args.run == "gs://runs/ml/tiny"  # from $OREAL_RUN_URI
+        if c["name"] == "init-spec":
+            assert args.role == "init" and str(args.spec) == "/etc/oreal/spec.yaml"
+        else:
+            assert args.role == role
+            if role != "trainer":
+                assert (args.index, args.replicas) == (1, {"rollout": 2, "verifier": 3}[role])
+
+
+def test_trainer_torchrun_command_parses_with_torchrun(gpu_run, opts):
+    from torch.distributed.run import get_args_parser
+
+    c = container(render_children(gpu_run, opts), "qwen7b-oreal", "trainer")
+    env = pod_environment(c, index=1)
+    argv = [a.replace("$(OREAL_INDEX)", env["OREAL_INDEX"]) for a in c["command"]]
+    assert argv[0] == "torchrun"
+    args = get_args_parser().parse_args(argv[1:])
+    assert (args.nnodes, args.nproc_per_node, args.node_rank) == ("2", "8", 1)
+    assert (args.master_addr, args.master_port) == (
+        "qwen7b-oreal-trainer-0.qwen7b-oreal-trainer.rl.svc",
+        29500,
+    )
+    assert (
+        args.module and args.training_script == "oreal.workers" and args.training_script_args == ["trainer"]
+    )
+
+
+def test_every_oreal_variable_of_the_pods_is_read_by_the_workers(gpu_run, opts):
+    import oreal
+
+    root = Path(oreal.__file__).parent
+    sources = "\n".join(
+        p.read_text() for p in root.rglob("*.py") if "runner" not in p.relative_to(root).parts
+    )
+    names = {e["name"] for e in container(render_children(gpu_run, opts), "qwen7b-oreal", "trainer")["env"]}
+    oreal_names = sorted(n for n in names if n.startswith("OREAL_"))
+    assert len(oreal_names) >= 10
+    assert [n for n in oreal_names if f'"{n}"' not in sources] == []

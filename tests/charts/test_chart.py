@@ -93,6 +93,61 @@ def test_kube_version_needs_pod_index_label(helm: str, version: str, ok: bool) -
         assert "kubeVersion" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("flags", "complaint"),
+    [
+        (("--set", "watchNamespace={team-a}"), "Additional property watchNamespace is not allowed"),
+        (("--set", "statusSeconds=soon"), "statusSeconds"),
+        (("--set", "statusSeconds=0"), "statusSeconds"),
+        (("--set", "metrics.port=70000"), "metrics.port"),
+        (("--set", "watchNamespaces={Team_A}"), "watchNamespaces.0"),
+        (("--set", "podMonitor.enable=true"), "podMonitor"),
+    ],
+)
+def test_values_schema_rejects_typos_and_bad_values(
+    helm: str, flags: tuple[str, ...], complaint: str
+) -> None:
+    result = run_helm(helm, "template", RELEASE, str(CHART), *flags)
+    assert result.returncode != 0
+    assert complaint in result.stderr, result.stderr
+
+
+# Values that are Kubernetes objects (documented as a whole): their inner keys need no comment each.
+OPAQUE_VALUES = {"podSecurityContext", "securityContext", "resources", "labels"}
+
+
+def test_every_value_is_documented() -> None:
+    """values.yaml documents each key in a comment right above it (inside Kubernetes objects: the object)."""
+    parents: list[tuple[int, str]] = []
+    previous = ""
+    for number, line in enumerate((CHART / "values.yaml").read_text().splitlines(), 1):
+        key = re.match(r"^( *)([A-Za-z_][A-Za-z0-9_]*):", line)
+        if key:
+            indent = len(key.group(1))
+            parents = [(i, name) for i, name in parents if i < indent]
+            if not OPAQUE_VALUES & {name for _, name in parents}:
+                assert previous.lstrip().startswith("#"), (
+                    f"values.yaml:{number} {key.group(2)} has no comment"
+                )
+            parents.append((indent, key.group(2)))
+        if line.strip():
+            previous = line
+
+
+def test_every_default_value_is_in_the_schema() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def check(values: dict, schema: dict, where: str) -> None:
+        for key, value in values.items():
+            assert key in schema["properties"], f"{where}{key} is not in values.schema.json"
+            sub = schema["properties"][key]
+            if isinstance(value, dict) and "properties" in sub:
+                check(value, sub, f"{where}{key}.")
+
+    check(values, schema, "")
+
+
 def test_crd_is_the_repo_crd_byte_for_byte() -> None:
     assert (CHART / "crds" / "orealrun.yaml").read_bytes() == (REPO / "crds" / "orealrun.yaml").read_bytes()
 

@@ -41,6 +41,7 @@ def test_one_step_through_all_three_workers(tmp_path, tiny_model, prompts_file):
     bucket.publish_policy(0, tiny_model)
     samples_before = _metric("oreal_rollout_samples_total")
     generate_before = _metric("oreal_step_phase_duration_seconds_count", phase="generate")
+    wait_before = _metric("oreal_step_phase_duration_seconds_count", phase="wait")
     for index in (0, 1):
         assert worker(["rollout", *_flags(lr, "--index", str(index), "--replicas", "2")]) == 0
     assert bucket.rollouts_committed(0)
@@ -50,6 +51,8 @@ def test_one_step_through_all_three_workers(tmp_path, tiny_model, prompts_file):
     assert all(s.policy_version == 0 and len(s.logprobs) == len(s.response_token_ids) for s in samples)
     assert _metric("oreal_rollout_samples_total") - samples_before == 16
     assert _metric("oreal_step_phase_duration_seconds_count", phase="generate") - generate_before == 2
+    # Each worker waited once for v0 (and is timed once: the wait is not counted twice).
+    assert _metric("oreal_step_phase_duration_seconds_count", phase="wait") - wait_before == 2
     assert _metric("oreal_rollout_generated_tokens_total") >= sum(len(s.response_token_ids) for s in samples)
     step_dir = "rollouts/step-000000"
     objects = bucket.list(step_dir)

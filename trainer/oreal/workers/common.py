@@ -125,22 +125,20 @@ def wait_for(
 ) -> bool:
     """Poll `ready()` until true (returns True) or until `done()` says the run ended (False).
 
-    The time spent is recorded as the `wait` phase.
+    Callers time it as the `wait` phase (`with phase("wait", timings)`), once: this function
+    records nothing itself.
     """
     start = time.perf_counter()
     announced = False
-    try:
-        while True:
-            if ready():
-                return True
-            if done is not None and done():
-                return False
-            if not announced and time.perf_counter() - start > 5 * ctx.poll_seconds:
-                log.info("waiting for %s", what)
-                announced = True
-            time.sleep(ctx.poll_seconds)
-    finally:
-        metrics.STEP_PHASE_DURATION.labels("wait").observe(time.perf_counter() - start)
+    while True:
+        if ready():
+            return True
+        if done is not None and done():
+            return False
+        if not announced and time.perf_counter() - start > 5 * ctx.poll_seconds:
+            log.info("waiting for %s", what)
+            announced = True
+        time.sleep(ctx.poll_seconds)
 
 
 def run_done(bucket: Bucket) -> bool:

@@ -26,6 +26,7 @@ from oreal.spec.models import OREALRunSpec
 # A status tick must not hang on a dead endpoint: few attempts, short total (the timer runs again).
 RETRY = RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0, deadline=10.0)
 MAX_ERROR_CHARS = 300
+MIN_BLANKED_CHARS = 6  # shorter values are not real credentials; blanking them mangles the text
 
 S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_SESSION_TOKEN": "token"}
 
@@ -86,7 +87,7 @@ def describe(err: BaseException, where: Location) -> str:
     """One line, credentials blanked out (some clients echo their arguments)."""
     text = " ".join(f"{type(err).__name__}: {err}".split())
     for value in where.options.values():
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and len(value) >= MIN_BLANKED_CHARS:
             text = text.replace(value, "***")
     if where.uri not in text:
         text = f"{where.uri}: {text}"

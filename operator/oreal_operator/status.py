@@ -37,8 +37,7 @@ from typing import Any
 
 from oreal.bucket import RunState
 from oreal.spec.models import Condition, OREALRun, OREALRunStatus, StepMetrics
-
-ROLE_LABEL = "oreal.io/role"  # == oreal_operator.naming.ROLE_LABEL (PLAN contract)
+from oreal_operator.naming import ROLE_LABEL
 
 # Condition types, in the order they are written.
 READY, PROGRESSING, SUSPENDED, COMPLETE, FAILED, SPEC_INVALID = (

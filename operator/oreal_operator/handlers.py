@@ -1,0 +1,117 @@
+"""Kopf handlers of the OREALRun resource: thin wrappers around `oreal_operator.reconcile`.
+
+- startup: Kopf settings (each with why) and the operator's configuration;
+- create / resume / update of spec: apply the children (a spec that cannot run: SpecInvalid status
+  and kopf.PermanentError; a child name taken by another owner: kopf.TemporaryError);
+- a timer every OREAL_OPERATOR_STATUS_SECONDS: observe pods and bucket, write `.status` through
+  `patch.status`, stop a finished run's pods, post an event when the phase changes;
+- delete: forget the run in the oreal_runs gauge (optional: adds no finalizer; the children go
+  with their owner reference).
+
+Handlers are sync: Kopf runs them in its thread pool, where the `kubernetes` client may block.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from oreal.spec.loader import SpecError
+from oreal.spec.models import API_GROUP, API_VERSION, PLURAL
+from oreal_operator import kube, reconcile
+from oreal_operator.config import OperatorConfig, status_seconds
+from oreal_operator.metrics import RECONCILE_DURATION, RECONCILE_ERRORS
+from oreal_operator.render import RenderError
+
+RESOURCE = (API_GROUP, API_VERSION, PLURAL)
+STATUS_SECONDS = status_seconds()  # read at import: Kopf fixes a timer's interval when it is registered
+FOREIGN_RETRY_SECONDS = 60
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Kopf's progress and "last handled" records go into annotations under our own domain: the
+    # CRD's status schema has no room for Kopf's status.kopf (the API server would prune it), and
+    # users see at a glance which annotations belong to the oreal operator.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="oreal.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="oreal.io", key="last-handled-configuration"
+    )
+    # No deletion handler needs one (children go by owner reference); should one ever be added,
+    # its finalizer is named after us too.
+    settings.persistence.finalizer = "oreal.io/finalizer"
+    # Events: only what the handlers post explicitly (phase changes, a bad spec), as oreal-operator.
+    settings.posting.level = logging.INFO
+    settings.posting.reporting_component = "oreal-operator"
+    # Watches end server-side after ~5 min and are reopened; a client timeout slightly longer
+    # catches a connection that died silently (a load balancer dropping idle streams).
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    # One API call must not hold a handler forever (Kopf's own calls: patches, events).
+    settings.networking.request_timeout = 60
+    # One replica (the chart's Deployment), no peering objects to create or RBAC for them.
+    settings.peering.standalone = True
+    # Scanning stays on: Kopf notices the CRD installed after the operator, and namespaces that
+    # appear (RBAC: list/watch CRDs and namespaces). Tests against kmock turn it off.
+    memo.config = OperatorConfig.from_env()
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    # Kopf and the handlers' `kubernetes` client use one configuration: the pod's service
+    # account, else $KUBECONFIG as it is now (Kopf's own login reads the one seen at import).
+    kube.configure()
+    return kube.connection_info()
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+def apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    with RECONCILE_DURATION.labels(handler="apply").time():
+        try:
+            actions = reconcile.apply_run(body, memo.config, status=reconcile.previous_status(body))
+        except (SpecError, RenderError) as err:
+            RECONCILE_ERRORS.labels(handler="apply", kind="permanent").inc()
+            patch.status.update(reconcile.status_patch(reconcile.invalid_status(body, str(err), _now())))
+            kopf.warn(body, reason="SpecInvalid", message=str(err))
+            raise kopf.PermanentError(str(err)) from None
+        except kube.ForeignObjectError as err:
+            RECONCILE_ERRORS.labels(handler="apply", kind="temporary").inc()
+            kopf.warn(body, reason="NameTaken", message=str(err))
+            raise kopf.TemporaryError(str(err), delay=FOREIGN_RETRY_SECONDS) from None
+        except Exception:
+            RECONCILE_ERRORS.labels(handler="apply", kind="temporary").inc()
+            raise  # e.g. the API server unreachable: Kopf retries with its backoff
+    changed = {child: action for child, action in actions.items() if action != "unchanged"}
+    if changed:
+        logger.info("children: %s", ", ".join(f"{c} {a}" for c, a in changed.items()))
+
+
+@kopf.timer(*RESOURCE, interval=STATUS_SECONDS)
+def observe(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+    with RECONCILE_DURATION.labels(handler="status").time():
+        try:
+            old, new, event = reconcile.tick(body, memo.config, _now())
+        except Exception:
+            RECONCILE_ERRORS.labels(handler="status", kind="temporary").inc()
+            raise  # Kopf runs the timer again after its backoff
+    if new != old:
+        patch.status.update(reconcile.status_patch(new))
+    if event is not None:
+        post = kopf.warn if new.phase == "Failed" else kopf.info
+        post(body, reason=event[0], message=event[1])
+        logger.info("%s", event[1])
+
+
+@kopf.on.delete(*RESOURCE, optional=True)
+def forget(meta: kopf.Meta, **_: Any) -> None:
+    reconcile.record_phase(meta["namespace"], meta["name"], None)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

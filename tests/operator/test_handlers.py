@@ -1,0 +1,299 @@
+"""The operator end to end against kmock's Kubernetes emulator (or a real cluster, see kmock_helpers):
+children created and patched, suspend, a bad spec, and status folded from pods and the bucket.
+
+The bucket is an in-memory one standing in for the run's s3:// URI (the operator runs in this
+process, under KopfRunner), so no test touches the network.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import kubernetes
+import pytest
+import pytest_asyncio
+from prometheus_client import REGISTRY
+
+from oreal.bucket import Bucket, RunState
+from oreal_operator import bucket_view, kube
+from oreal_operator.config import ConfigError, OperatorConfig
+from oreal_operator.render import render_children
+from tests.operator.kmock_helpers import (
+    REAL_CLUSTER,
+    Cluster,
+    declare_resources,
+    eventually,
+    pod_body,
+    posted_events,
+    run_body,
+    running_operator,
+    write_kubeconfig,
+)
+
+IMAGE = "example.org/oreal:test"
+STATUS_SECONDS = "0.3"
+ROLE_REPLICAS = {"rollout": 2, "verifier": 1, "trainer": 1}
+
+
+@pytest_asyncio.fixture
+async def cluster(kmock: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> AsyncIterator[Cluster]:
+    monkeypatch.setenv("OREAL_WORKER_IMAGE", IMAGE)
+    monkeypatch.setenv("OREAL_OPERATOR_STATUS_SECONDS", STATUS_SECONDS)
+    if REAL_CLUSTER:
+        namespace, kmock = os.environ.get("OREAL_TEST_NAMESPACE", "default"), None
+    else:
+        declare_resources(kmock)
+        monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url))))
+        namespace = "ml"
+    handlers = sys.modules.get("oreal_operator.handlers")
+    if handlers is not None and float(STATUS_SECONDS) != handlers.STATUS_SECONDS:
+        pytest.skip("oreal_operator.handlers was imported before with another status interval")
+    importlib.import_module("oreal_operator.handlers")
+    # s3://runs/... is served from memory: the operator's bucket reads stay in this process.
+    monkeypatch.setattr(
+        bucket_view, "open_bucket", lambda where: Bucket.open(where.uri.replace("s3://", "memory://"))
+    )
+    saved = kubernetes.client.Configuration.get_default_copy()
+    kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    try:
+        yield Cluster(namespace, kmock)
+    finally:
+        kubernetes.client.Configuration.set_default(saved)
+
+
+def replicas(sts: dict[str, Any] | None) -> int | None:
+    return None if sts is None else sts["spec"]["replicas"]
+
+
+async def statefulsets(cluster: Cluster, name: str) -> dict[str, dict[str, Any] | None]:
+    return {role: await cluster.get("StatefulSet", f"{name}-{role}") for role in ROLE_REPLICAS}
+
+
+def condition(run: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in run.get("status", {}).get("conditions", []) if c["type"] == type_), None)
+
+
+@pytest.mark.asyncio
+async def test_create_renders_owned_children_and_a_pending_status(cluster: Cluster) -> None:
+    async with running_operator(cluster.namespace):
+        await cluster.create_run(run_body("demo", cluster.namespace))
+        sets = await eventually(lambda: _all_present(cluster, "demo"), what="the three StatefulSets")
+        assert {role: replicas(s) for role, s in sets.items()} == ROLE_REPLICAS
+        configmap = await cluster.get("ConfigMap", "demo-spec")
+        service = await cluster.get("Service", "demo-trainer")
+        assert configmap is not None and "spec.yaml" in configmap["data"]
+        assert service is not None and service["spec"]["clusterIP"] == "None"
+        uid = (await cluster.run("demo"))["metadata"]["uid"]
+        for child in [configmap, service, *sets.values()]:
+            (owner,) = child["metadata"]["ownerReferences"]
+            assert owner["uid"] == uid and owner["controller"] is True
+        run = await eventually(lambda: _with_phase(cluster, "demo"), what="a status")
+        assert run["status"]["phase"] == "Pending"
+        assert run["status"]["totalSteps"] == 4
+        assert condition(run, "Ready")["status"] == "False"
+    assert REGISTRY.get_sample_value("oreal_runs", {"namespace": cluster.namespace, "phase": "Pending"}) >= 1
+    assert (
+        REGISTRY.get_sample_value("oreal_operator_reconcile_duration_seconds_count", {"handler": "apply"})
+        >= 1
+    )
+    if cluster.kmock is not None:
+        assert ("Normal", "Pending", "phase None -> Pending: step 0/4 committed") in posted_events(
+            cluster.kmock
+        )
+
+
+@pytest.mark.asyncio
+async def test_spec_update_patches_the_statefulset_and_suspend_scales_to_zero(cluster: Cluster) -> None:
+    async with running_operator(cluster.namespace):
+        await cluster.create_run(run_body("demo", cluster.namespace))
+        await eventually(lambda: _all_present(cluster, "demo"), what="the StatefulSets")
+        await cluster.patch_run("demo", {"spec": {"rollout": {"replicas": 3}}})
+
+        async def rollout_scaled() -> bool:
+            return replicas(await cluster.get("StatefulSet", "demo-rollout")) == 3
+
+        await eventually(rollout_scaled, what="rollout replicas 3")
+        await cluster.patch_run("demo", {"spec": {"suspend": True}})
+
+        async def all_zero() -> bool:
+            return all(replicas(s) == 0 for s in (await statefulsets(cluster, "demo")).values())
+
+        await eventually(all_zero, what="every StatefulSet at 0 replicas")
+        run = await eventually(lambda: _with_phase(cluster, "demo", "Suspended"), what="phase Suspended")
+        assert condition(run, "Suspended")["status"] == "True"
+        await cluster.patch_run("demo", {"spec": {"suspend": False}})
+        await eventually(rollout_scaled, what="rollout back to 3 replicas after resume")
+
+
+@pytest.mark.asyncio
+async def test_invalid_spec_gets_spec_invalid_and_no_children(cluster: Cluster) -> None:
+    body = run_body("broken", cluster.namespace, storage={"uri": "file:///data/runs/broken"})
+    async with running_operator(cluster.namespace) as runner:
+        await cluster.create_run(body)
+        run = await eventually(lambda: _with_phase(cluster, "broken", "Failed"), what="phase Failed")
+        invalid = condition(run, "SpecInvalid")
+        assert invalid is not None and invalid["status"] == "True"
+        assert "spec.storage.uri" in invalid["message"]
+        assert await cluster.get("ConfigMap", "broken-spec") is None
+        assert all(s is None for s in (await statefulsets(cluster, "broken")).values())
+    assert "spec.storage.uri" in runner.output
+
+
+@pytest.mark.skipif(REAL_CLUSTER, reason="creates pods by hand, as only an emulated cluster allows")
+@pytest.mark.asyncio
+async def test_status_follows_pods_and_bucket_then_fails_on_restarts(cluster: Cluster) -> None:
+    body = run_body("demo", cluster.namespace, maxRestarts=1)
+    bucket = Bucket.open("memory://runs/ml/demo")
+    async with running_operator(cluster.namespace):
+        await cluster.create_run(body)
+        await eventually(lambda: _all_present(cluster, "demo"), what="the StatefulSets")
+        for role, count in ROLE_REPLICAS.items():
+            for index in range(count):
+                await cluster.create_pod(pod_body("demo", cluster.namespace, role, index, ready=True))
+        run = await eventually(lambda: _condition_true(cluster, "demo", "Ready"), what="Ready")
+        assert run["status"]["phase"] == "Running"
+
+        bucket.write_state(RunState(step=1, policy_version=2))
+        bucket.write_stats(1, {"pass_rate": 0.75, "loss/policy": 0.5, "kl": 0.01, "wall_seconds": 3.0})
+
+        async def progressed() -> dict[str, Any] | None:
+            run = await cluster.run("demo")
+            return run if run.get("status", {}).get("step") == 1 else None
+
+        run = await eventually(progressed, what="step 1 from the bucket")
+        assert run["status"]["progressPercentage"] == 50 and run["status"]["policyVersion"] == 2
+        assert run["status"]["lastMetrics"] == {"passRate": 0.75, "loss": 0.5, "kl": 0.01, "stepSeconds": 3.0}
+
+        await cluster.create_pod(pod_body("demo", cluster.namespace, "trainer", 1, ready=False, restarts=2))
+        run = await eventually(lambda: _with_phase(cluster, "demo", "Failed"), what="phase Failed")
+        assert condition(run, "Failed")["reason"] == "BackoffLimitExceeded"
+        assert any(e[:2] == ("Warning", "BackoffLimitExceeded") for e in posted_events(cluster.kmock))
+
+        async def all_zero() -> bool:
+            return all(replicas(s) == 0 for s in (await statefulsets(cluster, "demo")).values())
+
+        await eventually(all_zero, what="a failed run's StatefulSets at 0 replicas")
+
+
+async def _all_present(cluster: Cluster, name: str) -> dict[str, dict[str, Any]] | None:
+    sets = await statefulsets(cluster, name)
+    return sets if all(s is not None for s in sets.values()) else None  # type: ignore[return-value]
+
+
+async def _with_phase(cluster: Cluster, name: str, phase: str | None = None) -> dict[str, Any] | None:
+    run = await cluster.run(name)
+    current = run.get("status", {}).get("phase")
+    return run if current is not None and (phase is None or current == phase) else None
+
+
+async def _condition_true(cluster: Cluster, name: str, type_: str) -> dict[str, Any] | None:
+    run = await cluster.run(name)
+    found = condition(run, type_)
+    return run if found is not None and found["status"] == "True" else None
+
+
+# ---------------------------------------------------------------- the pieces, without a server
+
+
+def live(desired: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """`desired` as the API server would return it after our create (defaults added)."""
+    obj = kube.with_hash(desired)
+    obj = {**obj, "metadata": {**obj["metadata"], "uid": "child-uid", "resourceVersion": "7"}}
+    if obj["kind"] == "StatefulSet":
+        template = {
+            **obj["spec"]["template"],
+            "spec": {**obj["spec"]["template"]["spec"], "dnsPolicy": "ClusterFirst"},
+        }
+        obj = {**obj, "spec": {**obj["spec"], "template": template, "revisionHistoryLimit": 10}}
+    for pointer, value in changes.items():
+        head, key = pointer.rsplit("/", 1)
+        kube.pointer_get(obj, head)[key] = value
+    return obj
+
+
+def rendered() -> list[dict[str, Any]]:
+    from oreal_operator.config import OperatorConfig
+    from oreal_operator.reconcile import parse, render_options
+
+    body = run_body("demo", "ml")
+    body["metadata"]["uid"] = "run-uid"
+    return render_children(parse(body), render_options(body, OperatorConfig(image=IMAGE)))
+
+
+def test_patch_ops_leave_a_defaulted_child_alone_and_replace_what_we_own() -> None:
+    for child in rendered():
+        assert kube.patch_ops(child, live(child)) == []
+    sts = rendered()[2]
+    scaled = live(sts)
+    scaled["spec"]["replicas"] = 5
+    assert kube.patch_ops(sts, scaled) == [{"op": "add", "path": "/spec/replicas", "value": 2}]
+    stale = live(sts)
+    stale["metadata"]["annotations"][kube.HASH_ANNOTATION] = "old"
+    ops = kube.patch_ops(sts, stale)
+    assert [op["path"] for op in ops] == ["/spec/template", "/metadata/annotations/oreal.io~1applied-hash"]
+    assert ops[0]["value"] == sts["spec"]["template"]
+
+
+def test_patch_ops_for_a_child_without_annotations() -> None:
+    configmap = rendered()[0]
+    bare = live(configmap)
+    del bare["metadata"]["annotations"]
+    ops = kube.patch_ops(configmap, bare)
+    assert ops[-1] == {
+        "op": "add",
+        "path": "/metadata/annotations",
+        "value": {kube.HASH_ANNOTATION: kube.owned_hash(configmap)},
+    }
+
+
+def test_children_of_another_owner_are_not_ours() -> None:
+    sts = rendered()[2]
+    assert kube.controlled_by(live(sts), "run-uid")
+    assert not kube.controlled_by(live(sts), "someone-else")
+
+
+def test_config_from_env() -> None:
+    config = OperatorConfig.from_env(
+        {
+            "OREAL_WORKER_IMAGE": IMAGE,
+            "OREAL_OPERATOR_NAMESPACES": "a, b,",
+            "OREAL_OPERATOR_METRICS_PORT": "0",
+        }
+    )
+    assert (config.image, config.namespaces, config.metrics_port, config.status_seconds) == (
+        IMAGE,
+        ("a", "b"),
+        0,
+        15.0,
+    )
+    with pytest.raises(ConfigError, match="OREAL_OPERATOR_STATUS_SECONDS"):
+        OperatorConfig.from_env({"OREAL_WORKER_IMAGE": IMAGE, "OREAL_OPERATOR_STATUS_SECONDS": "soon"})
+
+
+def test_main_without_worker_image_exits_2_with_one_line() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OREAL_WORKER_IMAGE"}
+    done = subprocess.run(
+        [sys.executable, "-m", "oreal_operator"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "oreal-operator: OREAL_WORKER_IMAGE is not set: the operator needs the workers' image (e.g. ghcr.io/org/oreal:1.0)"
+    ]
+
+
+def test_transition_events_name_the_deciding_condition() -> None:
+    from datetime import UTC, datetime
+
+    from oreal_operator.reconcile import parse, transition
+    from oreal_operator.status import fold_status
+
+    run = parse(run_body("demo", "ml"))
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    pending = fold_status(run, generation=1, pods=[], state=None, stats=None, previous=None, now=now)
+    assert transition(None, pending) == ("Pending", "phase None -> Pending: step 0/4 committed")
+    assert transition(pending, pending) is None

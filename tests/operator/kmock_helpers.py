@@ -115,6 +115,7 @@ class Cluster:
     def __init__(self, namespace: str, kmock: Any = None) -> None:
         self.namespace = namespace
         self.kmock = kmock  # None against a real cluster
+        self.created: list[tuple[str, str]] = []  # (kind, name), deleted by cleanup()
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -122,6 +123,7 @@ class Cluster:
     async def create_run(self, body: dict[str, Any]) -> None:
         api = kubernetes.client.CustomObjectsApi()
         await self.call(api.create_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, body)
+        self.created.append(("OREALRun", body["metadata"]["name"]))
 
     async def patch_run(self, name: str, patch: dict[str, Any]) -> None:
         api = kubernetes.client.CustomObjectsApi()
@@ -154,6 +156,32 @@ class Cluster:
                 return None
             raise
         return yaml.safe_load(response.data)
+
+    async def patch_child(self, kind: str, name: str, patch: dict[str, Any]) -> None:
+        """A merge patch by someone else (kubectl, another controller)."""
+        core, apps = kubernetes.client.CoreV1Api(), kubernetes.client.AppsV1Api()
+        call = {
+            "ConfigMap": core.patch_namespaced_config_map,
+            "StatefulSet": apps.patch_namespaced_stateful_set,
+        }[kind]
+        await self.call(call, name, self.namespace, patch, _content_type="application/merge-patch+json")
+
+    async def create_configmap(self, body: dict[str, Any]) -> None:
+        api = kubernetes.client.CoreV1Api()
+        await self.call(api.create_namespaced_config_map, self.namespace, body, _preload_content=False)
+        self.created.append(("ConfigMap", body["metadata"]["name"]))
+
+    async def cleanup(self) -> None:
+        """Delete what the tests created (the children go with their OREALRun's owner reference)."""
+        custom, core = kubernetes.client.CustomObjectsApi(), kubernetes.client.CoreV1Api()
+        for kind, name in reversed(self.created):
+            with contextlib.suppress(ApiException):
+                if kind == "OREALRun":
+                    await self.call(
+                        custom.delete_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, name
+                    )
+                else:
+                    await self.call(core.delete_namespaced_config_map, name, self.namespace)
 
     async def create_pod(self, body: dict[str, Any]) -> None:
         api = kubernetes.client.CoreV1Api()
@@ -194,7 +222,7 @@ async def running_operator(namespace: str) -> AsyncIterator[KopfRunner]:
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
     settings.posting.default_backoffs = ()
-    settings.queueing.exit_timeout = 0.2  # do not wait for the event queues at exit
+    settings.queueing.exit_timeout = 0.01  # do not wait for the event queues at exit
     settings.queueing.idle_timeout = 0.5
     runner = KopfRunner(
         ["run", "--standalone", "--namespace", namespace, "-m", "oreal_operator.handlers"],

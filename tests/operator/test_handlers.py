@@ -60,9 +60,12 @@ async def cluster(kmock: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) ->
     )
     saved = kubernetes.client.Configuration.get_default_copy()
     kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    cluster = Cluster(namespace, kmock)
     try:
-        yield Cluster(namespace, kmock)
+        yield cluster
     finally:
+        if REAL_CLUSTER:
+            await cluster.cleanup()
         kubernetes.client.Configuration.set_default(saved)
 
 
@@ -112,12 +115,18 @@ async def test_spec_update_patches_the_statefulset_and_suspend_scales_to_zero(cl
     async with running_operator(cluster.namespace):
         await cluster.create_run(run_body("demo", cluster.namespace))
         await eventually(lambda: _all_present(cluster, "demo"), what="the StatefulSets")
+        # Fields the operator does not own, set by someone else, must survive its patches.
+        theirs = {"metadata": {"annotations": {"team": "rl"}}, "spec": {"revisionHistoryLimit": 3}}
+        await cluster.patch_child("StatefulSet", "demo-rollout", theirs)
         await cluster.patch_run("demo", {"spec": {"rollout": {"replicas": 3}}})
 
         async def rollout_scaled() -> bool:
             return replicas(await cluster.get("StatefulSet", "demo-rollout")) == 3
 
         await eventually(rollout_scaled, what="rollout replicas 3")
+        rollout = await cluster.get("StatefulSet", "demo-rollout")
+        assert rollout is not None and rollout["metadata"]["annotations"]["team"] == "rl"
+        assert rollout["spec"]["revisionHistoryLimit"] == 3
         await cluster.patch_run("demo", {"spec": {"suspend": True}})
 
         async def all_zero() -> bool:
@@ -142,6 +151,31 @@ async def test_invalid_spec_gets_spec_invalid_and_no_children(cluster: Cluster) 
         assert await cluster.get("ConfigMap", "broken-spec") is None
         assert all(s is None for s in (await statefulsets(cluster, "broken")).values())
     assert "spec.storage.uri" in runner.output
+
+
+@pytest.mark.asyncio
+async def test_a_child_name_taken_by_another_owner_is_left_alone(cluster: Cluster) -> None:
+    foreign = {
+        "metadata": {"name": "demo-spec", "namespace": cluster.namespace},
+        "data": {"spec.yaml": "theirs"},
+    }
+    await cluster.create_configmap(foreign)
+    async with running_operator(cluster.namespace) as runner:
+        await cluster.create_run(run_body("demo", cluster.namespace))
+
+        async def refused() -> bool:
+            return "is not controlled by this OREALRun" in _output_so_far(runner, cluster)
+
+        await eventually(refused, what="the apply handler refusing ConfigMap demo-spec")
+        configmap = await cluster.get("ConfigMap", "demo-spec")
+        assert configmap is not None and configmap["data"] == {"spec.yaml": "theirs"}
+
+
+def _output_so_far(runner: Any, cluster: Cluster) -> str:
+    """Events posted to kmock (the runner's output is only readable after it exits)."""
+    if cluster.kmock is None:
+        return "is not controlled by this OREALRun"  # a real cluster's events are not read here
+    return "\n".join(message for _, _, message in posted_events(cluster.kmock))
 
 
 @pytest.mark.skipif(REAL_CLUSTER, reason="creates pods by hand, as only an emulated cluster allows")

@@ -28,7 +28,7 @@ def main() -> int:
         standalone=True,
         clusterwide=not config.namespaces,
         namespaces=config.namespaces,
-        liveness_endpoint="http://0.0.0.0:8080/healthz",
+        liveness_endpoint=config.liveness_endpoint,
     )
     return 0
 

@@ -4,6 +4,7 @@ OREAL_WORKER_IMAGE             required: the workers' image (spec.<role>.image o
 OREAL_OPERATOR_NAMESPACES      comma-separated namespaces to watch; empty: all namespaces
 OREAL_OPERATOR_METRICS_PORT    port of the operator's /metrics (default 9401; 0 disables it)
 OREAL_OPERATOR_STATUS_SECONDS  how often the status timer observes each run (default 15)
+OREAL_OPERATOR_HEALTH_PORT     port of Kopf's liveness endpoint /healthz (default 8080; 0 disables it)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 DEFAULT_METRICS_PORT = 9401
 DEFAULT_STATUS_SECONDS = 15.0
+DEFAULT_HEALTH_PORT = 8080
 
 
 class ConfigError(ValueError):
@@ -26,6 +28,11 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()
     metrics_port: int = DEFAULT_METRICS_PORT
     status_seconds: float = DEFAULT_STATUS_SECONDS
+    health_port: int = DEFAULT_HEALTH_PORT
+
+    @property
+    def liveness_endpoint(self) -> str | None:
+        return f"http://0.0.0.0:{self.health_port}/healthz" if self.health_port else None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -43,6 +50,7 @@ class OperatorConfig:
             namespaces=namespaces,
             metrics_port=_number(env, "OREAL_OPERATOR_METRICS_PORT", DEFAULT_METRICS_PORT, int, 0),
             status_seconds=status_seconds(env),
+            health_port=_number(env, "OREAL_OPERATOR_HEALTH_PORT", DEFAULT_HEALTH_PORT, int, 0),
         )
 
 

@@ -305,6 +305,13 @@ def test_config_from_env() -> None:
         0,
         15.0,
     )
+    assert config.liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    assert (
+        OperatorConfig.from_env(
+            {"OREAL_WORKER_IMAGE": IMAGE, "OREAL_OPERATOR_HEALTH_PORT": "0"}
+        ).liveness_endpoint
+        is None
+    )
     with pytest.raises(ConfigError, match="OREAL_OPERATOR_STATUS_SECONDS"):
         OperatorConfig.from_env({"OREAL_WORKER_IMAGE": IMAGE, "OREAL_OPERATOR_STATUS_SECONDS": "soon"})
 

@@ -107,3 +107,20 @@ def test_verdict_metrics_by_status_and_duration(verifier) -> None:
     assert sample("oreal_verifier_verdicts_total", result="no_answer") == no_answer + 2
     assert sample("oreal_verifier_check_duration_seconds_count") == count + 4
     assert REGISTRY.get_sample_value("oreal_verifier_verdicts_total", {"result": "timeout"}) is not None
+
+
+def test_default_workers_follow_the_pods_cpu_budget(monkeypatch) -> None:
+    """In a pod the affinity mask shows the node's CPUs; OREAL_NUM_THREADS (from the CPU limit) caps it."""
+    import os
+
+    from oreal.verifier.verifier import default_workers
+
+    usable = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OREAL_NUM_THREADS", raising=False)
+    assert default_workers() == min(usable, 16)
+    monkeypatch.setenv("OREAL_NUM_THREADS", "1")
+    assert default_workers() == 1
+    monkeypatch.setenv("OREAL_NUM_THREADS", str(usable + 5))
+    assert default_workers() == min(usable, 16)
+    monkeypatch.setenv("OREAL_NUM_THREADS", "not-a-number")
+    assert default_workers() == min(usable, 16)

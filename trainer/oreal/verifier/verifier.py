@@ -166,11 +166,18 @@ class Verifier:
 
 
 def default_workers() -> int:
-    """CPUs this process may use (not the host's count, which containers often report), at most 16."""
+    """CPUs this process may use (not the host's count, which containers often report), at most 16.
+
+    $OREAL_NUM_THREADS caps it: the operator sets it from the pod's CPU limit (a CPU quota, which
+    neither the affinity mask nor cpu_count() shows) and the local runner from its share of cores.
+    """
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         usable = os.cpu_count() or 1
+    budget = os.environ.get("OREAL_NUM_THREADS", "")
+    if budget.isdigit() and int(budget) > 0:
+        usable = min(usable, int(budget))
     return max(1, min(usable, MAX_DEFAULT_WORKERS))
 
 

@@ -123,3 +123,21 @@ def test_only_local_rank_zero_serves_metrics(tmp_path, monkeypatch):
         assert listening()
     finally:
         stop_metrics()
+
+
+def test_other_ranks_export_no_trainer_gauges():
+    """Rank 0 alone sets the step gauges; another node's rank would export them as 0 forever."""
+    import subprocess
+    import sys
+
+    code = (
+        "from prometheus_client import generate_latest\n"
+        "import oreal.metrics as m\n"
+        "before = generate_latest(m.REGISTRY).decode()\n"
+        "m.drop_trainer_gauges(); m.drop_trainer_gauges()\n"
+        "after = generate_latest(m.REGISTRY).decode()\n"
+        "print('oreal_trainer_loss ' in before, 'oreal_trainer_' in after, 'oreal_step_phase' in after)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False", "True"]

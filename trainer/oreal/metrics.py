@@ -10,6 +10,7 @@ The verifier's own `oreal_verifier_*` metrics live in `oreal.verifier.metrics`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -59,6 +60,26 @@ TRAINER_REWARD_MODEL_ACCURACY = Gauge(
     "oreal_trainer_reward_model_accuracy", "Token reward model's sequence-level accuracy, last step."
 )
 TRAINER_REWARD_MEAN = Gauge("oreal_trainer_reward_mean", "Mean outcome reward (+1/-1), last step.")
+TRAINER_GAUGES = (
+    TRAINER_STEP,
+    TRAINER_LOSS,
+    TRAINER_PASS_RATE,
+    TRAINER_KL,
+    TRAINER_REWARD_MODEL_ACCURACY,
+    TRAINER_REWARD_MEAN,
+)
+
+
+def drop_trainer_gauges() -> None:
+    """Stop exporting the trainer's step gauges from this process (a rank that never sets them).
+
+    Only global rank 0 records a step's results; on the first rank of another node they would
+    read 0 forever next to rank 0's real values.
+    """
+    for gauge in TRAINER_GAUGES:
+        with contextlib.suppress(KeyError):  # already dropped
+            REGISTRY.unregister(gauge)
+
 
 # -- step timing ---------------------------------------------------------------------------------
 STEP_PHASES = ("generate", "verify", "train", "sync", "wait")

@@ -261,6 +261,8 @@ def run(args: argparse.Namespace) -> int:
     from oreal.training.distributed import shutdown
 
     ctx = open_run(args, "trainer")
+    if rank() != 0:
+        metrics.drop_trainer_gauges()  # rank 0 alone records each step's results
     if run_done(ctx.bucket):  # e.g. a pod restarted after the end: nothing to train or replay
         log.info("run is already done")
         return 0

@@ -74,7 +74,7 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 def apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     with RECONCILE_DURATION.labels(handler="apply").time():
         try:
-            actions = reconcile.apply_run(body, memo.config, status=reconcile.previous_status(body))
+            actions = reconcile.apply_run(body, memo.config, now=_now())
         except (SpecError, RenderError) as err:
             RECONCILE_ERRORS.labels(handler="apply", kind="permanent").inc()
             patch.status.update(reconcile.status_patch(reconcile.invalid_status(body, str(err), _now())))
@@ -92,7 +92,8 @@ def apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.L
         logger.info("children: %s", ", ".join(f"{c} {a}" for c, a in changed.items()))
 
 
-@kopf.timer(*RESOURCE, interval=STATUS_SECONDS)
+# A failed round (API or bucket hiccup) is simply tried again at the next interval.
+@kopf.timer(*RESOURCE, interval=STATUS_SECONDS, backoff=STATUS_SECONDS)
 def observe(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     with RECONCILE_DURATION.labels(handler="status").time():
         try:

@@ -162,16 +162,26 @@ def controlled_by(live: dict[str, Any], owner_uid: str | None) -> bool:
 
 
 def apply_child(obj: dict[str, Any], owner_uid: str | None) -> str:
-    """Create `obj` if absent, else patch the owned fields that differ (see the module docstring)."""
+    """Create `obj` if absent, else patch the owned fields that differ (see the module docstring).
+
+    Two rounds of the operator (the apply handler and the status timer stopping a run) can meet
+    here: a create that finds the name taken (409) reads the object and patches it instead.
+    """
     read, create, patch = _calls(obj["kind"])
     name, namespace = obj["metadata"]["name"], obj["metadata"]["namespace"]
-    try:
-        live = _json(read(name, namespace, _preload_content=False))
-    except ApiException as err:
-        if err.status != 404:
-            raise
-        create(namespace, with_hash(obj), _preload_content=False)
-        return "created"
+    live = _read(read, name, namespace)
+    if live is None:
+        try:
+            create(namespace, with_hash(obj), _preload_content=False)
+            return "created"
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        live = _read(read, name, namespace)
+        if live is None:
+            raise RuntimeError(
+                f"{obj['kind']} {namespace}/{name}: create said it exists, read says it does not"
+            )
     if not controlled_by(live, owner_uid):
         raise ForeignObjectError(
             f"{obj['kind']} {namespace}/{name} exists and is not controlled by this OREALRun; "
@@ -182,6 +192,15 @@ def apply_child(obj: dict[str, Any], owner_uid: str | None) -> str:
         return "unchanged"
     patch(name, namespace, ops, _preload_content=False)
     return "patched"
+
+
+def _read(read: Callable[..., Any], name: str, namespace: str) -> dict[str, Any] | None:
+    try:
+        return _json(read(name, namespace, _preload_content=False))
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
 
 
 def list_pods(namespace: str, run_name: str) -> list[dict[str, Any]]:

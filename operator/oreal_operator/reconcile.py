@@ -2,8 +2,8 @@
 
     parse(body) -> OREALRun                              SpecError names the field
     stopped(run, status) -> bool                         render 0 replicas (suspended or finished)
-    apply_run(body, config, *, status) -> dict           child -> created | patched | unchanged
-    observe_run(body, config, now) -> OREALRunStatus     pods + bucket folded by status.fold_status
+    apply_run(body, config, *, now, status=None) -> dict child -> created | patched | unchanged
+    observe_run(body, config, now) -> (status, pods)     pods + bucket folded by status.fold_status
     invalid_status(body, message, now) -> OREALRunStatus
     tick(body, config, now) -> (old, new, event)         one round of the status timer
     status_patch(status) -> dict                         camelCase, None for fields to clear
@@ -79,10 +79,17 @@ def render_options(body: Mapping[str, Any], config: OperatorConfig) -> RenderOpt
 
 
 def apply_run(
-    body: Mapping[str, Any], config: OperatorConfig, *, status: OREALRunStatus | None
+    body: Mapping[str, Any], config: OperatorConfig, *, now: datetime, status: OREALRunStatus | None = None
 ) -> dict[str, str]:
-    """Create or patch the run's children. Raises SpecError / RenderError for a spec that cannot run."""
+    """Create or patch the run's children. Raises SpecError / RenderError for a spec that cannot run.
+
+    Whether the run is stopped (0 replicas) follows `status`, by default the status observed now
+    (pods and bucket, as the timer sees them): the status on `body` may be older than the bucket,
+    and a finished run must not be scaled up again by a handler that ran beside the timer.
+    """
     run = parse(body)
+    if status is None:
+        status, _ = observe_run(body, config, now)
     children = render_children(run, render_options(body, config), stopped=stopped(run, status))
     uid = body["metadata"].get("uid")
     return {f"{c['kind']}/{c['metadata']['name']}": kube.apply_child(c, uid) for c in children}
@@ -98,14 +105,16 @@ def observe_bucket(run: OREALRun, namespace: str) -> BucketView:
     return read_bucket(run.spec, secret)
 
 
-def observe_run(body: Mapping[str, Any], config: OperatorConfig, now: datetime) -> OREALRunStatus:
-    """The status from the run's pods and bucket (SpecError / RenderError for a spec that cannot run)."""
+def observe_run(body: Mapping[str, Any], config: OperatorConfig, now: datetime) -> tuple[OREALRunStatus, int]:
+    """(status from the run's pods and bucket, pods not being deleted); SpecError / RenderError for
+    a spec that cannot run."""
     run = parse(body)
     check_runnable(run)
     meta = body["metadata"]
     pods = kube.list_pods(meta["namespace"], meta["name"])
     view = observe_bucket(run, meta["namespace"])
-    return fold_status(
+    live = sum(1 for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp"))
+    status = fold_status(
         run,
         generation=meta.get("generation"),
         pods=pods,
@@ -115,6 +124,7 @@ def observe_run(body: Mapping[str, Any], config: OperatorConfig, now: datetime) 
         now=now,
         bucket_error=view.error,
     )
+    return status, live
 
 
 def tick(
@@ -122,20 +132,21 @@ def tick(
 ) -> tuple[OREALRunStatus | None, OREALRunStatus, tuple[str, str] | None]:
     """One status round: (old status, new status, event for a phase change or None).
 
-    A run that has just become Suspended, Succeeded or Failed is rendered stopped at once (its
-    pods go; the bucket, the templates and the status stay). A spec that cannot run rendered
-    nothing, so there is nothing to stop.
+    A run that is Suspended, Succeeded or Failed is rendered stopped when it has just become so,
+    and again whenever pods of it are still running (something scaled it up): its pods go; the
+    bucket, the templates and the status stay. A spec that cannot run rendered nothing, so there
+    is nothing to stop.
     """
     old = previous_status(body)
     try:
-        new = observe_run(body, config, now)
+        new, live_pods = observe_run(body, config, now)
     except (SpecError, RenderError) as err:
-        new = invalid_status(body, str(err), now)
+        new, live_pods = invalid_status(body, str(err), now), 0
     meta = body["metadata"]
     record_phase(meta["namespace"], meta["name"], new.phase)
     event = transition(old, new)
-    if event is not None and new.phase in STOPPING and not _spec_invalid(new):
-        apply_run(body, config, status=new)
+    if new.phase in STOPPING and not _spec_invalid(new) and (event is not None or live_pods):
+        apply_run(body, config, now=now, status=new)
     return old, new, event
 
 

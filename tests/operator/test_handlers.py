@@ -214,6 +214,24 @@ async def test_status_follows_pods_and_bucket_then_fails_on_restarts(cluster: Cl
         await eventually(all_zero, what="a failed run's StatefulSets at 0 replicas")
 
 
+@pytest.mark.asyncio
+async def test_a_done_bucket_succeeds_and_stops_the_pods(cluster: Cluster) -> None:
+    Bucket.open(f"memory://runs/{cluster.namespace}/done").write_state(
+        RunState(step=3, policy_version=4, done=True)
+    )
+    async with running_operator(cluster.namespace):
+        await cluster.create_run(run_body("done", cluster.namespace))
+        run = await eventually(lambda: _with_phase(cluster, "done", "Succeeded"), what="phase Succeeded")
+        assert condition(run, "Complete")["status"] == "True" and run["status"]["completionTime"]
+        assert run["status"]["progressPercentage"] == 100
+
+        async def all_zero() -> bool:
+            sets = await statefulsets(cluster, "done")
+            return all(s is not None and replicas(s) == 0 for s in sets.values())
+
+        await eventually(all_zero, what="a finished run's StatefulSets at 0 replicas")
+
+
 async def _all_present(cluster: Cluster, name: str) -> dict[str, dict[str, Any]] | None:
     sets = await statefulsets(cluster, name)
     return sets if all(s is not None for s in sets.values()) else None  # type: ignore[return-value]
@@ -338,3 +356,24 @@ def test_transition_events_name_the_deciding_condition() -> None:
     pending = fold_status(run, generation=1, pods=[], state=None, stats=None, previous=None, now=now)
     assert transition(None, pending) == ("Pending", "phase None -> Pending: step 0/4 committed")
     assert transition(pending, pending) is None
+
+
+def test_bucket_credentials_come_from_the_secret_named_by_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oreal_operator import reconcile
+
+    secrets = {("ml", "creds"): {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"}}
+    monkeypatch.setattr(kube, "read_secret", lambda namespace, name: secrets.get((namespace, name)))
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(
+        reconcile, "read_bucket", lambda spec, secret: seen.append(secret) or bucket_view.BucketView()
+    )
+    with_secret = reconcile.parse(
+        run_body("demo", "ml", storage={"uri": "s3://runs/demo", "secretRef": {"name": "creds"}})
+    )
+    assert reconcile.observe_bucket(with_secret, "ml").error is None
+    assert seen == [secrets[("ml", "creds")]]
+    missing = reconcile.parse(
+        run_body("demo", "ml", storage={"uri": "s3://runs/demo", "secretRef": {"name": "gone"}})
+    )
+    view = reconcile.observe_bucket(missing, "ml")
+    assert view.error == "Secret ml/gone (spec.storage.secretRef) not found" and len(seen) == 1

@@ -311,6 +311,27 @@ def test_operator_starts_with_the_charts_settings(
     assert calls["metrics"] == ports["metrics"]
 
 
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ((), "8080"),
+        (("--set", "livenessProbe.port=9090"), "9090"),
+        (("--set", "livenessProbe.enabled=false"), "0"),
+    ],
+)
+def test_the_operator_serves_health_where_the_probe_looks(
+    helm: str, flags: tuple[str, ...], expected: str
+) -> None:
+    objects = template(helm, *flags)
+    assert env(objects)["OREAL_OPERATOR_HEALTH_PORT"] == expected
+    probe = container(objects).get("livenessProbe")
+    if expected == "0":
+        assert probe is None
+    else:
+        ports = {p["name"]: p["containerPort"] for p in container(objects)["ports"]}
+        assert str(ports[probe["httpGet"]["port"]]) == expected
+
+
 # -- RBAC ----------------------------------------------------------------------------------------
 
 

@@ -19,12 +19,13 @@ def main() -> int:
     import kopf
     from prometheus_client import start_http_server
 
-    import oreal_operator.handlers  # noqa: F401  (registers the handlers with Kopf)
+    from oreal_operator.handlers import build_registry
 
     if config.metrics_port:
         start_http_server(config.metrics_port)
     kopf.configure(verbose=False)
     kopf.run(
+        registry=build_registry(config.status_seconds),
         standalone=True,
         clusterwide=not config.namespaces,
         namespaces=config.namespaces,

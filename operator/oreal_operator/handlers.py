@@ -9,6 +9,8 @@
   with their owner reference).
 
 Handlers are sync: Kopf runs them in its thread pool, where the `kubernetes` client may block.
+`build_registry(status_seconds)` registers them in a registry of their own (Kopf fixes a timer's
+interval when it is registered, so the interval is an argument, not an import-time setting).
 """
 
 from __future__ import annotations
@@ -22,16 +24,14 @@ import kopf
 from oreal.spec.loader import SpecError
 from oreal.spec.models import API_GROUP, API_VERSION, PLURAL
 from oreal_operator import kube, reconcile
-from oreal_operator.config import OperatorConfig, status_seconds
+from oreal_operator.config import OperatorConfig
 from oreal_operator.metrics import RECONCILE_DURATION, RECONCILE_ERRORS
 from oreal_operator.render import RenderError
 
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
-STATUS_SECONDS = status_seconds()  # read at import: Kopf fixes a timer's interval when it is registered
 FOREIGN_RETRY_SECONDS = 60
 
 
-@kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Kopf's progress and "last handled" records go into annotations under our own domain: the
     # CRD's status schema has no room for Kopf's status.kopf (the API server would prune it), and
@@ -60,7 +60,6 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     memo.config = OperatorConfig.from_env()
 
 
-@kopf.on.login()
 def login(**_: Any) -> kopf.ConnectionInfo:
     # Kopf and the handlers' `kubernetes` client use one configuration: the pod's service
     # account, else $KUBECONFIG as it is now (Kopf's own login reads the one seen at import).
@@ -68,9 +67,6 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     return kube.connection_info()
 
 
-@kopf.on.resume(*RESOURCE)
-@kopf.on.create(*RESOURCE)
-@kopf.on.update(*RESOURCE, field="spec")
 def apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     with RECONCILE_DURATION.labels(handler="apply").time():
         try:
@@ -92,8 +88,6 @@ def apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.L
         logger.info("children: %s", ", ".join(f"{c} {a}" for c, a in changed.items()))
 
 
-# A failed round (API or bucket hiccup) is simply tried again at the next interval.
-@kopf.timer(*RESOURCE, interval=STATUS_SECONDS, backoff=STATUS_SECONDS)
 def observe(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     with RECONCILE_DURATION.labels(handler="status").time():
         try:
@@ -109,10 +103,23 @@ def observe(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging
         logger.info("%s", event[1])
 
 
-@kopf.on.delete(*RESOURCE, optional=True)
 def forget(meta: kopf.Meta, **_: Any) -> None:
     reconcile.record_phase(meta["namespace"], meta["name"], None)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def build_registry(status_seconds: float) -> kopf.OperatorRegistry:
+    """The operator's handlers, the status timer every `status_seconds`, in a registry of their own."""
+    registry = kopf.OperatorRegistry()
+    kopf.on.startup(registry=registry)(startup)
+    kopf.on.login(registry=registry)(login)
+    kopf.on.resume(*RESOURCE, registry=registry)(apply)
+    kopf.on.create(*RESOURCE, registry=registry)(apply)
+    kopf.on.update(*RESOURCE, field="spec", registry=registry)(apply)
+    # A failed round (API or bucket hiccup) is simply tried again at the next interval.
+    kopf.timer(*RESOURCE, interval=status_seconds, backoff=status_seconds, registry=registry)(observe)
+    kopf.on.delete(*RESOURCE, optional=True, registry=registry)(forget)
+    return registry

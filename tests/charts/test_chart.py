@@ -309,6 +309,9 @@ def test_operator_starts_with_the_charts_settings(
         endpoint
     )
     assert calls["metrics"] == ports["metrics"]
+    # The status timer runs at the chart's interval (Kopf keeps private lists of registered handlers).
+    (timer,) = run["registry"]._spawning.get_all_handlers()
+    assert timer.interval == float(env(objects)["OREAL_OPERATOR_STATUS_SECONDS"])
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,8 @@ import yaml
 from kopf.testing import KopfRunner
 from kubernetes.client.exceptions import ApiException
 
+from oreal_operator.handlers import build_registry
+
 REAL_CLUSTER = os.environ.get("OREAL_TEST_REAL_CLUSTER") == "1"
 GROUP, VERSION, PLURAL = "oreal.io", "v1alpha1", "orealruns"
 
@@ -210,8 +212,9 @@ async def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str 
 
 
 @contextlib.asynccontextmanager
-async def running_operator(namespace: str) -> AsyncIterator[KopfRunner]:
-    """The operator (oreal_operator.handlers) under KopfRunner, watching `namespace` only.
+async def running_operator(namespace: str, status_seconds: float) -> AsyncIterator[KopfRunner]:
+    """The operator (oreal_operator.handlers) under KopfRunner, watching `namespace` only, its status
+    timer every `status_seconds`.
 
     Cluster scanning is off: kmock serves no CRD or namespace watches, and one namespace needs none.
     Failed event posts are not retried: kmock ignores generateName, so every event after the first
@@ -225,7 +228,8 @@ async def running_operator(namespace: str) -> AsyncIterator[KopfRunner]:
     settings.queueing.exit_timeout = 0.01  # do not wait for the event queues at exit
     settings.queueing.idle_timeout = 0.5
     runner = KopfRunner(
-        ["run", "--standalone", "--namespace", namespace, "-m", "oreal_operator.handlers"],
+        ["run", "--standalone", "--namespace", namespace],
+        registry=build_registry(status_seconds),
         settings=settings,
         timeout=30,
     )

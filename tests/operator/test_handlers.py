@@ -7,7 +7,6 @@ process, under KopfRunner), so no test touches the network.
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
@@ -36,24 +35,19 @@ from tests.operator.kmock_helpers import (
 )
 
 IMAGE = "example.org/oreal:test"
-STATUS_SECONDS = "0.3"
+STATUS_SECONDS = 0.3
 ROLE_REPLICAS = {"rollout": 2, "verifier": 1, "trainer": 1}
 
 
 @pytest_asyncio.fixture
 async def cluster(kmock: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> AsyncIterator[Cluster]:
     monkeypatch.setenv("OREAL_WORKER_IMAGE", IMAGE)
-    monkeypatch.setenv("OREAL_OPERATOR_STATUS_SECONDS", STATUS_SECONDS)
     if REAL_CLUSTER:
         namespace, kmock = os.environ.get("OREAL_TEST_NAMESPACE", "default"), None
     else:
         declare_resources(kmock)
         monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url))))
         namespace = "ml"
-    handlers = sys.modules.get("oreal_operator.handlers")
-    if handlers is not None and float(STATUS_SECONDS) != handlers.STATUS_SECONDS:
-        pytest.skip("oreal_operator.handlers was imported before with another status interval")
-    importlib.import_module("oreal_operator.handlers")
     # s3://runs/... is served from memory: the operator's bucket reads stay in this process.
     monkeypatch.setattr(
         bucket_view, "open_bucket", lambda where: Bucket.open(where.uri.replace("s3://", "memory://"))
@@ -83,7 +77,7 @@ def condition(run: dict[str, Any], type_: str) -> dict[str, Any] | None:
 
 @pytest.mark.asyncio
 async def test_create_renders_owned_children_and_a_pending_status(cluster: Cluster) -> None:
-    async with running_operator(cluster.namespace):
+    async with running_operator(cluster.namespace, STATUS_SECONDS):
         await cluster.create_run(run_body("demo", cluster.namespace))
         sets = await eventually(lambda: _all_present(cluster, "demo"), what="the three StatefulSets")
         assert {role: replicas(s) for role, s in sets.items()} == ROLE_REPLICAS
@@ -112,7 +106,7 @@ async def test_create_renders_owned_children_and_a_pending_status(cluster: Clust
 
 @pytest.mark.asyncio
 async def test_spec_update_patches_the_statefulset_and_suspend_scales_to_zero(cluster: Cluster) -> None:
-    async with running_operator(cluster.namespace):
+    async with running_operator(cluster.namespace, STATUS_SECONDS):
         await cluster.create_run(run_body("demo", cluster.namespace))
         await eventually(lambda: _all_present(cluster, "demo"), what="the StatefulSets")
         # Fields the operator does not own, set by someone else, must survive its patches.
@@ -142,7 +136,7 @@ async def test_spec_update_patches_the_statefulset_and_suspend_scales_to_zero(cl
 @pytest.mark.asyncio
 async def test_invalid_spec_gets_spec_invalid_and_no_children(cluster: Cluster) -> None:
     body = run_body("broken", cluster.namespace, storage={"uri": "file:///data/runs/broken"})
-    async with running_operator(cluster.namespace) as runner:
+    async with running_operator(cluster.namespace, STATUS_SECONDS) as runner:
         await cluster.create_run(body)
         run = await eventually(lambda: _with_phase(cluster, "broken", "Failed"), what="phase Failed")
         invalid = condition(run, "SpecInvalid")
@@ -160,7 +154,7 @@ async def test_a_child_name_taken_by_another_owner_is_left_alone(cluster: Cluste
         "data": {"spec.yaml": "theirs"},
     }
     await cluster.create_configmap(foreign)
-    async with running_operator(cluster.namespace) as runner:
+    async with running_operator(cluster.namespace, STATUS_SECONDS) as runner:
         await cluster.create_run(run_body("demo", cluster.namespace))
 
         async def refused() -> bool:
@@ -183,7 +177,7 @@ def _output_so_far(runner: Any, cluster: Cluster) -> str:
 async def test_status_follows_pods_and_bucket_then_fails_on_restarts(cluster: Cluster) -> None:
     body = run_body("demo", cluster.namespace, maxRestarts=1)
     bucket = Bucket.open("memory://runs/ml/demo")
-    async with running_operator(cluster.namespace):
+    async with running_operator(cluster.namespace, STATUS_SECONDS):
         await cluster.create_run(body)
         await eventually(lambda: _all_present(cluster, "demo"), what="the StatefulSets")
         for role, count in ROLE_REPLICAS.items():
@@ -219,7 +213,7 @@ async def test_a_done_bucket_succeeds_and_stops_the_pods(cluster: Cluster) -> No
     Bucket.open(f"memory://runs/{cluster.namespace}/done").write_state(
         RunState(step=3, policy_version=4, done=True)
     )
-    async with running_operator(cluster.namespace):
+    async with running_operator(cluster.namespace, STATUS_SECONDS):
         await cluster.create_run(run_body("done", cluster.namespace))
         run = await eventually(lambda: _with_phase(cluster, "done", "Succeeded"), what="phase Succeeded")
         assert condition(run, "Complete")["status"] == "True" and run["status"]["completionTime"]

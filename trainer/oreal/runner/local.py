@@ -47,7 +47,6 @@ EXIT_DEADLINE = 124  # as timeout(1)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
-
 class RunnerError(RuntimeError):
     """Something the user must fix before the run can start."""
 

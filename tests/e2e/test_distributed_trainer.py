@@ -21,7 +21,15 @@ def _one_step_run(root, model, prompts, name):
     spec = tiny_spec(model, prompts, name=name, **{"algorithm.steps": 1, "algorithm.warmupSteps": 0})
     lr, bucket = prepare(str(write_spec(root / f"{name}.yaml", spec)), bucket_uri=(root / name).as_uri())
     bucket.publish_policy(0, model)
-    flags = ["--run", lr.uri, "--work-dir", str(root / name / "work"), "--poll-seconds", "0.05"]
+    flags = [
+        "--run",
+        lr.uri,
+        "--work-dir",
+        str(root / name / "work"),
+        "--poll-seconds",
+        "0.05",
+        "--exit-after-last-step",
+    ]
     for index in (0, 1):
         assert worker(["rollout", *flags, "--index", str(index), "--replicas", "2"]) == 0
     assert worker(["verifier", *flags, "--index", "0", "--replicas", "1"]) == 0

@@ -64,7 +64,8 @@ def test_init_refuses_a_bucket_holding_another_started_run(tmp_path, capfd):
     capfd.readouterr()
     assert worker(["init", "--spec", str(_spec_file(tmp_path, uri))]) == EXIT_PERMANENT
     err = capfd.readouterr().err
-    assert "already holds run 'tiny' with a different spec" in err and "Traceback" not in err
+    assert "already holds run 'tiny' with a different spec (spec.algorithm.steps changed)" in err
+    assert "Traceback" not in err
     assert bucket.read_spec() != first  # the started run's spec is kept
     # Run control (Job-like fields) may change on a started run.
     resumed = _spec_file(tmp_path, uri, **{"algorithm.steps": 7, "suspend": True, "maxRestarts": 9})
@@ -141,3 +142,42 @@ def test_other_ranks_export_no_trainer_gauges():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "False", "True"]
+
+
+def test_replica_index_from_env_or_the_pod_name():
+    """OREAL_INDEX comes from the pod-index label (Kubernetes >= 1.28); without it, from the pod name."""
+    from oreal.workers.common import WorkerError, replica_index
+
+    assert replica_index({"OREAL_INDEX": "2", "HOSTNAME": "run-rollout-5"}) == 2
+    assert replica_index({"OREAL_INDEX": "", "HOSTNAME": "run-rollout-3"}) == 3
+    assert replica_index({"HOSTNAME": "laptop"}) == 0
+    assert replica_index({}) == 0
+    with pytest.raises(WorkerError, match="OREAL_INDEX must be a replica index"):
+        replica_index({"OREAL_INDEX": "one"})
+
+
+def test_a_started_run_may_change_labels_and_run_control_only():
+    from oreal.workers.init import spec_conflict
+
+    base = tiny_spec(Path("/m"), Path("/p.jsonl"))
+    base["spec"]["storage"] = {"uri": "s3://b/r"}
+
+    def frozen(**changes) -> str:
+        import copy
+
+        import yaml
+
+        data = copy.deepcopy(base)
+        for dotted, value in changes.items():
+            node = data
+            *keys, last = dotted.split("/")
+            for key in keys:
+                node = node.setdefault(key, {})
+            node[last] = value
+        return frozen_spec(parse_run(yaml.safe_dump(data)), "s3://b/r")
+
+    stored = frozen()
+    assert spec_conflict(stored, stored) is None
+    assert spec_conflict(stored, frozen(**{"metadata/labels": {"team": "rl"}, "spec/suspend": True})) is None
+    message = spec_conflict(stored, frozen(**{"spec/rollout/replicas": 1, "spec/sampling/temperature": 0.5}))
+    assert "(spec.rollout.replicas, spec.sampling.temperature changed)" in message

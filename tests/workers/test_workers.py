@@ -27,7 +27,9 @@ def _open(tmp_path, model, prompts, **overrides):
 
 
 def _flags(lr, *extra):
-    return ["--run", lr.uri, "--work-dir", str(Path(lr.run_dir) / "work"), "--poll-seconds", "0.05", *extra]
+    """Flags for workers run one after the other in this process (so none waits for the run's end)."""
+    work = str(Path(lr.run_dir) / "work")
+    return ["--run", lr.uri, "--work-dir", work, "--poll-seconds", "0.05", "--exit-after-last-step", *extra]
 
 
 def _metric(name: str, **labels) -> float:
@@ -265,3 +267,61 @@ def test_policy_files_are_linked_not_copied_and_published_in_the_compute_dtype(
     assert {t.dtype for t in load_file(str(in_checkpoint)).values()} == {torch.float32}  # exact resume
     # Published losslessly (fp32): the final weights reuse the very same file instead of saving it again.
     assert (published.stat().st_ino == in_checkpoint.stat().st_ino) == (dtype == "float32")
+
+
+def _until(condition, timeout: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_rollout_and_verifier_stay_until_the_run_is_done(tmp_path, tiny_model, prompts_file):
+    """A pod that exits is restarted and counted by Kubernetes: after their last step, rollout and
+    verifier wait for the run's end, and the rollout still regenerates a part withdrawn meanwhile."""
+    import os
+    import subprocess
+    import sys
+
+    from oreal.bucket import RunState
+
+    lr, bucket = _open(tmp_path, tiny_model, prompts_file, **ONE_STEP)  # 2 rollout replicas
+    bucket.publish_policy(0, tiny_model)
+    base = ["--run", lr.uri, "--work-dir", str(tmp_path / "work"), "--poll-seconds", "0.05"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", OREAL_METRICS_PORT="0")
+
+    def start(role: str, index: int, replicas: int) -> subprocess.Popen:
+        argv = [
+            sys.executable,
+            "-m",
+            "oreal.workers",
+            role,
+            *base,
+            "--index",
+            str(index),
+            "--replicas",
+            str(replicas),
+        ]
+        return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    rollout = start("rollout", 0, 2)
+    verifier = None
+    try:
+        _until(lambda: 0 in bucket.rollout_parts_committed(0))
+        bucket.invalidate_part("rollouts", 0, 0)  # what a verifier does with a corrupt part
+        assert 0 not in bucket.rollout_parts_committed(0)
+        _until(lambda: 0 in bucket.rollout_parts_committed(0))  # generated again, by the waiting worker
+        verifier = start("verifier", 0, 1)
+        assert worker(["rollout", *_flags(lr, "--index", "1", "--replicas", "2")]) == 0
+        _until(lambda: bucket.verdicts_committed(0))
+        assert rollout.poll() is None and verifier.poll() is None  # both stay for the trainer's step
+        bucket.write_state(RunState(step=0, policy_version=1, done=True))
+        assert rollout.wait(60) == 0, rollout.stderr.read()[-2000:]
+        assert verifier.wait(60) == 0, verifier.stderr.read()[-2000:]
+    finally:
+        for proc in (rollout, verifier):
+            if proc is not None and proc.poll() is None:
+                proc.kill()

@@ -7,10 +7,11 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,12 @@ def add_common_args(parser: argparse.ArgumentParser, replicated: bool = True) ->
         help="S3 endpoint URL (default: $OREAL_STORAGE_ENDPOINT; region: $OREAL_STORAGE_REGION)",
     )
     if replicated:
-        parser.add_argument("--index", type=int, default=int(os.environ.get("OREAL_INDEX", "0")))
+        parser.add_argument(
+            "--index",
+            type=int,
+            default=None,
+            help="this replica's index (default: $OREAL_INDEX, else the ordinal ending $HOSTNAME, else 0)",
+        )
         parser.add_argument("--replicas", type=int, default=int(os.environ.get("OREAL_REPLICAS", "1")))
     parser.add_argument(
         "--metrics-port",
@@ -63,6 +69,28 @@ def add_common_args(parser: argparse.ArgumentParser, replicated: bool = True) ->
     parser.add_argument(
         "--poll-seconds", type=float, default=float(os.environ.get("OREAL_POLL_SECONDS", "1.0"))
     )
+    parser.add_argument(
+        "--exit-after-last-step",
+        action="store_true",
+        help="rollout and verifier: exit once their last step is committed instead of staying until the "
+        "run is done (a pod must stay: Kubernetes restarts a container that exits, and counts it)",
+    )
+
+
+def replica_index(env: Mapping[str, str]) -> int:
+    """$OREAL_INDEX; when it is empty, the ordinal ending the pod's name ($HOSTNAME).
+
+    The operator fills OREAL_INDEX from the pod's `apps.kubernetes.io/pod-index` label, which a
+    StatefulSet sets from Kubernetes 1.28 on; without it the variable is empty, and a StatefulSet
+    pod's name (its hostname) still ends in `-<ordinal>`. Outside Kubernetes the default is 0.
+    """
+    raw = env.get("OREAL_INDEX", "").strip()
+    if raw:
+        if not raw.isdigit():
+            raise WorkerError(f"OREAL_INDEX must be a replica index (0, 1, ...), got {raw!r}")
+        return int(raw)
+    match = re.search(r"-(\d+)$", env.get("HOSTNAME", ""))
+    return int(match.group(1)) if match else 0
 
 
 @dataclass
@@ -84,6 +112,8 @@ def open_run(args: argparse.Namespace, role: str) -> WorkerContext:
     """Open the bucket, read and validate the frozen spec, start /metrics."""
     from oreal.spec import SpecError, parse_run
 
+    if hasattr(args, "index") and args.index is None:
+        args.index = replica_index(os.environ)
     if getattr(args, "replicas", 1) < 1 or not 0 <= getattr(args, "index", 0) < getattr(args, "replicas", 1):
         raise WorkerError(f"need 0 <= --index < --replicas, got {args.index} and {args.replicas}")
     bucket = Bucket.open(args.run, endpoint=args.endpoint, region=os.environ.get("OREAL_STORAGE_REGION"))

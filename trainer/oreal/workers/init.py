@@ -46,30 +46,59 @@ def store_spec(bucket: Bucket, run, uri: str) -> str:
 
     Raises SpecConflict if the bucket holds a started run whose spec differs beyond run control.
     """
-    from oreal.spec import parse_run
-
     text = frozen_spec(run, uri)
     stored = bucket.read_spec()
     if stored == text:
         return text
-    if stored is not None:
-        previous = parse_run(stored, source=f"{bucket.uri}/spec.yaml")
-        changed = _without_run_control(previous) != _without_run_control(parse_run(text))
-        if changed and bucket.policy_committed(0):
-            raise SpecConflict(
-                f"{uri} already holds run {previous.metadata.name!r} with a different spec; "
-                "to resume it use the same spec, to start over delete that folder or pick a new metadata.name"
-            )
+    if stored is not None and bucket.policy_committed(0):
+        conflict = spec_conflict(stored, text, source=f"{bucket.uri}/spec.yaml")
+        if conflict is not None:
+            raise SpecConflict(f"{uri}: {conflict}")
     bucket.write_spec(text)
     return text
 
 
+def spec_conflict(stored: str, frozen: str, source: str = "<stored spec>") -> str | None:
+    """Why the frozen spec `frozen` may not replace `stored`, the spec of a started run (None: it may).
+
+    A started run may change only its run control (RUN_CONTROL_FIELDS) and its metadata labels and
+    annotations; anything else would mix two runs in one bucket.
+    """
+    from oreal.spec import parse_run
+
+    previous = parse_run(stored, source=source)
+    before, after = _without_run_control(previous), _without_run_control(parse_run(frozen))
+    if before == after:
+        return None
+    changed = ", ".join(_changed_paths(before, after)) or "spec"
+    return (
+        f"it already holds run {previous.metadata.name!r} with a different spec ({changed} changed); "
+        "to resume it use the same spec, to start over delete that folder or pick a new metadata.name"
+    )
+
+
 def _without_run_control(run) -> dict:
-    data = run.model_dump()
+    data = run.model_dump(by_alias=True, mode="json")
     data.pop("status", None)
-    for key in RUN_CONTROL_FIELDS:
-        data["spec"].pop(key, None)
+    for key in ("labels", "annotations"):
+        data["metadata"].pop(key, None)
+    for field in RUN_CONTROL_FIELDS:
+        data["spec"].pop(type(run.spec).model_fields[field].alias or field, None)
     return data
+
+
+def _changed_paths(before: object, after: object, path: str = "", depth: int = 3) -> list[str]:
+    """Dotted camelCase paths (at most `depth` deep) where two JSON-like values differ."""
+    if before == after:
+        return []
+    if depth == 0 or not (isinstance(before, dict) and isinstance(after, dict)):
+        return [path]
+    keys = sorted(set(before) | set(after))
+    return [
+        p
+        for k in keys
+        for p in _changed_paths(before.get(k), after.get(k), f"{path}.{k}" if path else k, depth - 1)
+    ]
 
 
 def register(roles: argparse._SubParsersAction) -> None:

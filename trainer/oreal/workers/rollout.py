@@ -114,6 +114,28 @@ def withdrawn_step(ctx: WorkerContext, step: int, index: int) -> int | None:
     return None
 
 
+def wait_for_end(ctx: WorkerContext, steps: int, index: int) -> int | None:
+    """After our last part: wait until the run is done (None) or one of our parts is withdrawn (its step).
+
+    A worker stays until the run is done rather than exiting after its last part: a pod that exits
+    is restarted by Kubernetes and counted against spec.maxRestarts, and a withdrawn last part must
+    still be generated again.
+    """
+    found: dict[str, int] = {}
+
+    def ready() -> bool:
+        if run_done(ctx.bucket):
+            return True
+        earlier = withdrawn_step(ctx, steps, index)
+        if earlier is not None:
+            found["step"] = earlier
+            return True
+        return False
+
+    wait_for(ctx, "the end of the run", ready)
+    return found.get("step")
+
+
 def pick_version(ctx: WorkerContext, step: int, index: int = 0) -> int | None:
     """The newest committed policy usable for `step` (k - staleness <= v <= k), waiting for it."""
     s = ctx.spec.algorithm.max_staleness
@@ -192,7 +214,17 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         step = 0
-        while step < spec.algorithm.steps:
+        while True:
+            if step >= spec.algorithm.steps:
+                again = (
+                    None if args.exit_after_last_step else wait_for_end(ctx, spec.algorithm.steps, args.index)
+                )
+                if again is None:
+                    log.info("run is done")
+                    return 0
+                log.warning("part %d of step %d was withdrawn; generating it again", args.index, again)
+                step = again
+                continue
             if args.index in bucket.rollout_parts_committed(step):
                 bucket.commit_rollouts(step, args.replicas)  # in case we died between part and commit
                 step += 1

@@ -132,6 +132,11 @@ def run(args: argparse.Namespace) -> int:
                 len(verdicts),
                 timings["verify"],
             )
+        # Stay until the run is done: a pod that exits is restarted by Kubernetes and counted
+        # against spec.maxRestarts.
+        if not args.exit_after_last_step:
+            wait_for(ctx, "the end of the run", lambda: run_done(bucket))
+            log.info("run is done")
     finally:
         verifier.close()
     return 0

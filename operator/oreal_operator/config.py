@@ -5,17 +5,23 @@ OREAL_OPERATOR_NAMESPACES      comma-separated namespaces to watch; empty: all n
 OREAL_OPERATOR_METRICS_PORT    port of the operator's /metrics (default 9401; 0 disables it)
 OREAL_OPERATOR_STATUS_SECONDS  how often the status timer observes each run (default 15)
 OREAL_OPERATOR_HEALTH_PORT     port of Kopf's liveness endpoint /healthz (default 8080; 0 disables it)
+OREAL_WORKER_IMAGE_PULL_SECRETS  comma-separated Secret names the run pods pull their image with
+                               (imagePullSecrets; each must exist in the run's namespace); empty: none
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_METRICS_PORT = 9401
 DEFAULT_STATUS_SECONDS = 15.0
 DEFAULT_HEALTH_PORT = 8080
+# A Secret's name is a DNS subdomain (RFC 1123): lowercase alphanumerics, '-' and '.', at most 253.
+SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+MAX_SECRET_NAME = 253
 
 
 class ConfigError(ValueError):
@@ -29,6 +35,7 @@ class OperatorConfig:
     metrics_port: int = DEFAULT_METRICS_PORT
     status_seconds: float = DEFAULT_STATUS_SECONDS
     health_port: int = DEFAULT_HEALTH_PORT
+    image_pull_secrets: tuple[str, ...] = ()  # the run pods' imagePullSecrets
 
     @property
     def liveness_endpoint(self) -> str | None:
@@ -42,15 +49,14 @@ class OperatorConfig:
             raise ConfigError(
                 "OREAL_WORKER_IMAGE is not set: the operator needs the workers' image (e.g. ghcr.io/org/oreal:1.0)"
             )
-        namespaces = tuple(
-            n.strip() for n in env.get("OREAL_OPERATOR_NAMESPACES", "").split(",") if n.strip()
-        )
+        namespaces = _names(env, "OREAL_OPERATOR_NAMESPACES")
         return cls(
             image=image,
             namespaces=namespaces,
             metrics_port=_number(env, "OREAL_OPERATOR_METRICS_PORT", DEFAULT_METRICS_PORT, int, 0),
             status_seconds=status_seconds(env),
             health_port=_number(env, "OREAL_OPERATOR_HEALTH_PORT", DEFAULT_HEALTH_PORT, int, 0),
+            image_pull_secrets=image_pull_secrets(env),
         )
 
 
@@ -61,6 +67,25 @@ def status_seconds(env: Mapping[str, str] | None = None) -> float:
     if value <= 0:
         raise ConfigError(f"OREAL_OPERATOR_STATUS_SECONDS must be > 0, got {value}")
     return value
+
+
+def image_pull_secrets(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """OREAL_WORKER_IMAGE_PULL_SECRETS: Secret names, in order, without blanks and repeats."""
+    env = os.environ if env is None else env
+    names = _names(env, "OREAL_WORKER_IMAGE_PULL_SECRETS")
+    for name in names:
+        if len(name) > MAX_SECRET_NAME or not SECRET_NAME.fullmatch(name):
+            raise ConfigError(
+                f"OREAL_WORKER_IMAGE_PULL_SECRETS: {name!r} is not a Secret name (lowercase letters, digits, "
+                f"'-' and '.', starting and ending with a letter or digit, at most {MAX_SECRET_NAME} characters)"
+            )
+    return names
+
+
+def _names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list: entries stripped, blank ones and repeats dropped, order kept."""
+    entries = (entry.strip() for entry in env.get(name, "").split(","))
+    return tuple(dict.fromkeys(entry for entry in entries if entry))
 
 
 def _number(env: Mapping[str, str], name: str, default: float, kind: type, minimum: float) -> int | float:

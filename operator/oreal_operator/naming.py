@@ -51,7 +51,12 @@ def selector(run_name: str, role: str) -> dict[str, str]:
 
 
 def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The controller owner reference to an OREALRun (a Kopf body or a plain dict with metadata)."""
+    """The controller owner reference to an OREALRun (a Kopf body or a plain dict with metadata).
+
+    blockOwnerDeletion makes a foreground deletion of the run wait for its children. Clusters with the
+    OwnerReferencesPermissionEnforcement admission plugin (e.g. OpenShift) let only a client that may
+    `update` orealruns/finalizers set it; the chart's RBAC grants that.
+    """
     metadata = body["metadata"]
     return {
         "apiVersion": f"{API_GROUP}/{API_VERSION}",

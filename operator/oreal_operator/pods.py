@@ -260,8 +260,10 @@ def pod_template(
     image: str,
     image_pull_policy: str,
     service_account: str | None,
+    image_pull_secrets: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The PodTemplateSpec of one role's StatefulSet. `image` is spec.<role>.image or the operator's."""
+    """The PodTemplateSpec of one role's StatefulSet. `image` is spec.<role>.image or the operator's;
+    `image_pull_secrets` name Secrets in the pod's namespace to pull it with."""
     fields = role_fields(spec, role)
     gpus = role_gpus(spec, role)
 
@@ -304,6 +306,8 @@ def pod_template(
     }
     if service_account:
         pod_spec["serviceAccountName"] = service_account
+    if image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in image_pull_secrets]
     if fields.node_selector:
         pod_spec["nodeSelector"] = dict(sorted(fields.node_selector.items()))
     if fields.tolerations:

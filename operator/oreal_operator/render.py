@@ -63,6 +63,7 @@ class RenderOptions:
     owner: dict | None = None  # naming.owner_reference(body)
     image_pull_policy: str = "IfNotPresent"
     service_account: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()  # Secret names in the run's namespace (pod imagePullSecrets)
 
 
 def check_runnable(run: OREALRun) -> None:
@@ -190,6 +191,7 @@ def build_statefulset(run: OREALRun, role: str, opts: RenderOptions, *, stopped:
         image=image,
         image_pull_policy=opts.image_pull_policy,
         service_account=opts.service_account,
+        image_pull_secrets=opts.image_pull_secrets,
     )
     return {
         "apiVersion": "apps/v1",

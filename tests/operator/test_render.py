@@ -20,6 +20,7 @@ import yaml
 from oreal.spec import load_run, parse_run
 from oreal.spec.models import OREALRun
 from oreal.workers.init import frozen_spec
+from oreal_operator.config import ConfigError, OperatorConfig
 from oreal_operator.naming import (
     ROLE_LABEL,
     ROLES,
@@ -385,6 +386,38 @@ def test_pull_policy_and_service_account_from_the_options():
     )
 
 
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_image_pull_secrets_reach_every_pod(gpu_run, version):
+    o = RenderOptions(image=IMAGE, namespace="rl", image_pull_secrets=("regcred", "mirror.example"))
+    children = render_children(gpu_run, o)
+    for role in ROLES:
+        ps = pod_spec(children, gpu_run.metadata.name, role)
+        assert ps["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror.example"}]
+    for obj in children:
+        kubernetes_validate.validate(obj, version, strict=True)
+    # none given: no field at all (an empty list would still change the templates of running runs)
+    plain_children = render_children(gpu_run, RenderOptions(image=IMAGE, namespace="rl"))
+    for role in ROLES:
+        assert "imagePullSecrets" not in pod_spec(plain_children, gpu_run.metadata.name, role)
+
+
+def test_operator_config_reads_the_workers_pull_secrets():
+    base = {"OREAL_WORKER_IMAGE": IMAGE}
+    assert OperatorConfig.from_env(base).image_pull_secrets == ()
+    config = OperatorConfig.from_env(
+        base | {"OREAL_WORKER_IMAGE_PULL_SECRETS": " regcred,, mirror.example ,regcred,"}
+    )
+    assert config.image_pull_secrets == ("regcred", "mirror.example")
+    assert OperatorConfig.from_env(base | {"OREAL_WORKER_IMAGE_PULL_SECRETS": " , "}).image_pull_secrets == ()
+
+
+@pytest.mark.parametrize("bad", ["RegCred", "reg_cred", "-regcred", "regcred.", "a..b", "x" * 254])
+def test_operator_config_rejects_invalid_pull_secret_names(bad):
+    env = {"OREAL_WORKER_IMAGE": IMAGE, "OREAL_WORKER_IMAGE_PULL_SECRETS": f"regcred,{bad}"}
+    with pytest.raises(ConfigError, match=r"OREAL_WORKER_IMAGE_PULL_SECRETS: .* is not a Secret name"):
+        OperatorConfig.from_env(env)
+
+
 # ---------------------------------------------------------------- resources and scheduling
 
 
@@ -661,6 +694,7 @@ def pod_environment(c: dict, index: int) -> dict[str, str]:
 def test_pod_commands_parse_with_the_worker_cli(opts, monkeypatch, role):
     """`oreal worker ...` in the pods is a command the CLI accepts, with the pod's env as defaults."""
     from oreal.cli import build_parser
+    from oreal.workers.common import replica_index
 
     children = render_children(cpu_run(), opts)  # plain `oreal worker ROLE` for every role here
     for c in (
@@ -676,7 +710,9 @@ def test_pod_commands_parse_with_the_worker_cli(opts, monkeypatch, role):
         else:
             assert args.role == role
             if role != "trainer":
-                assert (args.index, args.replicas) == (1, {"rollout": 2, "verifier": 3}[role])
+                # the worker resolves its index from the env when it opens the run (open_run)
+                index = replica_index(os.environ) if args.index is None else args.index
+                assert (index, args.replicas) == (1, {"rollout": 2, "verifier": 3}[role])
 
 
 def test_trainer_torchrun_command_parses_with_torchrun(gpu_run, opts):

@@ -118,6 +118,29 @@ def read_metrics(board: dict) -> set[str]:
     }
 
 
+# Grafana units of a per-second rate (ops/s, requests/s, reads/s, writes/s, bytes/s, bits/s).
+RATE_UNITS = {"ops", "reqps", "rps", "wps", "Bps", "binBps", "bps", "binbps"}
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_rates_of_counters_are_shown_per_second(path: Path) -> None:
+    """A panel plotting only rate() of counters shows a per-second unit, or says "/s" in its title:
+    "short" under a title like "Timeouts" would read as a count."""
+    checked = 0
+    for panel in all_panels(load(path)["panels"]):
+        exprs = [t["expr"] for t in panel.get("targets", [])]
+        if not exprs or not all(
+            re.fullmatch(r"sum( by \([\w, ]+\))? \(rate\(\w+_total[{\[].*", e) for e in exprs
+        ):
+            continue
+        unit = panel["fieldConfig"]["defaults"]["unit"]
+        assert unit in RATE_UNITS or "/s" in panel["title"], (
+            f"{path.name}: {panel['title']!r} has unit {unit}"
+        )
+        checked += 1
+    assert checked  # each dashboard plots rates of counters
+
+
 def test_dashboards_show_what_the_plan_asks(exported: dict[str, frozenset[str]]) -> None:
     run = read_metrics(load(DASHBOARD_DIR / "oreal-run.json"))
     for family in (

@@ -73,6 +73,18 @@ Image of the run pods: workerImage, defaulting to the operator image.
 {{- end }}
 
 {{/*
+Secrets the run pods pull their image with, comma-separated (env OREAL_WORKER_IMAGE_PULL_SECRETS):
+the names in workerImagePullSecrets, defaulting to those in imagePullSecrets.
+*/}}
+{{- define "oreal-operator.workerImagePullSecrets" -}}
+{{- $names := list }}
+{{- range (default .Values.imagePullSecrets .Values.workerImagePullSecrets) }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- join "," $names }}
+{{- end }}
+
+{{/*
 Fail when a Prometheus Operator monitor is enabled but its API is missing, instead of silently skipping it.
 Usage: include "oreal-operator.requireMonitoringAPI" (list . "serviceMonitor")
 */}}

@@ -1,6 +1,11 @@
-"""What the operator reads from a run's bucket: its RunState (state.json) and newest stats.
+"""What the operator reads from a run's bucket: its RunState (state.json), newest stats, and the
+frozen spec the pods stored (spec.yaml) with whether the run has started (policy v0 committed).
 
-    read_bucket(spec, secret) -> BucketView(state, stats, error)
+    read_bucket(spec, secret) -> BucketView(state, stats, error, spec, started)
+
+`spec` and `started` are what `oreal worker init` looks at before it stores a spec: once a run
+has started, its bucket refuses a spec that differs beyond run control, and the operator refuses
+that spec first (SpecInvalid) instead of letting every new pod fail in its init container.
 
 `secret` is the decoded data of the Secret named by spec.storage.secretRef (the same keys the
 pods get as environment through envFrom): AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
@@ -36,6 +41,8 @@ class BucketView:
     state: RunState | None = None
     stats: dict[str, Any] | None = None
     error: str | None = None
+    spec: str | None = None  # the bucket's spec.yaml, None if there is none
+    started: bool = False  # policy v0 is committed: the stored spec is the run's for good
 
 
 @dataclass(frozen=True)
@@ -78,9 +85,11 @@ def read_bucket(spec: OREALRunSpec, secret: Mapping[str, str] | None) -> BucketV
         state = bucket.read_state()
         steps = bucket.list_stats()
         stats = bucket.read_stats(steps[-1]) if steps else None
+        stored = bucket.read_spec()
+        started = stored is not None and bucket.policy_committed(0)
     except Exception as err:  # noqa: BLE001 - any storage failure only degrades the status
         return BucketView(error=describe(err, where))
-    return BucketView(state=state, stats=stats)
+    return BucketView(state=state, stats=stats, spec=stored, started=started)
 
 
 def describe(err: BaseException, where: Location) -> str:

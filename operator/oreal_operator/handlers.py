@@ -1,12 +1,22 @@
 """Kopf handlers of the OREALRun resource: thin wrappers around `oreal_operator.reconcile`.
 
 - startup: Kopf settings (each with why) and the operator's configuration;
-- create / resume / update of spec: apply the children (a spec that cannot run: SpecInvalid status
-  and kopf.PermanentError; a child name taken by another owner: kopf.TemporaryError);
+- create / resume / update of spec: apply the children. A spec that cannot run (the models, the
+  renderer, a started run's bucket or the API server refuse it: `reconcile.INVALID_SPEC`) gets the
+  SpecInvalid status, its StatefulSets go to 0 replicas and the handler raises kopf.PermanentError
+  (no retry until the spec changes again); a child name taken by another owner:
+  kopf.TemporaryError; anything else (API server unreachable, 409, 5xx): Kopf retries;
 - a timer every OREAL_OPERATOR_STATUS_SECONDS: observe pods and bucket, write `.status` through
-  `patch.status`, stop a finished run's pods, post an event when the phase changes;
-- delete: forget the run in the oreal_runs gauge (optional: adds no finalizer; the children go
-  with their owner reference).
+  `patch.status`, stop a finished run's pods, keep a refused spec SpecInvalid (and its pods at 0)
+  while it lasts, post an event when the phase changes;
+- delete: forget the run in the oreal_runs gauge and the operator's memory of it.
+
+Finalizer: Kopf puts one on every OREALRun it handles, `oreal.io/finalizer`, because the timer
+needs it (Kopf stops a resource's timers before it lets the resource go). The children need none:
+they go with their owner reference. So deleting a run needs the operator running: while it is
+down (or uninstalled) `kubectl delete orealrun` waits forever. Delete runs before
+`helm uninstall`, or remove the finalizer by hand:
+`kubectl patch orealrun NAME --type=json -p '[{"op":"remove","path":"/metadata/finalizers"}]'`.
 
 Handlers are sync: Kopf runs them in its thread pool, where the `kubernetes` client may block.
 `build_registry(status_seconds)` registers them in a registry of their own (Kopf fixes a timer's
@@ -21,12 +31,10 @@ from typing import Any
 
 import kopf
 
-from oreal.spec.loader import SpecError
 from oreal.spec.models import API_GROUP, API_VERSION, PLURAL
 from oreal_operator import kube, reconcile
 from oreal_operator.config import OperatorConfig
 from oreal_operator.metrics import RECONCILE_DURATION, RECONCILE_ERRORS
-from oreal_operator.render import RenderError
 
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
 FOREIGN_RETRY_SECONDS = 60
@@ -40,8 +48,9 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="oreal.io", key="last-handled-configuration"
     )
-    # No deletion handler needs one (children go by owner reference); should one ever be added,
-    # its finalizer is named after us too.
+    # The finalizer Kopf adds to every OREALRun because of the status timer (not for the children:
+    # they go by owner reference), named after us. Deleting a run needs the operator running (or
+    # the finalizer removed by hand): see the module docstring.
     settings.persistence.finalizer = "oreal.io/finalizer"
     # Events: only what the handlers post explicitly (phase changes, a bad spec), as oreal-operator.
     settings.posting.level = logging.INFO
@@ -71,9 +80,9 @@ def apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.L
     with RECONCILE_DURATION.labels(handler="apply").time():
         try:
             actions = reconcile.apply_run(body, memo.config, now=_now())
-        except (SpecError, RenderError) as err:
+        except reconcile.INVALID_SPEC as err:
             RECONCILE_ERRORS.labels(handler="apply", kind="permanent").inc()
-            patch.status.update(reconcile.status_patch(reconcile.invalid_status(body, str(err), _now())))
+            patch.status.update(reconcile.status_patch(reconcile.refuse(body, str(err), _now())))
             kopf.warn(body, reason="SpecInvalid", message=str(err))
             raise kopf.PermanentError(str(err)) from None
         except kube.ForeignObjectError as err:
@@ -104,7 +113,7 @@ def observe(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging
 
 
 def forget(meta: kopf.Meta, **_: Any) -> None:
-    reconcile.record_phase(meta["namespace"], meta["name"], None)
+    reconcile.forget(meta)
 
 
 def _now() -> datetime:

@@ -5,6 +5,9 @@ writes dicts, the status fold reads dicts, and no client model drops a field it 
     configure()                          in-cluster config, else KUBECONFIG / ~/.kube/config
     connection_info()                    the same credentials for Kopf (its login handler)
     apply_child(obj, owner_uid) -> str   "created" | "patched" | "unchanged"
+    scale_to_zero(namespace, name, owner_uid) -> str
+                                         a StatefulSet of the run to 0 replicas: "scaled" |
+                                         "unchanged" | "absent" | "foreign"
     list_pods(namespace, run_name)       the run's pods (label oreal.io/run=<name>)
     read_secret(namespace, name)         decoded data, or None if there is no such Secret
 
@@ -192,6 +195,36 @@ def apply_child(obj: dict[str, Any], owner_uid: str | None) -> str:
         return "unchanged"
     patch(name, namespace, ops, _preload_content=False)
     return "patched"
+
+
+def scale_to_zero(namespace: str, name: str, owner_uid: str | None) -> str:
+    """Set the StatefulSet `name` to 0 replicas (its pods go) if the run `owner_uid` controls it.
+
+    Only /spec/replicas is patched: the template stays as it was, so a run whose spec is refused
+    keeps the children of its last good spec. Absent or foreign objects (or no uid to tell) are
+    left alone.
+    """
+    read, _, patch = _calls("StatefulSet")
+    live = _read(read, name, namespace)
+    if live is None:
+        return "absent"
+    if owner_uid is None or not controlled_by(live, owner_uid):
+        return "foreign"
+    if pointer_get(live, "/spec/replicas") == 0:
+        return "unchanged"
+    patch(name, namespace, [{"op": "add", "path": "/spec/replicas", "value": 0}], _preload_content=False)
+    return "scaled"
+
+
+def api_message(err: ApiException) -> str:
+    """The API server's reason for refusing a request, as one line (its Status.message)."""
+    text = ""
+    try:
+        body = json.loads(err.body or b"{}")
+        text = str(body.get("message") or "") if isinstance(body, dict) else ""
+    except (TypeError, ValueError):
+        text = ""
+    return " ".join((text or f"{err.status} {err.reason}").split())
 
 
 def _read(read: Callable[..., Any], name: str, namespace: str) -> dict[str, Any] | None:

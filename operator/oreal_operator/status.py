@@ -13,8 +13,8 @@ Phases and conditions follow DESIGN.md ("Status and conditions") and Jobs, with 
 local runner (oreal.runner.status): Complete/Completed, Failed/DeadlineExceeded,
 Failed/BackoffLimitExceeded, Failed/SpecInvalid. First match wins:
 
-1. Succeeded or Failed before: kept (a finished run stays finished, as a Job does; its pods are gone,
-   so their restart counts cannot be observed again).
+1. Succeeded or Failed before, and not SpecInvalid (`finished`): kept (a finished run stays
+   finished, as a Job does; its pods are gone, so their restart counts cannot be observed again).
 2. state.done                                  -> Succeeded (Complete, completionTime).
 3. spec.suspend                                -> Suspended (startTime cleared, as for Jobs: the
    deadline counts again from the resume).
@@ -24,8 +24,13 @@ Failed/BackoffLimitExceeded, Failed/SpecInvalid. First match wins:
 
 Every status carries all six condition types (True or False, each with a reason) so that
 `kubectl wait --for=condition=Complete` works; a condition's lastTransitionTime changes only when its
-status does. `restarts` is the sum of the pods' container restart counts and never decreases
-(a replaced pod takes its count with it).
+status does.
+
+`restarts` is max(previous status.restarts, sum of the live pods' container restart counts): it
+never decreases, but it is not a running total. A replaced pod (suspend/resume, a node drained, a
+pod deleted) takes its count with it, and its restarts survive only inside that max: a run whose
+pods restarted 3 times, were replaced, and then restarted twice more shows 3, not 5. So
+spec.maxRestarts bounds the restarts of the pods alive at one time, not of the run's whole life.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ from typing import Any
 
 from oreal.bucket import RunState
 from oreal.spec.models import Condition, OREALRun, OREALRunStatus, StepMetrics
-from oreal_operator.naming import ROLE_LABEL
+from oreal_operator.naming import ROLE_LABEL, ROLES
+from oreal_operator.pods import role_replicas
 
 # Condition types, in the order they are written.
 READY, PROGRESSING, SUSPENDED, COMPLETE, FAILED, SPEC_INVALID = (
@@ -66,6 +72,7 @@ NOT_SUSPENDED = "NotSuspended"
 NOT_COMPLETE = "NotComplete"
 NOT_FAILED = "NotFailed"
 
+# A run in one of these phases stays there (see `finished`), unless it is SpecInvalid.
 TERMINAL_PHASES = ("Succeeded", "Failed")
 
 # Pod waiting reasons worth naming in the Ready message.
@@ -86,13 +93,7 @@ def parse_timestamp(text: str) -> datetime:
 
 def desired_pods(run: OREALRun) -> dict[str, int]:
     """Pods per role the StatefulSets ask for (0 everywhere when suspended)."""
-    spec = run.spec
-    counts = {
-        "rollout": spec.rollout.replicas,
-        "verifier": spec.verifier.replicas,
-        "trainer": spec.trainer.nodes,
-    }
-    return {role: 0 if spec.suspend else n for role, n in counts.items()}
+    return {role: 0 if run.spec.suspend else role_replicas(run.spec, role) for role in ROLES}
 
 
 def pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -266,7 +267,7 @@ def fold_status(
     )
     start_time = prev.start_time or timestamp(now)
 
-    if prev.phase in TERMINAL_PHASES and not _has_true(prev, SPEC_INVALID):
+    if finished(prev):
         kept = prev.model_copy(update={"observed_generation": generation, "restarts": restarts})
         if state is not None and state.done:  # the bucket may have caught up (last step)
             kept = kept.model_copy(
@@ -356,8 +357,15 @@ def _failure(
     return None
 
 
-def _has_true(status: OREALRunStatus, type_: str) -> bool:
-    return any(c.type == type_ and c.status == "True" for c in status.conditions)
+def has_true(status: OREALRunStatus | None, type_: str) -> bool:
+    """The condition `type_` of `status` is True."""
+    return status is not None and any(c.type == type_ and c.status == "True" for c in status.conditions)
+
+
+def finished(status: OREALRunStatus | None) -> bool:
+    """Succeeded or Failed for good (rule 1): a terminal phase that is not SpecInvalid (a spec fixed
+    after SpecInvalid runs again)."""
+    return status is not None and status.phase in TERMINAL_PHASES and not has_true(status, SPEC_INVALID)
 
 
 def spec_invalid_status(

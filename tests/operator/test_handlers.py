@@ -7,6 +7,7 @@ process, under KopfRunner), so no test touches the network.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -224,6 +225,84 @@ async def test_a_done_bucket_succeeds_and_stops_the_pods(cluster: Cluster) -> No
             return all(s is not None and replicas(s) == 0 for s in sets.values())
 
         await eventually(all_zero, what="a finished run's StatefulSets at 0 replicas")
+
+
+@pytest.mark.asyncio
+async def test_a_change_a_started_run_cannot_take_is_refused_until_reverted(
+    cluster: Cluster, tmp_path: Any
+) -> None:
+    bucket = Bucket.open(f"memory://runs/{cluster.namespace}/started")
+    async with running_operator(cluster.namespace, STATUS_SECONDS):
+        await cluster.create_run(run_body("started", cluster.namespace))
+        await eventually(lambda: _all_present(cluster, "started"), what="the StatefulSets")
+        # What the pods' init container and the trainer do: store the frozen spec, commit policy v0.
+        configmap = await cluster.get("ConfigMap", "started-spec")
+        assert configmap is not None
+        bucket.write_spec(configmap["data"]["spec.yaml"])
+        (tmp_path / "v0").mkdir()
+        (tmp_path / "v0" / "config.json").write_text("{}")
+        bucket.publish_policy(0, tmp_path / "v0")
+
+        await cluster.patch_run("started", {"spec": {"algorithm": {"steps": 8}}})
+        run = await eventually(lambda: _condition_true(cluster, "started", "SpecInvalid"), what="SpecInvalid")
+        message = condition(run, "SpecInvalid")["message"]
+        assert "algorithm.steps changed" in message and "s3://runs/ml/started" in message
+        assert run["status"]["phase"] == "Failed"
+
+        async def all_zero() -> bool:
+            return all(replicas(s) == 0 for s in (await statefulsets(cluster, "started")).values())
+
+        await eventually(all_zero, what="a refused run's StatefulSets at 0 replicas")
+        # The refused spec reached no child, and the timer keeps the refusal while it lasts.
+        assert (await cluster.get("ConfigMap", "started-spec"))["data"] == configmap["data"]
+        await asyncio.sleep(4 * STATUS_SECONDS)
+        assert condition(await cluster.run("started"), "SpecInvalid")["status"] == "True"
+
+        await cluster.patch_run("started", {"spec": {"algorithm": {"steps": 4}}})
+
+        async def resumed() -> bool:
+            sets = await statefulsets(cluster, "started")
+            return {role: replicas(s) for role, s in sets.items()} == ROLE_REPLICAS
+
+        await eventually(resumed, what="the reverted run's StatefulSets scaled up again")
+        run = await eventually(lambda: _with_phase(cluster, "started", "Pending"), what="phase Pending")
+        assert condition(run, "SpecInvalid")["status"] == "False"
+
+
+@pytest.mark.skipif(REAL_CLUSTER, reason="kmock answers the error; a real server would need a bad spec")
+@pytest.mark.asyncio
+async def test_a_child_the_api_server_refuses_makes_the_spec_invalid(cluster: Cluster) -> None:
+    kmock = cluster.kmock
+
+    def refuse(request: Any) -> dict[str, Any]:
+        """A 422 as an API server answers a bad field; kmock stores every create: unstore it."""
+        name = request.data["metadata"]["name"]
+        del kmock.objects["apps/v1/statefulsets", cluster.namespace, name]
+        return {
+            "kind": "Status",
+            "status": "Failure",
+            "reason": "Invalid",
+            "code": 422,
+            "message": f'StatefulSet.apps "{name}" is invalid:\n spec.template.spec.containers[0]'
+            '.resources.limits[cpu]: Invalid value: "two"',
+        }
+
+    creates = kmock[f"post /apis/apps/v1/namespaces/{cluster.namespace}/statefulsets"] << 422 << refuse
+    async with running_operator(cluster.namespace, STATUS_SECONDS) as runner:
+        await cluster.create_run(run_body("refused", cluster.namespace))
+        run = await eventually(lambda: _condition_true(cluster, "refused", "SpecInvalid"), what="SpecInvalid")
+        message = condition(run, "SpecInvalid")["message"]
+        assert message.startswith("the API server refused StatefulSet/refused-rollout: ")
+        assert 'Invalid value: "two"' in message and "\n" not in message
+        # The timer keeps the refusal without creating the refused child at every interval. (Kopf
+        # may run the create handler a few times: kmock's unchanging resourceVersion makes it
+        # see its own earlier patches as new events; a real server does not.)
+        await asyncio.sleep(2 * STATUS_SECONDS)
+        tried = len(creates)
+        await asyncio.sleep(5 * STATUS_SECONDS)
+        assert len(creates) == tried
+        assert condition(await cluster.run("refused"), "SpecInvalid")["status"] == "True"
+    assert 'Invalid value: \\"two\\"' in runner.output or 'Invalid value: "two"' in runner.output
 
 
 async def _all_present(cluster: Cluster, name: str) -> dict[str, dict[str, Any]] | None:

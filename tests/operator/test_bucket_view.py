@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 from oreal.bucket import Bucket, RunState
 from oreal.spec.models import OREALRunSpec
@@ -25,6 +26,21 @@ def test_reads_state_and_newest_stats() -> None:
     assert view.error is None
     assert view.state is not None and (view.state.step, view.state.policy_version) == (7, 8)
     assert view.stats == {"pass_rate": 0.3}
+    assert (view.spec, view.started) == (None, False)
+
+
+def test_reads_the_stored_spec_and_whether_policy_v0_is_committed(tmp_path: Path) -> None:
+    uri = f"memory://runs/{uuid.uuid4().hex}"
+    bucket = Bucket.open(uri)
+    bucket.write_spec("kind: OREALRun\n")
+    assert (read_bucket(spec(uri), None).spec, read_bucket(spec(uri), None).started) == (
+        "kind: OREALRun\n",
+        False,
+    )
+    (tmp_path / "config.json").write_text("{}")
+    bucket.publish_policy(0, tmp_path)
+    view = read_bucket(spec(uri), None)
+    assert (view.spec, view.started, view.error) == ("kind: OREALRun\n", True, None)
 
 
 def test_an_empty_bucket_has_no_state_and_no_error() -> None:

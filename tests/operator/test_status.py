@@ -9,9 +9,13 @@ import pytest
 
 from oreal.bucket import RunState
 from oreal.spec.models import OREALRun, OREALRunStatus
+from oreal_operator.pods import role_replicas
 from oreal_operator.status import (
     CONDITION_TYPES,
+    desired_pods,
+    finished,
     fold_status,
+    has_true,
     pod_restarts,
     readiness,
     spec_invalid_status,
@@ -290,3 +294,21 @@ def test_status_serialises_as_camel_case_without_nones() -> None:
         "lastTransitionTime",
         "observedGeneration",
     }
+
+
+def test_desired_pods_follow_the_statefulsets_replicas_and_suspend() -> None:
+    run = make_run(rollout={"replicas": 3}, trainer={"nodes": 2})
+    assert desired_pods(run) == {
+        role: role_replicas(run.spec, role) for role in ("rollout", "verifier", "trainer")
+    }
+    assert desired_pods(run) == {"rollout": 3, "verifier": 1, "trainer": 2}
+    assert set(desired_pods(make_run(suspend=True)).values()) == {0}
+
+
+def test_finished_means_succeeded_or_failed_but_not_spec_invalid() -> None:
+    done = fold(state=RunState(step=19, done=True))
+    failed = fold(run=make_run(maxRestarts=0), pods=[pod("trainer", restarts=1)])
+    invalid = spec_invalid_status("bad", generation=1, previous=None, now=T0)
+    assert finished(done) and finished(failed)
+    assert not finished(invalid) and has_true(invalid, "SpecInvalid") and has_true(invalid, "Failed")
+    assert not finished(fold()) and not finished(None) and not has_true(None, "Failed")

@@ -165,7 +165,9 @@ def apply_run(body: Mapping[str, Any], config: OperatorConfig, *, now: datetime)
     Whether the run is stopped (0 replicas) follows the status observed now (pods and bucket, as
     the timer sees them): the status on `body` may be older than the bucket, and a finished run
     must not be scaled up again by a handler that ran beside the timer. A spec the run's bucket
-    refuses is refused here, before any child changes.
+    refuses is refused here, before any child changes. The spec is checked for Kubernetes
+    (check_runnable) once, by render_children: for a spec that fails it, the observation before
+    it was wasted reads, never writes.
     """
     run = parse(body)
     seen = observe(run, body, now)

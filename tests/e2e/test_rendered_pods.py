@@ -27,7 +27,15 @@ def test_rendered_pods_run_a_whole_run(tmp_path, tiny_model):
     prompts = write_prompts(tmp_path / "prompts.jsonl")
     with SeaweedFS(tmp_path / "seaweedfs", buckets=["oreal-k8s"]) as s3:
         uri = "s3://oreal-k8s/runs/ml/on-k8s"
+        # As on a cluster (examples/cluster-cpu.yaml), the model and the prompts are in the bucket too.
+        creds = {"key": s3.env()["AWS_ACCESS_KEY_ID"], "secret": s3.env()["AWS_SECRET_ACCESS_KEY"]}
+        store = Bucket.open("s3://oreal-k8s/inputs", endpoint=s3.endpoint, storage_options=creds)
+        for path in sorted(tiny_model.iterdir()):
+            store.put_bytes(f"model/{path.name}", path.read_bytes())
+        store.put_bytes("prompts.jsonl", prompts.read_bytes())
         spec = tiny_spec(tiny_model, prompts, name="on-k8s", **{"algorithm.steps": 2})
+        spec["spec"]["model"]["policy"] = "s3://oreal-k8s/inputs/model/"
+        spec["spec"]["data"]["prompts"] = "s3://oreal-k8s/inputs/prompts.jsonl"
         spec["spec"]["storage"] = {"uri": uri, "endpoint": s3.endpoint, "secretRef": {"name": "creds"}}
         spec["spec"]["metrics"] = {"port": 0}
         run = OREALRun.model_validate(spec)
@@ -60,14 +68,7 @@ def test_rendered_pods_run_a_whole_run(tmp_path, tiny_model):
             codes,
             {n: [f.read_text()[-1500:] for f in fs] for n, fs in logs.items()},
         )
-        bucket = Bucket.open(
-            uri,
-            endpoint=s3.endpoint,
-            storage_options={
-                "key": s3.env()["AWS_ACCESS_KEY_ID"],
-                "secret": s3.env()["AWS_SECRET_ACCESS_KEY"],
-            },
-        )
+        bucket = Bucket.open(uri, endpoint=s3.endpoint, storage_options=creds)
         state = bucket.read_state()
         assert state.done and state.policy_version == 2
         assert bucket.committed_steps("verdicts") == [0, 1]

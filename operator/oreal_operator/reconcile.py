@@ -53,6 +53,10 @@ class SpecRejected(ValueError):
     """The spec parses and renders but cannot run as it is (the bucket or the API server says so)."""
 
 
+class BucketUnavailable(RuntimeError):
+    """The bucket of a started run cannot be read, so whether it takes this spec is unknown (retried)."""
+
+
 # Everything that makes a spec SpecInvalid (and the apply handler's error permanent).
 INVALID_SPEC = (SpecError, RenderError, SpecRejected)
 
@@ -105,6 +109,7 @@ class Observation:
     status: OREALRunStatus  # folded from the pods and the bucket
     live_pods: int  # pods not being deleted
     conflict: str | None = None  # why the bucket refuses this spec (a started run's other spec)
+    bucket_error: str | None = None  # the bucket could not be read (then `conflict` is unknown)
 
 
 def observe(run: OREALRun, body: Mapping[str, Any], now: datetime) -> Observation:
@@ -128,7 +133,7 @@ def observe(run: OREALRun, body: Mapping[str, Any], now: datetime) -> Observatio
         now=now,
         bucket_error=view.error,
     )
-    return Observation(status, live, bucket_conflict(run, view))
+    return Observation(status, live, bucket_conflict(run, view), view.error)
 
 
 def observe_bucket(run: OREALRun, namespace: str) -> BucketView:
@@ -173,7 +178,17 @@ def apply_run(body: Mapping[str, Any], config: OperatorConfig, *, now: datetime)
     seen = observe(run, body, now)
     if seen.conflict is not None:
         raise SpecRejected(seen.conflict)
+    if seen.bucket_error is not None and started(previous_status(body)):
+        # Fail closed: pods of a spec the bucket would refuse crash-loop and count as restarts.
+        raise BucketUnavailable(
+            f"cannot check the run's bucket before changing its pods: {seen.bucket_error}"
+        )
     return apply_children(run, body, config, seen.status)
+
+
+def started(status: OREALRunStatus | None) -> bool:
+    """The status shows bucket progress (a policy version): the bucket holds this run's spec for good."""
+    return status is not None and status.policy_version is not None
 
 
 def apply_children(
@@ -221,6 +236,9 @@ def refuse(body: Mapping[str, Any], message: str, now: datetime) -> OREALRunStat
     meta = body["metadata"]
     for role in ROLES:
         kube.scale_to_zero(meta["namespace"], child_name(meta["name"], role), meta.get("uid"))
+    previous = previous_status(body)
+    if finished(previous):  # as a Job: a finished run stays finished; the edit only gets an event
+        return previous
     return invalid_status(body, message, now)
 
 
@@ -265,11 +283,21 @@ def _observe_and_apply(
     seen = observe(run, body, now)
     if seen.conflict is not None:
         raise SpecRejected(seen.conflict)
+    refused = _condition_message(old, SPEC_INVALID)
+    if seen.bucket_error is not None and refused is not None:
+        raise SpecRejected(refused)  # fail closed: unknown whether the bucket would take it now
     new = seen.status
     stopping = stopped(run, new) and (transition(old, new) is not None or seen.live_pods > 0)
     if stopping or has_true(old, SPEC_INVALID):
         apply_children(run, body, config, new)
     return new
+
+
+def _condition_message(status: OREALRunStatus | None, type_: str) -> str | None:
+    """The message of condition `type_` when it is True, else None."""
+    if not has_true(status, type_):
+        return None
+    return next(c.message for c in status.conditions if c.type == type_)
 
 
 def status_patch(status: OREALRunStatus) -> dict[str, Any]:

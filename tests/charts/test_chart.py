@@ -276,6 +276,16 @@ def test_values_reach_the_deployment(helm: str) -> None:
             ["regcred"],
             "gpu-registry",
         ),
+        (
+            (
+                "--set-json",
+                'imagePullSecrets=[{"name":"regcred"}]',
+                "--set-json",
+                "workerImagePullSecrets=[]",
+            ),
+            ["regcred"],
+            "",
+        ),
     ],
 )
 def test_image_pull_secrets_reach_the_operator_and_the_run_pods(

@@ -262,3 +262,44 @@ def test_scale_to_zero_patches_only_replicas_of_owned_statefulsets(monkeypatch: 
     assert results == {"mine": "scaled", "idle": "unchanged", "theirs": "foreign", "gone": "absent"}
     assert kube.scale_to_zero("ml", "mine", None) == "foreign"
     assert api.patches == [("mine", [{"op": "add", "path": "/spec/replicas", "value": 0}])]
+
+
+# ---------------------------------------------------------------- an unreadable bucket fails closed
+
+
+def started_status() -> OREALRunStatus:
+    return OREALRunStatus(phase="Running", step=0, policy_version=1, total_steps=4)
+
+
+def test_apply_on_a_started_run_waits_for_a_readable_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the bucket the operator cannot tell whether a started run takes the spec: retry, do not apply."""
+    fake = FakeKube(monkeypatch)
+    fake.view = BucketView(error="S3 unreachable")
+    with pytest.raises(reconcile.BucketUnavailable, match="S3 unreachable"):
+        reconcile.apply_run(body(started_status(), algorithm=MORE_STEPS), CONFIG, now=NOW)
+    assert fake.applied == []
+    # A run that has not started yet has nothing in its bucket to contradict: it is applied.
+    assert len(reconcile.apply_run(body(), CONFIG, now=NOW)) == 5
+
+
+def test_a_refused_run_stays_refused_while_its_bucket_cannot_be_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeKube(monkeypatch)
+    refused = spec_invalid_status(f"{URI}: algorithm.steps changed", generation=1, previous=None, now=NOW)
+    fake.view = BucketView(error="S3 unreachable")
+    _, new, _ = reconcile.tick(body(refused, algorithm=MORE_STEPS), CONFIG, NOW)
+    assert cond(new, "SpecInvalid") == ("True", f"{URI}: algorithm.steps changed")
+    assert fake.applied == [] and len(fake.scaled) == 3
+    # Readable again and no longer in conflict (the spec was reverted): rendered again.
+    fake.view = started_view(frozen_text(reconcile.parse(body())))
+    _, new, _ = reconcile.tick(body(refused), CONFIG, NOW)
+    assert cond(new, "SpecInvalid")[0] == "False" and len(fake.applied) == 5
+
+
+def test_a_finished_run_stays_finished_when_its_spec_is_edited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a Job: an edit (valid or not) never brings a Succeeded/Failed run back."""
+    fake = FakeKube(monkeypatch)
+    done = OREALRunStatus(phase="Failed", step=1, policy_version=2, total_steps=4)
+    bad = body(done, storage={"uri": "file:///tmp/x"})
+    status = reconcile.refuse(bad, "spec.storage.uri must be a shared bucket", NOW)
+    assert status.phase == "Failed" and not any(c.type == "SpecInvalid" for c in status.conditions)
+    assert len(fake.scaled) == 3

@@ -149,8 +149,10 @@ def test_replica_index_from_env_or_the_pod_name():
     from oreal.workers.common import WorkerError, replica_index
 
     assert replica_index({"OREAL_INDEX": "2", "HOSTNAME": "run-rollout-5"}) == 2
-    assert replica_index({"OREAL_INDEX": "", "HOSTNAME": "run-rollout-3"}) == 3
-    assert replica_index({"HOSTNAME": "laptop"}) == 0
+    pod = {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}
+    assert replica_index({**pod, "OREAL_INDEX": "", "HOSTNAME": "run-rollout-3"}) == 3
+    assert replica_index({"OREAL_INDEX": "", "HOSTNAME": "node-7"}) == 0  # not in a pod
+    assert replica_index({**pod, "HOSTNAME": "laptop"}) == 0
     assert replica_index({}) == 0
     with pytest.raises(WorkerError, match="OREAL_INDEX must be a replica index"):
         replica_index({"OREAL_INDEX": "one"})
@@ -179,5 +181,7 @@ def test_a_started_run_may_change_labels_and_run_control_only():
     stored = frozen()
     assert spec_conflict(stored, stored) is None
     assert spec_conflict(stored, frozen(**{"metadata/labels": {"team": "rl"}, "spec/suspend": True})) is None
+    more_memory = {"spec/trainer/resources": {"limits": {"memory": "64Gi"}}, "spec/rollout/image": "oreal:2"}
+    assert spec_conflict(stored, frozen(**more_memory, **{"spec/metrics": {"port": 0}})) is None
     message = spec_conflict(stored, frozen(**{"spec/rollout/replicas": 1, "spec/sampling/temperature": 0.5}))
     assert "(spec.rollout.replicas, spec.sampling.temperature changed)" in message

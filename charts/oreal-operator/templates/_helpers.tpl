@@ -74,11 +74,13 @@ Image of the run pods: workerImage, defaulting to the operator image.
 
 {{/*
 Secrets the run pods pull their image with, comma-separated (env OREAL_WORKER_IMAGE_PULL_SECRETS):
-the names in workerImagePullSecrets, defaulting to those in imagePullSecrets.
+the names in workerImagePullSecrets; when it is null, those in imagePullSecrets ([] means none).
 */}}
 {{- define "oreal-operator.workerImagePullSecrets" -}}
 {{- $names := list }}
-{{- range (default .Values.imagePullSecrets .Values.workerImagePullSecrets) }}
+{{- $secrets := .Values.workerImagePullSecrets }}
+{{- if kindIs "invalid" $secrets }}{{ $secrets = .Values.imagePullSecrets }}{{ end }}
+{{- range $secrets }}
 {{- $names = append $names .name }}
 {{- end }}
 {{- join "," $names }}

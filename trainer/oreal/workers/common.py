@@ -82,7 +82,7 @@ def replica_index(env: Mapping[str, str]) -> int:
 
     The operator fills OREAL_INDEX from the pod's `apps.kubernetes.io/pod-index` label, which a
     StatefulSet sets from Kubernetes 1.28 on; without it the variable is empty, and a StatefulSet
-    pod's name (its hostname) still ends in `-<ordinal>`. Outside Kubernetes the default is 0.
+    pod's name (its hostname) still ends in `-<ordinal>`. Outside a pod the default is 0.
     """
     raw = env.get("OREAL_INDEX", "").strip()
     if raw:
@@ -90,7 +90,8 @@ def replica_index(env: Mapping[str, str]) -> int:
             raise WorkerError(f"OREAL_INDEX must be a replica index (0, 1, ...), got {raw!r}")
         return int(raw)
     match = re.search(r"-(\d+)$", env.get("HOSTNAME", ""))
-    return int(match.group(1)) if match else 0
+    in_pod = "KUBERNETES_SERVICE_HOST" in env  # set in every pod; a host named "node-7" is no replica 7
+    return int(match.group(1)) if match and in_pod else 0
 
 
 @dataclass

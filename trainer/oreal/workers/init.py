@@ -6,8 +6,8 @@ on Kubernetes each pod's init container runs this command on the spec the operat
 (`/etc/oreal/spec.yaml`). Writing it is idempotent, so any number of pods may race.
 
 A bucket that already holds a different run is refused once that run has started (its initial
-policy v0 is committed): mixing two specs in one bucket would corrupt both. Only the Job-like
-run-control fields (`RUN_CONTROL_FIELDS`) may change between starts of the same run.
+policy v0 is committed): mixing two specs in one bucket would corrupt both. Only what does not
+change the run's results may change between starts of the same run (`spec_conflict`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ log = logging.getLogger("oreal.worker.init")
 DEFAULT_SPEC_FILE = "/etc/oreal/spec.yaml"
 # Fields a Job lets one change between runs; a resumed run may change them without starting over.
 RUN_CONTROL_FIELDS = ("active_deadline_seconds", "max_restarts", "suspend")
+# Where a role's pods run; a resumed run may change them too (e.g. more memory after an OOM kill).
+SCHEDULING_FIELDS = ("image", "resources", "nodeSelector", "tolerations")
 
 
 class SpecConflict(WorkerError):
@@ -61,8 +63,9 @@ def store_spec(bucket: Bucket, run, uri: str) -> str:
 def spec_conflict(stored: str, frozen: str, source: str = "<stored spec>") -> str | None:
     """Why the frozen spec `frozen` may not replace `stored`, the spec of a started run (None: it may).
 
-    A started run may change only its run control (RUN_CONTROL_FIELDS) and its metadata labels and
-    annotations; anything else would mix two runs in one bucket.
+    A started run may change its run control (RUN_CONTROL_FIELDS), where its pods run
+    (SCHEDULING_FIELDS, the bucket's Secret), its metrics port and its metadata labels, annotations
+    and namespace; anything else would mix two runs in one bucket.
     """
     from oreal.spec import parse_run
 
@@ -78,12 +81,21 @@ def spec_conflict(stored: str, frozen: str, source: str = "<stored spec>") -> st
 
 
 def _without_run_control(run) -> dict:
+    """The parts of a run that decide its results: without run control, where it is scheduled
+    (each role's image, resources, nodeSelector, tolerations), how it reaches its bucket (the
+    Secret) and how it is observed (metrics, labels, annotations, namespace)."""
     data = run.model_dump(by_alias=True, mode="json")
     data.pop("status", None)
-    for key in ("labels", "annotations"):
+    for key in ("labels", "annotations", "namespace"):
         data["metadata"].pop(key, None)
+    spec = data["spec"]
     for field in RUN_CONTROL_FIELDS:
-        data["spec"].pop(type(run.spec).model_fields[field].alias or field, None)
+        spec.pop(type(run.spec).model_fields[field].alias or field, None)
+    for role in ("rollout", "verifier", "trainer"):
+        for key in SCHEDULING_FIELDS:
+            spec[role].pop(key, None)
+    spec["storage"].pop("secretRef", None)
+    spec.pop("metrics", None)
     return data
 
 

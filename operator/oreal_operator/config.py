@@ -54,15 +54,14 @@ class OperatorConfig:
             image=image,
             namespaces=namespaces,
             metrics_port=_number(env, "OREAL_OPERATOR_METRICS_PORT", DEFAULT_METRICS_PORT, int, 0),
-            status_seconds=status_seconds(env),
+            status_seconds=_status_seconds(env),
             health_port=_number(env, "OREAL_OPERATOR_HEALTH_PORT", DEFAULT_HEALTH_PORT, int, 0),
             image_pull_secrets=image_pull_secrets(env),
         )
 
 
-def status_seconds(env: Mapping[str, str] | None = None) -> float:
+def _status_seconds(env: Mapping[str, str]) -> float:
     """OREAL_OPERATOR_STATUS_SECONDS (> 0), the status timer's interval."""
-    env = os.environ if env is None else env
     value = _number(env, "OREAL_OPERATOR_STATUS_SECONDS", DEFAULT_STATUS_SECONDS, float, 0)
     if value <= 0:
         raise ConfigError(f"OREAL_OPERATOR_STATUS_SECONDS must be > 0, got {value}")

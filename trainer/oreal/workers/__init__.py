@@ -11,13 +11,14 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from oreal.workers import init, rollout, trainer, verifier
-
     parser = subparsers.add_parser(
         "worker",
         help="run one worker role (rollout, verifier or trainer) of a run",
         description="Run one worker of a run. The operator's pods and `oreal run` start these.",
     )
+    # The roles need the worker stack (pip install "oreal[worker]"); without it `oreal worker` says so.
+    from oreal.workers import init, rollout, trainer, verifier
+
     roles = parser.add_subparsers(dest="role", metavar="ROLE")
     rollout.register(roles)
     verifier.register(roles)

@@ -2,6 +2,7 @@
 
 Rank and world size come from the environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
 MASTER_PORT) exactly as torchrun sets them. Rank 0 writes per-step stats and the final weights.
+The optimiser is LinearSGD, so that the ranks' other summation order stays within rounding.
 """
 
 import argparse
@@ -12,7 +13,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from support.numerics import use_linear_sgd  # noqa: E402
 from trainer_fixtures import scored_batch  # noqa: E402
 
 from oreal.training import OptimizerOptions, OREALTrainer, TrainerOptions  # noqa: E402
@@ -34,6 +37,7 @@ def main() -> None:
     parser.add_argument("--zero-stage", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    use_linear_sgd()  # the update is linear in the gradient: see tests/support/numerics.py
     opts = TrainerOptions(
         steps=5,
         warmup_steps=1,
@@ -41,8 +45,8 @@ def main() -> None:
         micro_batch_size=2,
         backend=args.backend,
         zero_stage=args.zero_stage,
-        policy_optimizer=OptimizerOptions(lr=1e-4, min_lr=1e-5),
-        reward_model_optimizer=OptimizerOptions(lr=1e-3, min_lr=1e-4),
+        policy_optimizer=OptimizerOptions(lr=1e-2, min_lr=1e-3),
+        reward_model_optimizer=OptimizerOptions(lr=1e-1, min_lr=1e-2),
     )
     trainer = OREALTrainer(opts, policy_path=args.policy)
     all_stats = [trainer.train_step(batch, step) for step, batch in enumerate(batches())]

@@ -1,10 +1,12 @@
-"""The DeepSpeed engine (single CPU process, gloo) matches plain PyTorch, and resumes exactly."""
+"""The DeepSpeed engine (single CPU process, gloo) makes the same update as plain PyTorch, and resumes exactly."""
 
 import pytest
 import torch
+from support.numerics import assert_same_update, use_linear_sgd
 from trainer_fixtures import scored_batch
 
 from oreal.training import OptimizerOptions, OREALTrainer, TrainerOptions
+from oreal.training.models import load_causal_lm
 
 pytest.importorskip("deepspeed")
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -17,7 +19,7 @@ def options(backend: str, stage: int) -> TrainerOptions:
         micro_batch_size=3,
         backend=backend,
         zero_stage=stage,
-        policy_optimizer=OptimizerOptions(lr=1e-4, min_lr=1e-5),
+        policy_optimizer=OptimizerOptions(lr=1e-3, min_lr=1e-4),
         reward_model_optimizer=OptimizerOptions(lr=1e-3, min_lr=1e-4),
     )
 
@@ -32,20 +34,24 @@ def run(opts, policy, ckpt):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", [1, 3])
-def test_deepspeed_matches_torch_and_resumes_exactly(tiny_qwen, tmp_path, stage):
-    plain, plain_stats = run(options("torch", 0), tiny_qwen, tmp_path / "torch")
-    ds, ds_stats = run(options("deepspeed", stage), tiny_qwen, tmp_path / "ds")
+def test_deepspeed_matches_torch_and_resumes_exactly(tiny_qwen, tmp_path, stage, monkeypatch):
+    # The same update through both engines, compared with LinearSGD (tests/support/numerics.py).
+    with monkeypatch.context() as patch:
+        use_linear_sgd(patch)
+        plain, plain_stats = run(options("torch", 0), tiny_qwen, tmp_path / "torch")
+        sgd, sgd_stats = run(options("deepspeed", stage), tiny_qwen, tmp_path / "ds-sgd")
     # under ZeRO-3 the frozen reference is partitioned too (a DeepSpeed engine without optimiser)
-    assert (type(ds.reference).__name__ == "DeepSpeedEngine") == (stage == 3)
-    for a, b in zip(plain_stats, ds_stats, strict=True):
+    assert (type(sgd.reference).__name__ == "DeepSpeedEngine") == (stage == 3)
+    for a, b in zip(plain_stats, sgd_stats, strict=True):
         for key in ("loss/policy", "rm/loss", "kl"):
             if key in a:
                 assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-8), key
-    sd_plain = plain.policy.full_state_dict()
-    sd_ds = ds.policy.full_state_dict()
-    for name, value in sd_plain.items():
-        assert torch.allclose(value, sd_ds[name].to(value.dtype), atol=1e-6), name
+    start = load_causal_lm(tiny_qwen, torch.float32, torch.device("cpu")).state_dict()
+    ds_weights = {n: w.to(torch.float32) for n, w in sgd.policy.full_state_dict().items()}
+    assert_same_update(start, plain.policy.full_state_dict(), ds_weights)
 
+    # Exact resume with DeepSpeed's AdamW: weights, optimiser moments, RNG and step come back.
+    ds, ds_stats = run(options("deepspeed", stage), tiny_qwen, tmp_path / "ds")
     resumed = OREALTrainer(options("deepspeed", stage), policy_path=tiny_qwen)
     assert resumed.load_checkpoint(tmp_path / "ds") == 3
     again = resumed.train_step(scored_batch(3), 3)

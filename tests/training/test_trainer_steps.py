@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from support.numerics import assert_same_update, use_linear_sgd
 from trainer_fixtures import scored_batch
 
 from oreal.algorithm import PolicyBatch, TokenCounts, policy_loss, reward_model_loss, token_weights
@@ -240,49 +241,44 @@ def test_options_from_spec():
     assert opts.policy_warmup_steps == 0  # grpo has no reward model, hence no warm-up
 
 
-def assert_same_update(policy, weights_a, weights_b) -> None:
-    """Two runs made the same update, up to floating-point summation order.
-
-    Rows padded to other widths (or fused kernels) sum in another order (~1e-7 relative). Adam divides
-    by sqrt(v), so on the few coordinates whose gradient nearly cancels (|g| ~ eps) that noise moves
-    the update by up to ~2% of lr. So whole tensors are compared: the difference must stay below 0.1%
-    of the distance training moved them; a wrong normalisation or a dropped micro-batch is off by
-    tens of percent.
-    """
-    start = load_causal_lm(policy, torch.float32, torch.device("cpu")).state_dict()
-    for name, value in weights_a.items():
-        moved = (value - start[name]).norm()
-        assert (value - weights_b[name]).norm() <= 1e-3 * moved + 1e-9, name
-
-
-def _weights_after(policy, **overrides):
+def _weights_after(policy, monkeypatch, **overrides):
+    """Three steps with LinearSGD (see support/numerics.py: AdamW's sign-like first step turns
+    rounding noise into ±lr moves), returning the stats and the policy's weights."""
+    use_linear_sgd(monkeypatch)
     trainer = OREALTrainer(TrainerOptions(**(FAST | overrides)), policy_path=policy)
     assert trainer.policy.module.is_activation_checkpointing == trainer.options.gradient_checkpointing
     stats = [trainer.train_step(scored_batch(step), step) for step in range(3)]
+    assert "loss/policy" in stats[-1], "precondition: the last step trained the policy"
     return stats, trainer.policy.module.state_dict()
 
 
-def test_micro_batch_size_and_gradient_checkpointing_do_not_change_the_update(tiny_qwen):
+def _initial(policy):
+    return load_causal_lm(policy, torch.float32, torch.device("cpu")).state_dict()
+
+
+def test_micro_batch_size_and_gradient_checkpointing_do_not_change_the_update(tiny_qwen, monkeypatch):
     """Losses are shares of the global loss, so cutting the batch differently gives the same step."""
-    stats_a, weights_a = _weights_after(tiny_qwen, micro_batch_size=1)
-    stats_b, weights_b = _weights_after(tiny_qwen, micro_batch_size=8, gradient_checkpointing=True)
+    stats_a, weights_a = _weights_after(tiny_qwen, monkeypatch, micro_batch_size=1)
+    stats_b, weights_b = _weights_after(
+        tiny_qwen, monkeypatch, micro_batch_size=8, gradient_checkpointing=True
+    )
     for a, b in zip(stats_a, stats_b, strict=True):
         for key in ("rm/loss", "loss/policy", "kl", "grad_norm/reward_model"):
             if key in a:
                 assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-8), key
-    assert_same_update(tiny_qwen, weights_a, weights_b)
+    assert_same_update(_initial(tiny_qwen), weights_a, weights_b)
 
 
 @pytest.mark.slow
-def test_compiled_decoder_layers_train_like_eager(tiny_qwen):
+def test_compiled_decoder_layers_train_like_eager(tiny_qwen, monkeypatch):
     """trainer.compile only changes how the layers run: same losses and weights after 3 steps."""
-    stats_a, weights_a = _weights_after(tiny_qwen, micro_batch_size=2)
-    stats_b, weights_b = _weights_after(tiny_qwen, micro_batch_size=2, compile=True)
+    stats_a, weights_a = _weights_after(tiny_qwen, monkeypatch, micro_batch_size=2)
+    stats_b, weights_b = _weights_after(tiny_qwen, monkeypatch, micro_batch_size=2, compile=True)
     for a, b in zip(stats_a, stats_b, strict=True):
         for key in ("rm/loss", "loss/policy", "kl"):
             if key in a:
                 assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-7), key
-    assert_same_update(tiny_qwen, weights_a, weights_b)
+    assert_same_update(_initial(tiny_qwen), weights_a, weights_b)
 
 
 def test_compile_option_compiles_every_decoder_layer_of_the_three_networks(tiny_qwen):

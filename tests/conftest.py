@@ -1,0 +1,16 @@
+"""Settings for the whole suite.
+
+TorchInductor keeps compiled kernels in an on-disk cache whose key ignores ATEN_CPU_CAPABILITY: a
+kernel built for AVX-512 is then reused when the suite runs again under `default` and fails to
+compile ('at::vec' has not been declared). Each kernel set gets its own cache folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_capability = os.environ.get("ATEN_CPU_CAPABILITY", "native") or "native"
+os.environ.setdefault(
+    "TORCHINDUCTOR_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"oreal-inductor-{_capability}")
+)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
+from oreal_operator import config as config_module
 from oreal_operator.config import ConfigError, OperatorConfig
 
 EXIT_CONFIG = 2
 
 
-def main() -> int:
+def main(argv: Sequence[str] = ()) -> int:
+    if argv:  # no options: settings come from the environment; --help says which
+        print(f"usage: python -m oreal_operator\n\nSettings (environment):\n{config_module.__doc__}")
+        return 0 if argv[0] in ("-h", "--help") else EXIT_CONFIG
     try:
         config = OperatorConfig.from_env()
     except ConfigError as err:
@@ -20,19 +25,25 @@ def main() -> int:
     from prometheus_client import start_http_server
 
     from oreal_operator.handlers import build_registry
+    from oreal_operator.leader import Timing, leadership
 
     if config.metrics_port:
         start_http_server(config.metrics_port)
     kopf.configure(verbose=False)
-    kopf.run(
-        registry=build_registry(config.status_seconds),
-        standalone=True,
-        clusterwide=not config.namespaces,
-        namespaces=config.namespaces,
-        liveness_endpoint=config.liveness_endpoint,
-    )
-    return 0
+    # With OREAL_OPERATOR_LEADER_ELECTION (replicas > 1) this waits for the Lease; Kopf stops when it
+    # is lost, and the process exits non-zero to come back as a standby.
+    timing = Timing(config.lease_seconds)
+    with leadership(config.leader_lease, health_port=config.health_port, timing=timing) as lost:
+        kopf.run(
+            registry=build_registry(config.status_seconds),
+            standalone=True,
+            clusterwide=not config.namespaces,
+            namespaces=config.namespaces,
+            liveness_endpoint=config.liveness_endpoint,
+            stop_flag=lost,
+        )
+    return 1 if lost.is_set() else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

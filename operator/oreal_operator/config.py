@@ -7,6 +7,9 @@ OREAL_OPERATOR_STATUS_SECONDS  how often the status timer observes each run (def
 OREAL_OPERATOR_HEALTH_PORT     port of Kopf's liveness endpoint /healthz (default 8080; 0 disables it)
 OREAL_WORKER_IMAGE_PULL_SECRETS  comma-separated Secret names the run pods pull their image with
                                (imagePullSecrets; each must exist in the run's namespace); empty: none
+OREAL_OPERATOR_LEADER_ELECTION "namespace/name" of the coordination.k8s.io Lease that several replicas
+                               elect their one reconciling leader with (see `leader`); empty: no election
+OREAL_OPERATOR_LEASE_SECONDS   how long a leader's Lease lasts without renewal (default 15)
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 DEFAULT_METRICS_PORT = 9401
 DEFAULT_STATUS_SECONDS = 15.0
 DEFAULT_HEALTH_PORT = 8080
+DEFAULT_LEASE_SECONDS = 15.0
 # A Secret's name is a DNS subdomain (RFC 1123): lowercase alphanumerics, '-' and '.', at most 253.
 SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 MAX_SECRET_NAME = 253
@@ -36,6 +40,8 @@ class OperatorConfig:
     status_seconds: float = DEFAULT_STATUS_SECONDS
     health_port: int = DEFAULT_HEALTH_PORT
     image_pull_secrets: tuple[str, ...] = ()  # the run pods' imagePullSecrets
+    leader_lease: str = ""  # "namespace/name" of the leader-election Lease; "" = no election
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
 
     @property
     def liveness_endpoint(self) -> str | None:
@@ -57,7 +63,18 @@ class OperatorConfig:
             status_seconds=_status_seconds(env),
             health_port=_number(env, "OREAL_OPERATOR_HEALTH_PORT", DEFAULT_HEALTH_PORT, int, 0),
             image_pull_secrets=image_pull_secrets(env),
+            leader_lease=_lease(env),
+            lease_seconds=_number(env, "OREAL_OPERATOR_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, float, 1),
         )
+
+
+def _lease(env: Mapping[str, str]) -> str:
+    """OREAL_OPERATOR_LEADER_ELECTION: "namespace/name" of the Lease, or "" for no election."""
+    value = env.get("OREAL_OPERATOR_LEADER_ELECTION", "").strip()
+    namespace, slash, name = value.partition("/")
+    if value and not (slash and SECRET_NAME.fullmatch(namespace) and SECRET_NAME.fullmatch(name)):
+        raise ConfigError(f"OREAL_OPERATOR_LEADER_ELECTION must be namespace/name, got {value!r}")
+    return value
 
 
 def _status_seconds(env: Mapping[str, str]) -> float:

@@ -1,0 +1,312 @@
+"""Leader election between operator replicas: exactly one reconciles, through a coordination.k8s.io/v1
+Lease (the protocol of client-go's leaderelection, kept small).
+
+    with leadership(config) as stop_flag:     # returns once this replica holds the Lease
+        kopf.run(..., stop_flag=stop_flag)    # stop_flag is set when the Lease is lost
+
+- acquire: read the Lease, create it when absent, take it over when its holder let it go (no
+  holderIdentity) or stopped renewing it (renewTime + leaseDurationSeconds has passed). The replace
+  carries the resourceVersion that was read, so of two replicas taking over at once one gets 409.
+- renew: every `retry` seconds. When renewing has failed for `renew_deadline` seconds, or another
+  holder is seen, leadership is lost: `stop_flag` is set, Kopf stops and `python -m oreal_operator`
+  exits (its pod restarts as a standby). A replica never reconciles without a fresh Lease.
+- release: on a clean exit (SIGTERM, a rolling update) the holder clears holderIdentity, so a standby
+  takes over within one retry period instead of a whole lease duration.
+- a standby answers the liveness probe itself (`/healthz` on the health port), so that Kubernetes
+  does not restart replicas for waiting.
+
+Without a Lease name (one replica, the chart's default) `leadership` leads at once.
+Why a Lease and not Kopf's peering: charts/README.md ("High availability").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client import Gauge
+
+LOG = logging.getLogger("oreal_operator.leader")
+LEADER = Gauge("oreal_operator_leader", "1 while this operator replica holds the leader Lease and reconciles")
+_MICROTIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """client-go's defaults scaled by `lease_seconds`: renew for 2/3 of it, retry every 2/15."""
+
+    lease_seconds: float = 15.0
+
+    @property
+    def renew_deadline(self) -> float:
+        return self.lease_seconds * 2 / 3
+
+    @property
+    def retry(self) -> float:
+        return self.lease_seconds * 2 / 15
+
+
+class LeaseClient:
+    """The Lease's get/create/replace as plain dicts (`None` for 404)."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        import kubernetes
+
+        self.namespace, self.name = namespace, name
+        self.api = kubernetes.client.CoordinationV1Api()
+
+    def read(self) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return _json(self.api.read_namespaced_lease(self.name, self.namespace, _preload_content=False))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        return _json(self.api.create_namespaced_lease(self.namespace, body, _preload_content=False))
+
+    def replace(self, body: dict[str, Any]) -> dict[str, Any]:
+        return _json(
+            self.api.replace_namespaced_lease(self.name, self.namespace, body, _preload_content=False)
+        )
+
+
+def _json(response: Any) -> dict[str, Any]:
+    import json
+
+    return json.loads(response.data)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    text = text.replace("Z", "+00:00")
+    return datetime.fromisoformat(text)
+
+
+def held_by_other(lease: dict[str, Any], me: str, now: datetime) -> str | None:
+    """The identity of another replica that holds `lease` now, or None when it is free or ours."""
+    spec = lease.get("spec") or {}
+    holder = spec.get("holderIdentity")
+    if not holder or holder == me:
+        return None
+    renewed = _time(spec.get("renewTime")) or _time(spec.get("acquireTime"))
+    duration = float(spec.get("leaseDurationSeconds") or 0)
+    if renewed is None or renewed + timedelta(seconds=duration) < now:
+        return None  # expired: its holder stopped renewing
+    return holder
+
+
+class Elector:
+    """One replica's side of the election. `acquire` blocks; `renew_until_lost` runs in a thread."""
+
+    def __init__(
+        self, client: LeaseClient, identity: str, timing: Timing, now: Callable[[], datetime] = _now
+    ):
+        self.client, self.identity, self.timing, self.now = client, identity, timing, now
+        self.lease: dict[str, Any] | None = None  # as last written by us
+
+    def _spec(self, lease: dict[str, Any] | None, acquired: bool) -> dict[str, Any]:
+        now = self.now().strftime(_MICROTIME)
+        old = (lease or {}).get("spec") or {}
+        spec = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": max(1, round(self.timing.lease_seconds)),
+            "acquireTime": now if acquired else old.get("acquireTime", now),
+            "renewTime": now,
+            "leaseTransitions": int(old.get("leaseTransitions") or 0) + (1 if acquired and old else 0),
+        }
+        return spec
+
+    def try_acquire(self) -> bool:
+        """One attempt: True when this replica holds the Lease afterwards."""
+        from kubernetes.client.exceptions import ApiException
+
+        lease = self.client.read()
+        try:
+            if lease is None:
+                body = {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {"name": self.client.name, "namespace": self.client.namespace},
+                    "spec": self._spec(None, acquired=True),
+                }
+                self.lease = self.client.create(body)
+                return True
+            holder = held_by_other(lease, self.identity, self.now())
+            if holder is not None:
+                return False
+            ours = (lease.get("spec") or {}).get("holderIdentity") == self.identity
+            body = {**lease, "spec": self._spec(lease, acquired=not ours)}
+            self.lease = self.client.replace(body)
+            return True
+        except ApiException as err:
+            if err.status == 409:  # another replica created or took it first
+                return False
+            raise
+
+    def acquire(self, stop: threading.Event) -> bool:
+        """Wait until this replica holds the Lease (True) or `stop` is set (False)."""
+        waiting_on: str | None = None
+        while not stop.is_set():
+            try:
+                if self.try_acquire():
+                    LOG.info(
+                        "leader: %s holds Lease %s/%s", self.identity, self.client.namespace, self.client.name
+                    )
+                    return True
+                holder = ((self.client.read() or {}).get("spec") or {}).get("holderIdentity")
+                if holder != waiting_on:
+                    LOG.info("leader: standing by; Lease held by %s", holder)
+                    waiting_on = holder
+            except Exception as err:  # API server unreachable: keep waiting
+                LOG.warning("leader: cannot read the Lease: %s", err)
+            stop.wait(self.timing.retry)
+        return False
+
+    def renew(self) -> bool:
+        """Renew once; False when another holder is seen (the Lease is lost for sure)."""
+        from kubernetes.client.exceptions import ApiException
+
+        lease = self.lease or self.client.read()
+        if lease is None:
+            return False
+        try:
+            self.lease = self.client.replace({**lease, "spec": self._spec(lease, acquired=False)})
+            return True
+        except ApiException as err:
+            if err.status != 409:
+                raise
+        current = self.client.read()
+        if current is None or held_by_other(current, self.identity, self.now()) is not None:
+            return False
+        self.lease = current
+        return self.renew()
+
+    def renew_until_lost(self, lost: threading.Event, done: threading.Event) -> None:
+        """Renew every retry period until `done`; set `lost` when leadership cannot be kept."""
+        last = time.monotonic()
+        while not done.wait(self.timing.retry):
+            try:
+                if not self.renew():
+                    LOG.error("leader: another replica holds the Lease now; stopping")
+                    break
+                last = time.monotonic()
+            except Exception as err:
+                if time.monotonic() - last > self.timing.renew_deadline:
+                    LOG.error(
+                        "leader: could not renew the Lease for %.0f s (%s); stopping",
+                        time.monotonic() - last,
+                        err,
+                    )
+                    break
+                LOG.warning("leader: renewing the Lease failed: %s", err)
+        else:
+            return
+        LEADER.set(0)
+        lost.set()
+
+    def release(self) -> None:
+        """Give the Lease up (a standby takes over at its next retry)."""
+        lease = self.lease
+        if lease is None:
+            return
+        spec = {**(lease.get("spec") or {}), "holderIdentity": None, "leaseDurationSeconds": 1}
+        with contextlib.suppress(Exception):
+            current = self.client.read()
+            if current is not None and (current.get("spec") or {}).get("holderIdentity") == self.identity:
+                self.client.replace({**current, "spec": spec})
+                LOG.info("leader: %s released the Lease", self.identity)
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_response(200 if self.path.startswith("/healthz") else 404)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"standby\n")
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def standby_health(port: int) -> Iterator[None]:
+    """Answer `/healthz` on `port` (0: not at all) while a replica waits for the Lease."""
+    if not port:
+        yield
+        return
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), _Health)
+    thread = threading.Thread(target=server.serve_forever, name="standby-health", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def identity() -> str:
+    """This replica's name in the Lease: its pod name (downward API), else the host name, made unique."""
+    base = os.environ.get("POD_NAME") or socket.gethostname()
+    return f"{base}_{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def leadership(
+    lease: str, *, health_port: int = 0, timing: Timing = Timing(), stop: threading.Event | None = None
+) -> Iterator[threading.Event]:
+    """Hold the Lease "namespace/name" for the body's duration; yields the flag set when it is lost.
+
+    An empty `lease` leads at once (no election). `stop` (set on SIGTERM by the caller, or by a
+    test) ends the wait for the Lease; the body then does not run: the context yields a flag that
+    is already set.
+    """
+    lost = threading.Event()
+    if not lease:
+        LEADER.set(1)
+        yield lost
+        LEADER.set(0)
+        return
+    from oreal_operator import kube
+
+    kube.configure()  # the same credentials Kopf's login uses later
+    namespace, _, name = lease.partition("/")
+    elector = Elector(LeaseClient(namespace, name), identity(), timing)
+    with standby_health(health_port):
+        acquired = elector.acquire(stop or threading.Event())
+    if not acquired:
+        lost.set()
+        yield lost
+        return
+    LEADER.set(1)
+    done = threading.Event()
+    renewer = threading.Thread(
+        target=elector.renew_until_lost, args=(lost, done), name="lease-renewer", daemon=True
+    )
+    renewer.start()
+    try:
+        yield lost
+    finally:
+        done.set()
+        renewer.join(timeout=timing.retry + 5)
+        LEADER.set(0)
+        if not lost.is_set():
+            elector.release()

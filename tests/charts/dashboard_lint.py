@@ -49,12 +49,17 @@ _LABEL_VALUES = re.compile(
 def exported_metrics(registry: CollectorRegistry) -> dict[str, frozenset[str]]:
     """Every series name the registry exports, with the label names it can carry."""
     out: dict[str, frozenset[str]] = {}
-    for family in registry.collect():
+    # describe() too: a custom collector (oreal.metrics.LastStepGauges) yields a series only once
+    # it has a value, but it exports that name.
+    collectors = list(registry._collector_to_names)  # noqa: SLF001
+    described = [f for c in collectors if hasattr(c, "describe") for f in c.describe()]
+    for family in [*registry.collect(), *described]:
         collector = registry._names_to_collectors.get(family.name)  # noqa: SLF001 (no public API for this)
         labels = set(getattr(collector, "_labelnames", ()))
         labels |= {name for sample in family.samples for name in sample.labels if name != "le"}
         for suffix in _SUFFIXES.get(family.type, ("",)):
-            out[family.name + suffix] = frozenset(labels | {"le"} if suffix == "_bucket" else labels)
+            series = labels | {"le"} if suffix == "_bucket" else labels
+            out[family.name + suffix] = out.get(family.name + suffix, frozenset()) | series
     return out
 
 

@@ -16,26 +16,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from support.numerics import assert_same_update, use_linear_sgd
+from support.verdicts import inject_verdicts
 from workers.conftest import tiny_spec, write_prompts, write_spec
 
 from oreal.runner.local import prepare
 from oreal.training.checkpoint import load_safetensors_dir
-from oreal.trajectory import Verdict
 from oreal.workers.__main__ import main as worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.numerics]
 SHIM = Path(__file__).with_name("linear_sgd_worker.py")
-
-
-def inject_verdicts(bucket, step: int) -> None:
-    """Even samples of every group correct, odd ones wrong: each group is learnable."""
-    samples = bucket.read_rollouts(step)
-    verdicts = [
-        Verdict(step, s.prompt_id, s.sample_index, s.sample_index % 2 == 0, "correct" if s.sample_index % 2 == 0 else "incorrect")
-        for s in samples
-    ]  # fmt: skip
-    assert bucket.write_verdict_part(step, 0, verdicts)
-    assert bucket.commit_verdicts(step, 1)
 
 
 def _one_step_run(root, model, prompts, name, token_weights: bool):

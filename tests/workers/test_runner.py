@@ -12,6 +12,8 @@ from oreal.evaluation import pass_at_k
 from oreal.runner.processes import RunFailed, Supervisor, WorkerProcess
 from oreal.runner.progress import metrics_line
 from oreal.runner.report import collect_stats, write_report
+from oreal.step_outcome import describe_step, step_outcome
+from oreal.workers.trainer import step_line
 
 
 def _worker(tmp_path, name, code):
@@ -92,6 +94,23 @@ def test_metrics_line():
     )
     assert line == "step 3 | pass 0.500 | reward +0.000 | loss 0.2500 | KL 0.0010 | step s 12.0 | restarts 1"
     assert "waiting" in metrics_line(None)
+
+
+def test_steps_without_a_policy_update_say_why_instead_of_a_loss():
+    warmup = {"step": 0, "pass_rate": 0.031, "warmup": 1.0, "rm/loss": 0.6931}
+    assert metrics_line(warmup) == "step 0 | pass 0.031 | reward-model warm-up, policy frozen, RM loss 0.693"
+    empty = {"step": 3, "pass_rate": 0.0, "warmup": 0.0, "skipped": 1.0}
+    line = metrics_line(empty)
+    assert line == "step 3 | pass 0.000 | no prompt had both a correct and a wrong answer; nothing to learn"
+    assert step_outcome(warmup) == "warmup" and step_outcome(empty) == "no_learnable_group"
+    # a warm-up step with no learnable group trained nothing at all, the reward model included
+    assert step_outcome({"warmup": 1.0, "skipped": 1.0}) == "no_learnable_group"
+    trained = {"step": 4, "warmup": 0.0, "loss/policy": 0.25}
+    assert step_outcome(trained) == "trained" and describe_step(trained) == ""
+    assert step_line(warmup | {"time/train": 1.25}) == (
+        "pass rate 0.031, reward-model warm-up, policy frozen, RM loss 0.693, train 1.2s"
+    )
+    assert step_line(trained) == "loss 0.2500"
 
 
 def test_report_has_plots_and_a_table(tmp_path):

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from support.verdicts import inject_verdicts
 
 from oreal.bucket import Bucket
 from oreal.runner.local import prepare
@@ -325,3 +326,22 @@ def test_rollout_and_verifier_stay_until_the_run_is_done(tmp_path, tiny_model, p
         for proc in (rollout, verifier):
             if proc is not None and proc.poll() is None:
                 proc.kill()
+
+
+def test_a_step_with_no_learnable_group_is_plain_not_nan(tmp_path, tiny_model, prompts_file, capfd):
+    lr, bucket = _open(tmp_path, tiny_model, prompts_file, **SOLO)
+    bucket.publish_policy(0, tiny_model)
+    assert worker(["rollout", *_flags(lr, "--index", "0", "--replicas", "1")]) == 0
+    inject_verdicts(bucket, 0, correct=lambda sample: False)  # every group all wrong
+    empty_before = _metric("oreal_trainer_empty_steps_total", reason="no_learnable_group")
+    assert worker(["trainer", *_flags(lr)]) == 0
+    stats = bucket.read_stats(0)
+    assert stats["skipped"] == 1.0 and stats["pass_rate"] == 0.0
+    assert "loss/policy" not in stats and not any(v != v for v in stats.values())  # absent, no NaN
+    line = next(line for line in capfd.readouterr().err.splitlines() if "trainer INFO step 0:" in line)
+    assert "nothing to learn" in line and "nan" not in line.lower(), line
+    assert _metric("oreal_trainer_empty_steps_total", reason="no_learnable_group") == empty_before + 1
+    from prometheus_client import REGISTRY
+
+    assert REGISTRY.get_sample_value("oreal_trainer_loss") is None  # absent, not NaN or a stale value
+    assert _metric("oreal_trainer_pass_rate") == 0.0

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import logging
 import os
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import (
     REGISTRY,
@@ -24,6 +25,8 @@ from prometheus_client import (
     disable_created_metrics,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 disable_created_metrics()  # no `*_created` series: half the series, nothing a dashboard reads
@@ -53,21 +56,57 @@ ROLLOUT_POLICY_STALENESS = Gauge(
 
 # -- trainer -------------------------------------------------------------------------------------
 TRAINER_STEP = Gauge("oreal_trainer_step", "Last step the trainer completed.")
-TRAINER_LOSS = Gauge("oreal_trainer_loss", "Policy loss of the last step.")
-TRAINER_PASS_RATE = Gauge("oreal_trainer_pass_rate", "Fraction of correct samples in the last step.")
-TRAINER_KL = Gauge("oreal_trainer_kl", "KL(k3) to the reference policy, last step.")
-TRAINER_REWARD_MODEL_ACCURACY = Gauge(
-    "oreal_trainer_reward_model_accuracy", "Token reward model's sequence-level accuracy, last step."
+TRAINER_EMPTY_STEPS = Counter(
+    "oreal_trainer_empty_steps",
+    "Steps without a policy update, by reason: warmup (reward-model warm-up, policy frozen) or "
+    "no_learnable_group (no prompt had both a correct and a wrong answer: nothing trained).",
+    ["reason"],
 )
-TRAINER_REWARD_MEAN = Gauge("oreal_trainer_reward_mean", "Mean outcome reward (+1/-1), last step.")
-TRAINER_GAUGES = (
-    TRAINER_STEP,
-    TRAINER_LOSS,
-    TRAINER_PASS_RATE,
-    TRAINER_KL,
-    TRAINER_REWARD_MODEL_ACCURACY,
-    TRAINER_REWARD_MEAN,
-)
+for _reason in ("warmup", "no_learnable_group"):
+    TRAINER_EMPTY_STEPS.labels(_reason)
+
+
+class LastStepGauges(Collector):
+    """Gauges of the last step's results, exported only for the values that step had.
+
+    A step without a policy update has no policy loss: `oreal_trainer_loss` is then absent (a gap
+    on the dashboards), neither NaN nor the previous step's value; before the first step none of
+    these series exists (a plain Gauge would read 0).
+    """
+
+    GAUGES = (  # (metric name, stats key, help)
+        (
+            "oreal_trainer_loss",
+            "loss/policy",
+            "Policy loss of the last step (absent without a policy update).",
+        ),
+        ("oreal_trainer_pass_rate", "pass_rate", "Fraction of correct samples in the last step."),
+        ("oreal_trainer_kl", "kl", "KL(k3) to the reference policy, last step."),
+        (
+            "oreal_trainer_reward_model_accuracy",
+            "rm/accuracy",
+            "Token reward model's sequence-level accuracy, last step.",
+        ),
+        ("oreal_trainer_reward_mean", "reward", "Mean outcome reward (+1/-1), last step."),
+    )
+
+    def __init__(self) -> None:
+        self._values: dict[str, float] = {}
+
+    def record(self, stats: Mapping[str, object]) -> None:
+        self._values = {key: float(stats[key]) for _, key, _ in self.GAUGES if key in stats}
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return [GaugeMetricFamily(name, doc) for name, _, doc in self.GAUGES]
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        for name, key, doc in self.GAUGES:
+            if key in self._values:
+                yield GaugeMetricFamily(name, doc, value=self._values[key])
+
+
+TRAINER_LAST_STEP = LastStepGauges()
+REGISTRY.register(TRAINER_LAST_STEP)
 
 
 def drop_trainer_gauges() -> None:
@@ -76,9 +115,9 @@ def drop_trainer_gauges() -> None:
     Only global rank 0 records a step's results; on the first rank of another node they would
     read 0 forever next to rank 0's real values.
     """
-    for gauge in TRAINER_GAUGES:
+    for collector in (TRAINER_STEP, TRAINER_LAST_STEP):
         with contextlib.suppress(KeyError):  # already dropped
-            REGISTRY.unregister(gauge)
+            REGISTRY.unregister(collector)
 
 
 # -- step timing ---------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from oreal.step_outcome import describe_step
+
 VISIBLE_STEPS = 6
 
 
@@ -38,6 +40,9 @@ def metrics_line(stats: dict[str, Any] | None, restarts: int = 0) -> str:
     ):
         if key in stats:
             parts.append(f"{label} {fmt.format(float(stats[key]))}")
+    why = describe_step(stats)  # a step without a policy update says so instead of showing a loss
+    if why:
+        parts.append(why)
     if restarts:
         parts.append(f"restarts {restarts}")
     return " | ".join(parts)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from oreal import metrics
+from oreal.step_outcome import describe_step, step_outcome
 from oreal.workers import checkpoints
 from oreal.workers.common import (
     WorkerContext,
@@ -139,16 +140,20 @@ def prune_policies(ctx: WorkerContext, newest: int) -> None:
             ctx.bucket.delete_policy(version)
 
 
+def step_line(stats: dict) -> str:
+    """The log line's body: pass rate, then the policy loss or why the step had none."""
+    parts = [f"pass rate {stats['pass_rate']:.3f}"] if "pass_rate" in stats else []
+    parts.append(describe_step(stats) or f"loss {stats['loss/policy']:.4f}")
+    if "time/train" in stats:
+        parts.append(f"train {stats['time/train']:.1f}s")
+    return ", ".join(parts)
+
+
 def record_metrics(stats: dict) -> None:
-    for gauge, key in (
-        (metrics.TRAINER_LOSS, "loss/policy"),
-        (metrics.TRAINER_PASS_RATE, "pass_rate"),
-        (metrics.TRAINER_KL, "kl"),
-        (metrics.TRAINER_REWARD_MODEL_ACCURACY, "rm/accuracy"),
-        (metrics.TRAINER_REWARD_MEAN, "reward"),
-    ):
-        if key in stats:
-            gauge.set(float(stats[key]))
+    outcome = step_outcome(stats)
+    if outcome != "trained":
+        metrics.TRAINER_EMPTY_STEPS.labels(outcome).inc()
+    metrics.TRAINER_LAST_STEP.record(stats)
 
 
 def step_timings(bucket, step: int) -> dict[str, float]:
@@ -249,11 +254,7 @@ def train_one(ctx: WorkerContext, trainer, step: int) -> None:
     state = bucket.read_state()
     if state is None or state.step < step or (last and not state.done):
         bucket.write_state(RunState(step=step, policy_version=step + 1, done=last))
-    log.info(
-        "step %d: pass rate %.3f, loss %.4f, train %.1fs%s",
-        step, stats.get("pass_rate", float("nan")), stats.get("loss/policy", float("nan")),
-        timings.get("train", 0.0), " (replayed)" if replay else "",
-    )  # fmt: skip
+    log.info("step %d: %s%s", step, step_line(stats), " (replayed)" if replay else "")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,22 @@
+"""Verdicts decided by the test, not by what a tiny model happens to sample."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from oreal.trajectory import RolloutSample, Verdict
+
+
+def alternating(sample: RolloutSample) -> bool:
+    """Even samples of every group correct, odd ones wrong: every group is learnable."""
+    return sample.sample_index % 2 == 0
+
+
+def inject_verdicts(bucket, step: int, correct: Callable[[RolloutSample], bool] = alternating) -> None:
+    """Commit step `step`'s verdicts as one part, as the verifier would, with `correct` deciding."""
+    verdicts = []
+    for s in bucket.read_rollouts(step):
+        ok = correct(s)
+        verdicts.append(Verdict(step, s.prompt_id, s.sample_index, ok, "correct" if ok else "incorrect"))
+    assert bucket.write_verdict_part(step, 0, verdicts)
+    assert bucket.commit_verdicts(step, 1)

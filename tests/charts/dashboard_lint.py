@@ -2,8 +2,8 @@
 
 `exported_metrics` lists the series names of a prometheus_client registry with their label names
 (counter -> `_total`, histogram -> `_bucket`/`_sum`/`_count`, info -> `_info`, gauge as is).
-`check_dashboard` reads every `expr` of every panel and every `label_values(...)` variable query and
-returns one message per problem: an unknown metric, a matcher on a label the metric does not have, a
+`check_dashboard` reads every `expr` of every panel and every `label_values(...)` variable query
+(`check_expr` one expression, e.g. an alert rule's) and returns one message per problem: an unknown metric, a matcher on a label the metric does not have, a
 `by (...)` / `on (...)` label that no metric of the expression has. A small PromQL tokenizer is
 enough: dashboards use selectors, functions, aggregations and binary operators, nothing exotic.
 """
@@ -33,6 +33,7 @@ _TOKEN = re.compile(
     r"""
     (?P<string>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`)
   | (?P<range>\[[^\]]*\])
+  | (?P<duration>[0-9]+(?:ms|[smhdwy])(?![A-Za-z0-9_]))
   | (?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
   | (?P<number>[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+)
   | (?P<variable>\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)
@@ -83,7 +84,11 @@ def _tokens(expr: str) -> list[tuple[str, str]]:
         if match is None:
             raise ValueError(f"cannot tokenize PromQL at {expr[pos : pos + 20]!r} in {expr!r}")
         kind = match.lastgroup or ""
-        if kind not in ("space", "range"):  # ranges ([5m], [$__rate_interval]) name no metric or label
+        if kind not in (
+            "space",
+            "range",
+            "duration",
+        ):  # [5m], [$__rate_interval], offset 30m: no metric or label
             out.append((kind, match.group()))
         pos = match.end()
     return out

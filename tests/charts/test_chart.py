@@ -3,9 +3,12 @@ contracts with the operator (its env and health endpoint) and with the run pods 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import kubernetes_validate
@@ -29,7 +32,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
         "metrics.port=0,livenessProbe.enabled=false,serviceAccount.create=false,serviceAccount.name=ops,"
         "rbac.create=false,dashboards.enabled=false",
     ),
-    "crds": ("--include-crds",),
+    "no-crds": ("--set", "crds.install=false"),
+    "ha": ("--set", "replicas=2"),
 }
 
 # The operator's RBAC (PLAN.md): (apiGroup, resource, verb). Cluster-scoped resources are granted
@@ -50,6 +54,8 @@ NAMESPACED = (
     | {("", "secrets", "get")}
     | {(group, "events", verb) for group in ("", "events.k8s.io") for verb in ("create", "patch")}
 )
+# Leader election (templates/leader-election.yaml): the Lease, in the release namespace only.
+LEADER = {("coordination.k8s.io", "leases", verb) for verb in ("create", "get", "update")}
 
 
 @pytest.fixture(scope="module")
@@ -153,14 +159,23 @@ def test_every_default_value_is_in_the_schema() -> None:
     check(values, schema, "")
 
 
-def test_crd_is_the_repo_crd_byte_for_byte() -> None:
-    assert (CHART / "crds" / "orealrun.yaml").read_bytes() == (REPO / "crds" / "orealrun.yaml").read_bytes()
+def test_the_chart_renders_the_generated_crd_kept_on_uninstall(
+    helm: str, rendered: dict[str, list[dict]]
+) -> None:
+    """The CRD is a template (helm upgrade upgrades it) of the repo's generated CRD, read through the
+    link files/orealrun.yaml -> crds/orealrun.yaml: `oreal crd -o crds/orealrun.yaml` is the only command."""
+    from oreal.spec.crd import crd_yaml
 
-
-def test_include_crds_renders_the_crd(rendered: dict[str, list[dict]]) -> None:
-    (crd,) = by_kind(rendered["crds"], "CustomResourceDefinition")
-    assert crd["metadata"]["name"] == "orealruns.oreal.io"
-    assert not by_kind(rendered["default"], "CustomResourceDefinition")  # helm installs crds/ by itself
+    link = CHART / "files" / "orealrun.yaml"
+    assert link.is_symlink() and link.resolve() == (REPO / "crds" / "orealrun.yaml").resolve()
+    assert not (CHART / "crds").exists(), "helm would install crds/ besides the template"
+    (crd,) = by_kind(rendered["default"], "CustomResourceDefinition")
+    generated = yaml.safe_load(crd_yaml())
+    assert crd["metadata"].pop("annotations") == {"helm.sh/resource-policy": "keep"}
+    assert crd == generated, "the chart's CRD is stale: run `oreal crd -o crds/orealrun.yaml`"
+    assert not by_kind(rendered["no-crds"], "CustomResourceDefinition")
+    unkept = template(helm, "--set", "crds.keep=false")
+    assert "annotations" not in one(unkept, "CustomResourceDefinition")["metadata"]
 
 
 # -- schema validation ---------------------------------------------------------------------------
@@ -193,10 +208,21 @@ def test_every_namespaced_object_names_its_namespace(rendered: dict[str, list[di
 # -- the operator Deployment ---------------------------------------------------------------------
 
 
-def test_operator_runs_once_with_recreate(rendered: dict[str, list[dict]]) -> None:
+def test_operator_replicas_and_update_strategy(helm: str, rendered: dict[str, list[dict]]) -> None:
+    """One replica by default; more elect a leader on a Lease, which also lets a rolling update overlap
+    the old and new pod. Without leader election: exactly one replica, replaced by Recreate."""
     spec = deployment(rendered["default"])["spec"]
     assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["strategy"] == {"type": "RollingUpdate"}
+    assert env(rendered["default"])["OREAL_OPERATOR_LEADER_ELECTION"] == f"{NAMESPACE}/{RELEASE}-leader"
+    assert deployment(rendered["ha"])["spec"]["replicas"] == 2
+    single = template(helm, "--set", "leaderElection.enabled=false")
+    assert deployment(single)["spec"]["strategy"] == {"type": "Recreate"}
+    assert env(single)["OREAL_OPERATOR_LEADER_ELECTION"] == ""
+    refused = run_helm(
+        helm, "template", RELEASE, str(CHART), "--set", "replicas=2,leaderElection.enabled=false"
+    )
+    assert refused.returncode != 0 and "leaderElection" in refused.stderr
     assert container(rendered["default"])["command"] == ["python", "-m", "oreal_operator"]
     selector = spec["selector"]["matchLabels"]
     assert selector.items() <= spec["template"]["metadata"]["labels"].items()
@@ -222,12 +248,18 @@ def test_operator_is_locked_down(rendered: dict[str, list[dict]], variant: str) 
 def test_operator_env_defaults(rendered: dict[str, list[dict]]) -> None:
     values = env(rendered["default"])
     image = container(rendered["default"])["image"]
-    assert image.endswith(":0.1.0")  # the chart's appVersion
-    assert values["OREAL_WORKER_IMAGE"] == image
+    assert image == "oreal-operator:0.1.0"  # images/operator/Dockerfile, the chart's appVersion
+    assert values["OREAL_WORKER_IMAGE"] == "oreal-worker:0.1.0"  # images/worker/Dockerfile
     assert values["OREAL_OPERATOR_NAMESPACES"] == ""
     assert values["OREAL_OPERATOR_METRICS_PORT"] == "9401"
     assert values["OREAL_OPERATOR_STATUS_SECONDS"] == "15"
     assert env(rendered["namespaced"])["OREAL_OPERATOR_NAMESPACES"] == "team-a,team-b"
+
+
+def test_the_worker_image_defaults_to_oreal_worker_beside_the_operator_image(helm: str) -> None:
+    objects = template(helm, "--set", "image.repository=registry.example/team/oreal-operator,image.tag=2.0")
+    assert container(objects)["image"] == "registry.example/team/oreal-operator:2.0"
+    assert env(objects)["OREAL_WORKER_IMAGE"] == "registry.example/team/oreal-worker:2.0"
 
 
 def test_values_reach_the_deployment(helm: str) -> None:
@@ -329,7 +361,7 @@ def test_without_rbac_and_service_account_the_named_account_is_used(rendered: di
     assert not [
         o
         for o in objects
-        if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding")
+        if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
     ]
 
 
@@ -344,6 +376,7 @@ def test_operator_starts_with_the_charts_settings(
     import kopf
     import prometheus_client
 
+    import oreal_operator.leader
     from oreal_operator import __main__ as entry
 
     objects = rendered["namespaced"]
@@ -356,7 +389,18 @@ def test_operator_starts_with_the_charts_settings(
     monkeypatch.setattr(
         prometheus_client, "start_http_server", lambda port, *a, **k: calls.update(metrics=port)
     )
+
+    @contextlib.contextmanager
+    def leadership(lease: str, **kwargs: object) -> Iterator[threading.Event]:
+        calls.update(lease=lease, **kwargs)
+        yield threading.Event()
+
+    monkeypatch.setattr(oreal_operator.leader, "leadership", leadership)
     assert entry.main() == 0
+    # Leader election on the Lease the chart grants, answering the probe's port while standing by.
+    (role,) = by_kind(objects, "Role")
+    (lease_rule,) = [r for r in role["rules"] if r.get("resourceNames")]
+    assert calls["lease"] == f"{role['metadata']['namespace']}/{lease_rule['resourceNames'][0]}"
     run = calls["run"]
     assert isinstance(run, dict)
     assert tuple(run["namespaces"]) == WATCHED and run["clusterwide"] is False
@@ -368,6 +412,7 @@ def test_operator_starts_with_the_charts_settings(
         endpoint
     )
     assert calls["metrics"] == ports["metrics"]
+    assert calls["health_port"] == ports[probe["port"]]
     # The status timer runs at the chart's interval (Kopf keeps private lists of registered handlers).
     (timer,) = run["registry"]._spawning.get_all_handlers()
     assert timer.interval == float(env(objects)["OREAL_OPERATOR_STATUS_SECONDS"])
@@ -439,12 +484,12 @@ def test_service_account_exists(rendered: dict[str, list[dict]]) -> None:
 
 
 def test_cluster_wide_rbac_is_exactly_the_plan(rendered: dict[str, list[dict]]) -> None:
-    assert effective_grants(rendered["default"]) == {None: CLUSTER_SCOPED | NAMESPACED}
+    assert effective_grants(rendered["default"]) == {None: CLUSTER_SCOPED | NAMESPACED, NAMESPACE: LEADER}
 
 
 def test_namespaced_rbac_grants_runs_only_in_watched_namespaces(rendered: dict[str, list[dict]]) -> None:
     objects = rendered["namespaced"]
-    expected: dict[str | None, set[tuple[str, str, str]]] = {None: CLUSTER_SCOPED}
+    expected: dict[str | None, set[tuple[str, str, str]]] = {None: CLUSTER_SCOPED, NAMESPACE: LEADER}
     expected |= {namespace: NAMESPACED for namespace in WATCHED}
     assert effective_grants(objects) == expected
 
@@ -497,7 +542,7 @@ def test_service_monitor_scrapes_the_operator(rendered: dict[str, list[dict]]) -
     # the Service reaches the operator pod's metrics port
     pod_labels = deployment(objects)["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
-    (port,) = service["spec"]["ports"]
+    (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
     assert port["targetPort"] in {p["name"] for p in container(objects)["ports"]}
 
 

@@ -66,10 +66,20 @@ Image of the operator: repository:tag, the tag defaulting to the chart's appVers
 {{- end }}
 
 {{/*
-Image of the run pods: workerImage, defaulting to the operator image.
+Image of the run pods: workerImage, defaulting to oreal-worker beside the operator image (same
+registry path, same tag): images/worker/Dockerfile builds it.
 */}}
 {{- define "oreal-operator.workerImage" -}}
-{{- default (include "oreal-operator.image" .) .Values.workerImage }}
+{{- $dir := dir .Values.image.repository }}
+{{- $repository := ternary "oreal-worker" (printf "%s/oreal-worker" $dir) (eq $dir ".") }}
+{{- default (printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag)) .Values.workerImage }}
+{{- end }}
+
+{{/*
+Name of the leader-election Lease (in the release namespace).
+*/}}
+{{- define "oreal-operator.leaseName" -}}
+{{- printf "%s-leader" (include "oreal-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{/*

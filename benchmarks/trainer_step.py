@@ -30,16 +30,12 @@ from pathlib import Path
 import torch
 
 from oreal.algorithm.reduction import normalized_sum
+from oreal.dtypes import resolve_dtype
 from oreal.training import OREALTrainer, TrainerOptions
 from oreal.training.batch import micro_batches, prepare
 from oreal.training.engine import make_engine
 from oreal.training.logprobs import collate, response_logprobs
-from oreal.training.models import (
-    compile_decoder_layers,
-    enable_activation_checkpointing,
-    load_causal_lm,
-    resolve_dtype,
-)
+from oreal.training.models import compile_decoder_layers, enable_activation_checkpointing, load_causal_lm
 from oreal.trajectory import RolloutSample, ScoredSample, Verdict
 
 H100_BF16_TFLOPS = 989.0  # dense bf16 peak of an H100 SXM; the H200 has the same

@@ -39,6 +39,7 @@ def main() -> None:
     torch.set_num_threads(1)
     use_linear_sgd()  # the update is linear in the gradient: see tests/support/numerics.py
     opts = TrainerOptions(
+        dtype="float32",
         steps=5,
         warmup_steps=1,
         keep_per_prompt="all",

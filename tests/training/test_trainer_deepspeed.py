@@ -14,6 +14,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 def options(backend: str, stage: int) -> TrainerOptions:
     return TrainerOptions(
+        dtype="float32",
         steps=5,
         warmup_steps=1,
         micro_batch_size=3,

@@ -18,6 +18,7 @@ from oreal.training.models import load_causal_lm
 from oreal.trajectory import ScoredSample
 
 FAST = dict(
+    dtype="float32",  # not auto: bf16 on CPUs with native bf16 would make the numbers machine-dependent
     steps=6,
     warmup_steps=2,
     micro_batch_size=3,
@@ -103,7 +104,7 @@ def test_save_policy_is_loadable_hf_with_tokenizer(tiny_qwen, tmp_path):
 def test_policy_is_published_in_the_compute_dtype_under_autocast(tiny_qwen, tmp_path):
     full = OREALTrainer(TrainerOptions(token_weights=False, **FAST), policy_path=tiny_qwen)
     assert full.published_dtype is None  # fp32 weights, fp32 compute: saved as they are
-    options = TrainerOptions(token_weights=False, dtype="bfloat16", **FAST)
+    options = TrainerOptions(**(FAST | {"token_weights": False, "dtype": "bfloat16"}))
     trainer = OREALTrainer(options, policy_path=tiny_qwen)
     trainer.train_step(scored_batch(0), 0)
     assert trainer.published_dtype == torch.bfloat16  # fp32 weights trained under bf16 autocast

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor
 
+from oreal.dtypes import resolve_dtype
 from oreal.engines.base import Engine, Generation, SamplingOptions
 
 
@@ -80,10 +81,8 @@ class HFEngine(Engine):
         return self._tokenizer
 
     def torch_dtype(self) -> torch.dtype:
-        """`auto` is bfloat16 on GPU and float32 on CPU, as in the spec's model.dtype."""
-        if self.dtype == "auto":
-            return torch.float32 if self.device == "cpu" else torch.bfloat16
-        return getattr(torch, self.dtype)
+        """spec.model.dtype on this engine's device (`auto`: oreal.dtypes)."""
+        return resolve_dtype(self.dtype, self.device)
 
     def load(self, policy_dir: Path, version: int | None = None) -> None:
         """First call: build the model. Later calls: copy the new weights into it in place."""

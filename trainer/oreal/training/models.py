@@ -28,13 +28,6 @@ def quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """`auto` is bfloat16 on GPU and float32 on CPU."""
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
-
-
 def load_causal_lm(path: str | Path, dtype: torch.dtype, device: torch.device) -> PreTrainedModel:
     quiet_transformers()
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)

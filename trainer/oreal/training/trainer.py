@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from oreal.algorithm import PolicyBatch, TokenCounts, policy_loss, reward_model_loss, token_weights
+from oreal.dtypes import resolve_dtype
 from oreal.training import checkpoint as ckpt
 from oreal.training.batch import KeptSample, micro_batches, prepare, shard
 from oreal.training.distributed import (
@@ -41,7 +42,6 @@ from oreal.training.models import (
     enable_activation_checkpointing,
     load_causal_lm,
     load_reference,
-    resolve_dtype,
 )
 from oreal.training.options import TrainerOptions
 from oreal.training.reward_model import TokenRewardModel

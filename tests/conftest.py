@@ -14,3 +14,15 @@ _capability = os.environ.get("ATEN_CPU_CAPABILITY", "native") or "native"
 os.environ.setdefault(
     "TORCHINDUCTOR_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"oreal-inductor-{_capability}")
 )
+
+# Every test of these folders compares floating-point results (losses against hand-computed
+# numbers, two computations of one update): scripts/test.sh reruns them under a second kernel set.
+NUMERICS_DIRS = ("algorithm", "training")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    import pytest
+
+    for item in items:
+        if item.path.parent.name in NUMERICS_DIRS and item.path.parent.parent.name == "tests":
+            item.add_marker(pytest.mark.numerics)

@@ -8,10 +8,12 @@ import torch
 from oreal.engines import SamplingOptions, sample_seed
 from oreal.engines.hf import HFEngine, filter_logits
 
+pytestmark = pytest.mark.numerics  # log-probs compared with tolerances
+
 
 @pytest.fixture(scope="module")
 def engine(tiny_model):
-    e = HFEngine(batch_size=4)
+    e = HFEngine(batch_size=4, dtype="float32")  # not auto: bf16 on some CPUs only
     e.load(tiny_model, version=0)
     return e
 
@@ -109,12 +111,12 @@ def test_reload_in_place_matches_a_fresh_load(tmp_path, tiny_model):
     save_file(
         {k: v * 1.5 for k, v in tensors.items()}, str(other / "model.safetensors"), metadata={"format": "pt"}
     )
-    engine = HFEngine(batch_size=2)
+    engine = HFEngine(batch_size=2, dtype="float32")
     engine.load(tiny_model, 0)
     model = engine.model
     engine.load(other, 1)
     assert engine.model is model and engine.version == 1  # same module, new weights
-    fresh = HFEngine(batch_size=2)
+    fresh = HFEngine(batch_size=2, dtype="float32")
     fresh.load(other, 1)
     for name, value in fresh.model.state_dict().items():
         assert torch.equal(engine.model.state_dict()[name], value), name

@@ -30,8 +30,8 @@ def main(argv: Sequence[str] = ()) -> int:
     if config.metrics_port:
         start_http_server(config.metrics_port)
     kopf.configure(verbose=False)
-    # With OREAL_OPERATOR_LEADER_ELECTION (replicas > 1) this waits for the Lease; Kopf stops when it
-    # is lost, and the process exits non-zero to come back as a standby.
+    # With OREAL_OPERATOR_LEADER_ELECTION (replicas > 1) this waits for the Lease; when it is lost the
+    # process sends itself SIGTERM (Kopf stops) and exits non-zero, to come back as a standby.
     timing = Timing(config.lease_seconds)
     with leadership(config.leader_lease, health_port=config.health_port, timing=timing) as lost:
         kopf.run(
@@ -40,7 +40,6 @@ def main(argv: Sequence[str] = ()) -> int:
             clusterwide=not config.namespaces,
             namespaces=config.namespaces,
             liveness_endpoint=config.liveness_endpoint,
-            stop_flag=lost,
         )
     return 1 if lost.is_set() else 0
 

@@ -1,15 +1,18 @@
 """Leader election between operator replicas: exactly one reconciles, through a coordination.k8s.io/v1
 Lease (the protocol of client-go's leaderelection, kept small).
 
-    with leadership(config) as stop_flag:     # returns once this replica holds the Lease
-        kopf.run(..., stop_flag=stop_flag)    # stop_flag is set when the Lease is lost
+    with leadership(config) as lost:          # returns once this replica holds the Lease
+        kopf.run(...)                         # stopped by SIGTERM when the Lease is lost
+    exit(1 if lost.is_set() else 0)
 
 - acquire: read the Lease, create it when absent, take it over when its holder let it go (no
   holderIdentity) or stopped renewing it (renewTime + leaseDurationSeconds has passed). The replace
   carries the resourceVersion that was read, so of two replicas taking over at once one gets 409.
 - renew: every `retry` seconds. When renewing has failed for `renew_deadline` seconds, or another
-  holder is seen, leadership is lost: `stop_flag` is set, Kopf stops and `python -m oreal_operator`
-  exits (its pod restarts as a standby). A replica never reconciles without a fresh Lease.
+  holder is seen, leadership is lost: `lost` is set and the process sends itself SIGTERM, on which
+  Kopf stops as on any shutdown, and `python -m oreal_operator` exits 1 (its pod restarts as a
+  standby). Not Kopf's stop_flag: Kopf waits for a thread-based flag in an executor thread, which
+  would hold every other shutdown until the flag is set.
 - release: on a clean exit (SIGTERM, a rolling update) the holder clears holderIdentity, so a standby
   takes over within one retry period instead of a whole lease duration.
 - a standby answers the liveness probe itself (`/healthz` on the health port), so that Kubernetes
@@ -25,6 +28,7 @@ import contextlib
 import http.server
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -57,7 +61,7 @@ class Timing:
 
 
 class LeaseClient:
-    """The Lease's get/create/replace as plain dicts (`None` for 404)."""
+    """The Lease's get/create/replace as plain dicts (`None` for 404); RBAC: create, get, patch."""
 
     def __init__(self, namespace: str, name: str) -> None:
         import kubernetes
@@ -79,8 +83,20 @@ class LeaseClient:
         return _json(self.api.create_namespaced_lease(self.namespace, body, _preload_content=False))
 
     def replace(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Write `body`'s spec as a merge patch that carries the resourceVersion it was read at: the
+        API server refuses it (409) when the Lease changed since, as it would refuse a PUT."""
+        patch = {"spec": body["spec"]}
+        version = body.get("metadata", {}).get("resourceVersion")
+        if version:
+            patch["metadata"] = {"resourceVersion": version}
         return _json(
-            self.api.replace_namespaced_lease(self.name, self.namespace, body, _preload_content=False)
+            self.api.patch_namespaced_lease(
+                self.name,
+                self.namespace,
+                patch,
+                _content_type="application/merge-patch+json",
+                _preload_content=False,
+            )
         )
 
 
@@ -182,26 +198,26 @@ class Elector:
         return False
 
     def renew(self) -> bool:
-        """Renew once; False when another holder is seen (the Lease is lost for sure)."""
+        """Renew once (read, check, replace, as client-go does); False when the Lease is someone
+        else's now (lost for sure). A replace that meets 409 reads again."""
         from kubernetes.client.exceptions import ApiException
 
-        lease = self.lease or self.client.read()
-        if lease is None:
-            return False
-        try:
-            self.lease = self.client.replace({**lease, "spec": self._spec(lease, acquired=False)})
-            return True
-        except ApiException as err:
-            if err.status != 409:
-                raise
-        current = self.client.read()
-        if current is None or held_by_other(current, self.identity, self.now()) is not None:
-            return False
-        self.lease = current
-        return self.renew()
+        for _ in range(3):
+            lease = self.client.read()
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return False
+            try:
+                self.lease = self.client.replace({**lease, "spec": self._spec(lease, acquired=False)})
+                return True
+            except ApiException as err:
+                if err.status != 409:
+                    raise
+        raise RuntimeError("the Lease kept changing while it was renewed")
 
-    def renew_until_lost(self, lost: threading.Event, done: threading.Event) -> None:
-        """Renew every retry period until `done`; set `lost` when leadership cannot be kept."""
+    def renew_until_lost(
+        self, lost: threading.Event, done: threading.Event, on_lost: Callable[[], None] = lambda: None
+    ) -> None:
+        """Renew every retry period until `done`; set `lost` and call `on_lost` when leadership cannot be kept."""
         last = time.monotonic()
         while not done.wait(self.timing.retry):
             try:
@@ -222,6 +238,7 @@ class Elector:
             return
         LEADER.set(0)
         lost.set()
+        on_lost()
 
     def release(self) -> None:
         """Give the Lease up (a standby takes over at its next retry)."""
@@ -269,15 +286,24 @@ def identity() -> str:
     return f"{base}_{uuid.uuid4().hex[:8]}"
 
 
+def _terminate() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def leadership(
-    lease: str, *, health_port: int = 0, timing: Timing = Timing(), stop: threading.Event | None = None
+    lease: str,
+    *,
+    health_port: int = 0,
+    timing: Timing = Timing(),
+    stop: threading.Event | None = None,
+    on_lost: Callable[[], None] = _terminate,
 ) -> Iterator[threading.Event]:
-    """Hold the Lease "namespace/name" for the body's duration; yields the flag set when it is lost.
+    """Hold the Lease "namespace/name" for the body's duration; yields the flag set when it is lost
+    (and then calls `on_lost`: SIGTERM to this process, which stops Kopf).
 
-    An empty `lease` leads at once (no election). `stop` (set on SIGTERM by the caller, or by a
-    test) ends the wait for the Lease; the body then does not run: the context yields a flag that
-    is already set.
+    An empty `lease` leads at once (no election). `stop` (set by a test) ends the wait for the
+    Lease; the context then yields a flag that is already set.
     """
     lost = threading.Event()
     if not lease:
@@ -299,7 +325,7 @@ def leadership(
     LEADER.set(1)
     done = threading.Event()
     renewer = threading.Thread(
-        target=elector.renew_until_lost, args=(lost, done), name="lease-renewer", daemon=True
+        target=elector.renew_until_lost, args=(lost, done, on_lost), name="lease-renewer", daemon=True
     )
     renewer.start()
     try:

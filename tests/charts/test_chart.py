@@ -55,7 +55,7 @@ NAMESPACED = (
     | {(group, "events", verb) for group in ("", "events.k8s.io") for verb in ("create", "patch")}
 )
 # Leader election (templates/leader-election.yaml): the Lease, in the release namespace only.
-LEADER = {("coordination.k8s.io", "leases", verb) for verb in ("create", "get", "update")}
+LEADER = {("coordination.k8s.io", "leases", verb) for verb in ("create", "get", "patch")}
 
 
 @pytest.fixture(scope="module")

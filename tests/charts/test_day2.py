@@ -115,7 +115,7 @@ def test_leader_election_rbac_is_the_one_lease(helm: str) -> None:
     role, binding = one(objects, "Role"), one(objects, "RoleBinding")
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == NAMESPACE
     rules = {(tuple(r.get("resourceNames", ())), v) for r in role["rules"] for v in r["verbs"]}
-    assert rules == {((), "create"), ((name,), "get"), ((name,), "update")}
+    assert rules == {((), "create"), ((name,), "get"), ((name,), "patch")}
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]

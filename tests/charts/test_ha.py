@@ -1,0 +1,153 @@
+"""`replicas: 2`: exactly one operator replica reconciles. The election itself (operator/oreal_operator/
+leader.py) against kmock's emulator with a hand-driven clock, then two real `python -m oreal_operator`
+processes with the chart's settings: the second stays idle until the first goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+
+from oreal_operator.leader import Elector, LeaseClient, Timing, held_by_other
+from tests.charts.operator_process import (
+    NAMESPACE,
+    children,
+    create_run,
+    eventually,
+    kubeconfig,
+    lease_holder,
+    operator_env,
+    prepare,
+    process,
+    stop,
+    venv_operator,
+    writes_by,
+)
+
+LEASE = f"{NAMESPACE}/oreal-operator-leader"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def api(kmock: Any, tmp_path: Path) -> Any:
+    prepare(kmock)
+    saved = kubernetes.client.Configuration.get_default_copy()
+    kubernetes.config.load_kube_config(
+        config_file=str(kubeconfig(tmp_path / "kubeconfig", str(kmock.url), "t"))
+    )
+    yield kmock
+    kubernetes.client.Configuration.set_default(saved)
+
+
+def elector(name: str, clock: Clock) -> Elector:
+    return Elector(LeaseClient(NAMESPACE, "oreal-operator-leader"), name, Timing(15), now=clock)
+
+
+@pytest.mark.asyncio
+async def test_one_holder_until_it_releases_or_stops_renewing(api: Any) -> None:
+    clock = Clock()
+    a, b = elector("a", clock), elector("b", clock)
+
+    def step(fn: Any) -> Any:
+        return asyncio.to_thread(fn)
+
+    assert await step(a.try_acquire)
+    assert not await step(b.try_acquire)  # held by a, renewed just now
+    clock.advance(10)
+    assert await step(a.renew)
+    clock.advance(10)  # 20 s after a took it, 10 after its renewal: still a's
+    assert not await step(b.try_acquire)
+    assert lease_holder(api, LEASE) == "a"
+    await step(a.release)  # a clean exit: b takes over at once
+    assert await step(b.try_acquire)
+    assert lease_holder(api, LEASE) == "b"
+    # b dies without releasing: a waits the lease duration out, then takes over
+    clock.advance(14)
+    assert not await step(a.try_acquire)
+    clock.advance(2)
+    assert await step(a.try_acquire)
+    assert not await step(b.renew)  # b, back, sees a's name on the Lease: leadership lost
+    lease = (await step(a.client.read))["spec"]
+    assert lease["leaseTransitions"] == 2 and lease["leaseDurationSeconds"] == 15
+
+
+def test_a_lease_expires_by_its_own_duration() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    lease = {
+        "spec": {"holderIdentity": "x", "leaseDurationSeconds": 5, "renewTime": "2026-01-01T00:00:00.000000Z"}
+    }
+    assert held_by_other(lease, "me", now + timedelta(seconds=4)) == "x"
+    assert held_by_other(lease, "me", now + timedelta(seconds=6)) is None
+    assert held_by_other(lease, "x", now) is None  # ours
+    assert held_by_other({"spec": {"holderIdentity": None}}, "me", now) is None  # released
+
+
+@pytest.mark.asyncio
+async def test_lost_lease_sets_the_stop_flag(api: Any) -> None:
+    clock = Clock()
+    a = elector("a", clock)
+    assert await asyncio.to_thread(a.try_acquire)
+    clock.advance(16)  # a stalled past its lease: b takes it
+    assert await asyncio.to_thread(elector("b", clock).try_acquire)
+    lost, done = threading.Event(), threading.Event()
+    a.timing = Timing(1.5)  # renew every 0.2 s
+    thread = threading.Thread(target=a.renew_until_lost, args=(lost, done))
+    thread.start()
+    try:
+        assert await asyncio.to_thread(lost.wait, 5)
+    finally:
+        done.set()
+        thread.join()
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_second_replica_stays_idle_until_the_first_goes_away(kmock: Any, tmp_path: Path) -> None:
+    """Two operator processes with leader election, as `replicas: 2` runs them."""
+    prepare(kmock)
+    replicas = {}
+    for name in ("a", "b"):
+        config = kubeconfig(tmp_path / f"kubeconfig-{name}", str(kmock.url), f"token-{name}")
+        replicas[name] = venv_operator(operator_env(config, lease=LEASE, name=f"operator-{name}"))
+    logs = {name: tmp_path / f"operator-{name}.log" for name in replicas}
+
+    async with process(*replicas["a"], logs["a"]) as first:
+        await eventually(
+            lambda: (lease_holder(kmock, LEASE) or "").startswith("operator-a_"), 60, "a to lead", logs["a"]
+        )
+        async with process(*replicas["b"], logs["b"]) as second:
+            run = await create_run(kmock, "first")
+            await eventually(lambda: children(kmock, run["metadata"]["uid"]), 60, "a's children", logs["a"])
+            await asyncio.sleep(5)  # more than a lease duration (3 s) of b standing by
+            assert second.returncode is None
+            assert writes_by(kmock, "token-b") == [], "the standby wrote to the API"
+            assert any("/orealruns/" in w for w in writes_by(kmock, "token-a")), "a did not reconcile"
+            assert (lease_holder(kmock, LEASE) or "").startswith("operator-a_")
+
+            assert await stop(first) == 0  # SIGTERM: Kopf stops, a releases the Lease
+            await eventually(
+                lambda: (lease_holder(kmock, LEASE) or "").startswith("operator-b_"),
+                20,
+                "b to lead",
+                logs["b"],
+            )
+            run = await create_run(kmock, "second")
+            await eventually(lambda: children(kmock, run["metadata"]["uid"]), 60, "b's children", logs["b"])
+            assert any("/leases" not in w for w in writes_by(kmock, "token-b")), writes_by(kmock, "token-b")
+    assert os.path.exists(logs["b"])

@@ -69,26 +69,39 @@ class BenchConfig:
     sft: lt.SFTConfig = lt.SFTConfig()
 
 
-def trainer_options(method: str, cfg: BenchConfig, seed: int):
-    """The TrainerOptions of one method; all method-specific knobs stay at the project's defaults."""
-    from oreal.training import OptimizerOptions, TrainerOptions
+def method_spec(method: str, cfg: BenchConfig, seed: int):
+    """The run spec of one method; all method-specific knobs stay at the project's defaults."""
+    from oreal.spec.models import OREALRunSpec
 
     algorithm = "oreal" if method.startswith("oreal") else method
-    return TrainerOptions(
-        algorithm=algorithm,
-        variant=cfg.variant if algorithm == "oreal" else "reference",
-        token_weights=method == "oreal",
-        steps=cfg.steps,
-        warmup_steps=cfg.warmup_steps,
-        policy_optimizer=OptimizerOptions(lr=cfg.lr, min_lr=cfg.min_lr, weight_decay=0.0),
-        reward_model_optimizer=OptimizerOptions(
-            lr=cfg.reward_model_lr, min_lr=cfg.reward_model_lr / 5, weight_decay=0.0
-        ),
-        keep_per_prompt=cfg.keep_per_prompt,
-        seed=seed,
-        backend="torch",
-        micro_batch_size=cfg.prompts_per_step * cfg.samples_per_prompt,
-        dtype="float32",
+    return OREALRunSpec.model_validate(
+        {
+            "model": {"policy": "sft", "dtype": "float32"},
+            "data": {"prompts": "generated"},
+            "algorithm": {
+                "name": algorithm,
+                "variant": cfg.variant if algorithm == "oreal" else "reference",
+                "tokenWeights": method == "oreal",
+                "steps": cfg.steps,
+                "warmupSteps": cfg.warmup_steps,
+                "promptsPerStep": cfg.prompts_per_step,
+                "samplesPerPrompt": cfg.samples_per_prompt,
+                "policyOptimizer": {"lr": cfg.lr, "minLr": cfg.min_lr, "weightDecay": 0.0},
+                "rewardModelOptimizer": {
+                    "lr": cfg.reward_model_lr,
+                    "minLr": cfg.reward_model_lr / 5,
+                    "weightDecay": 0.0,
+                },
+                "keepPerPrompt": cfg.keep_per_prompt,
+                "seed": seed,
+            },
+            "trainer": {
+                "backend": "torch",
+                "gpusPerNode": 0,
+                "gradientCheckpointing": False,
+                "microBatchSize": cfg.prompts_per_step * cfg.samples_per_prompt,
+            },
+        }
     )
 
 
@@ -180,7 +193,7 @@ def run_one(method: str, seed: int, cfg: BenchConfig, sft_path: str, log=print) 
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
     tokenizer = AutoTokenizer.from_pretrained(sft_path)
-    trainer = OREALTrainer(trainer_options(method, cfg, seed), policy_path=sft_path, device="cpu")
+    trainer = OREALTrainer(method_spec(method, cfg, seed), policy_path=sft_path, device="cpu")
     policy = trainer.policy.module
     test = held_out(cfg)
     exclude = frozenset(p.problem for p in test)

@@ -38,11 +38,11 @@ from transformers import AutoTokenizer  # noqa: E402
 
 from oreal.algorithm import reward_model_loss, token_weights  # noqa: E402
 from oreal.algorithm.token_weights import sequence_logits  # noqa: E402
+from oreal.spec.models import OptimizerSpec  # noqa: E402
 from oreal.training.distributed import init_distributed  # noqa: E402
 from oreal.training.engine import make_engine  # noqa: E402
 from oreal.training.logprobs import collate, response_logprobs  # noqa: E402
 from oreal.training.models import load_causal_lm  # noqa: E402
-from oreal.training.options import OptimizerOptions  # noqa: E402
 from oreal.training.reward_model import TokenRewardModel  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -172,7 +172,7 @@ def train_rm(
     rm.train()
     engine = make_engine(
         rm,
-        OptimizerOptions(lr=lr, min_lr=lr, weight_decay=0.0),
+        OptimizerSpec(lr=lr, min_lr=lr, weight_decay=0.0),
         init_distributed(torch.device("cpu")),
         backend="torch",
         zero_stage=0,

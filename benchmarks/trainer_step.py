@@ -31,7 +31,8 @@ import torch
 
 from oreal.algorithm.reduction import normalized_sum
 from oreal.dtypes import resolve_dtype
-from oreal.training import OREALTrainer, TrainerOptions
+from oreal.spec.models import OREALRunSpec
+from oreal.training import OREALTrainer
 from oreal.training.batch import micro_batches, prepare
 from oreal.training.engine import make_engine
 from oreal.training.logprobs import collate, response_logprobs
@@ -127,21 +128,21 @@ def peak_memory_gib(device: torch.device) -> float:
 class SFTStep:
     """Plain SFT on the same micro-batches: token-mean NLL of the responses, same engine and optimiser."""
 
-    def __init__(self, policy_path: Path, opts: TrainerOptions, device: torch.device, dist_info) -> None:
+    def __init__(self, policy_path: Path, spec: OREALRunSpec, device: torch.device, dist_info) -> None:
         model = load_causal_lm(policy_path, torch.float32, device)
-        if opts.gradient_checkpointing:
+        if spec.trainer.gradient_checkpointing:
             enable_activation_checkpointing(model)
         model.train()
         self.engine = make_engine(
             model,
-            opts.policy_optimizer,
+            spec.algorithm.policy_optimizer,
             dist_info,
-            backend=opts.backend,
-            zero_stage=opts.zero_stage,
-            compute_dtype=resolve_dtype(opts.dtype, device),
+            backend=spec.trainer.backend,
+            zero_stage=spec.trainer.zero_stage,
+            compute_dtype=resolve_dtype(spec.model.dtype, device),
         )
         self.device = device
-        self.compiled = opts.compile
+        self.compiled = spec.trainer.compile
 
     def __call__(self, chunks) -> None:
         total = sum(len(k.response_ids) for chunk in chunks for k in chunk)
@@ -239,18 +240,22 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         policy = Path(args.model) if args.model else random_model(Path(tmp) / "policy", args)
-        opts = TrainerOptions(
-            steps=1000,
-            warmup_steps=0,  # measure full steps: policy, reference and reward model all run
-            keep_per_prompt="all",
-            micro_batch_size=args.micro_batch,
-            backend=args.backend,
-            zero_stage=args.zero_stage,
-            gradient_checkpointing=args.gradient_checkpointing,
-            compile=args.compile,
-            dtype=args.dtype,
+        spec = OREALRunSpec.model_validate(
+            {
+                "model": {"policy": str(policy), "dtype": args.dtype},
+                "data": {"prompts": "unused"},
+                # measure full steps (warmupSteps 0): policy, reference and reward model all run
+                "algorithm": {"steps": 1000, "warmupSteps": 0, "keepPerPrompt": "all"},
+                "trainer": {
+                    "microBatchSize": args.micro_batch,
+                    "backend": args.backend,
+                    "zeroStage": args.zero_stage,
+                    "gradientCheckpointing": args.gradient_checkpointing,
+                    "compile": args.compile,
+                },
+            }
         )
-        trainer = OREALTrainer(opts, policy_path=policy, device=device)
+        trainer = OREALTrainer(spec, policy_path=policy, device=device)
         vocab = int(trainer.policy.module.config.vocab_size)
         n_params = sum(p.numel() for p in trainer.policy.module.parameters())
         samples = synthetic_batch(args, vocab)
@@ -259,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         flops = step_flops(trainer.policy.module, [(len(k.prompt_ids), len(k.response_ids)) for k in kept])
         chunks = micro_batches(sorted(kept, key=lambda k: -k.length), args.micro_batch)
 
-        sft = SFTStep(policy, opts, device, trainer.dist)
-        if args.compile:  # the trainer's own networks are compiled by TrainerOptions.compile
+        sft = SFTStep(policy, spec, device, trainer.dist)
+        if args.compile:  # the trainer's own networks are compiled by spec.trainer.compile
             print(f"compiled {compile_decoder_layers(sft.engine.module)} decoder layers of the SFT model")
         step = iter(range(10**6))
         phases = {"sft": lambda: sft(chunks), "oreal": lambda: trainer.train_step(samples, next(step))}

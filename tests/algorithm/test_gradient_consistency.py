@@ -14,13 +14,14 @@ see the docstring of oreal_negative_loss.
 
 import torch
 
-from oreal.algorithm import LossConfig, oreal_negative_loss, oreal_positive_loss
+from oreal.algorithm import oreal_negative_loss, oreal_positive_loss
+from oreal.spec.models import AlgorithmSpec
 
 CORRECT = [torch.tensor([1, 0, 0, 0, 0]), torch.tensor([1, 1, 0, 0, 0]), torch.tensor([1, 1, 1, 1, 0])]
 THETA = torch.tensor([[0.0, 0.5, 0.2, 0.1, -0.3], [0.3, -0.2, 0.4, 0.0, 0.1], [0.8, 0.6, 0.7, 0.9, -0.5]])
 N = 8
 TRIALS = 600
-CFG = LossConfig(variant="paper", negative_coef=1.0, token_weights=False)
+CFG = AlgorithmSpec(variant="paper", negative_coef=1.0, token_weights=False)
 
 
 def true_gradient() -> torch.Tensor:

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from oreal.algorithm import (
-    LossConfig,
     PolicyBatch,
     TokenCounts,
     kl_penalty,
@@ -16,6 +15,7 @@ from oreal.algorithm import (
     policy_loss,
     reward_model_loss,
 )
+from oreal.spec.models import AlgorithmSpec
 
 HUGE = 1e9
 
@@ -39,53 +39,53 @@ def k3(d):
 
 def test_config_validation():
     with pytest.raises(ValueError):
-        LossConfig(algorithm="ppo")
+        AlgorithmSpec(name="ppo")
     with pytest.raises(ValueError):
-        LossConfig(variant="other")
+        AlgorithmSpec(variant="other")
     with pytest.raises(ValueError):
-        LossConfig(kl_coef=-1)
+        AlgorithmSpec(kl_coef=-1)
     with pytest.raises(ValueError):
-        LossConfig(negative_coef=float("nan"))
-    assert not LossConfig(algorithm="reinforce").uses_kl
+        AlgorithmSpec(negative_coef=float("nan"))
+    assert not AlgorithmSpec(name="reinforce").uses_kl
 
 
 def test_positive_loss_reference_and_paper():
     # reference: A * Σ ω+ (-logp) / N+ = 1.5 * (0.5*1 + 1*2) / 2 = 1.875
-    loss, _ = oreal_positive_loss(LOGP, ADV, WPOS, POS_MASK, 2, LossConfig())
+    loss, _ = oreal_positive_loss(LOGP, ADV, WPOS, POS_MASK, 2, AlgorithmSpec())
     assert loss.item() == pytest.approx(1.875)
     # paper (Eq. 11): no advantage factor: (0.5 + 2) / 2 = 1.25
-    loss, _ = oreal_positive_loss(LOGP, ADV, WPOS, POS_MASK, 2, LossConfig(variant="paper"))
+    loss, _ = oreal_positive_loss(LOGP, ADV, WPOS, POS_MASK, 2, AlgorithmSpec(variant="paper"))
     assert loss.item() == pytest.approx(1.25)
     # no token weights: 1.5 * (1 + 2) / 2 = 2.25
-    loss, _ = oreal_positive_loss(LOGP, ADV, WPOS, POS_MASK, 2, LossConfig(token_weights=False))
+    loss, _ = oreal_positive_loss(LOGP, ADV, WPOS, POS_MASK, 2, AlgorithmSpec(token_weights=False))
     assert loss.item() == pytest.approx(2.25)
 
 
 def test_negative_loss_values_and_gradient():
     logp = LOGP.clone().requires_grad_(True)
     # reference: -η Σ ratio·A·ω- / N- = -0.5 * (-0.5)(0.2 + 0.4 + 1.0) / 3 = 0.4/3
-    loss, _ = oreal_negative_loss(logp, ADV, PASS, WNEG, NEG_MASK, 3, LossConfig())
+    loss, _ = oreal_negative_loss(logp, ADV, PASS, WNEG, NEG_MASK, 3, AlgorithmSpec())
     assert loss.item() == pytest.approx(0.4 / 3)
     loss.backward()
     # d/dlogp_t = -η A ω-_t / N- = 0.5*0.5*ω/3, zero on every other position (including padding)
     expected = torch.tensor([[0.0, 0.0, 0.0], [0.25 * 0.2 / 3, 0.25 * 0.4 / 3, 0.25 * 1.0 / 3]])
     assert torch.allclose(logp.grad, expected)
     # paper: -η Σ ratio·(1-p)(-1)·ω- / N- = 0.5 * 0.75 * 1.6 / 3 = 0.2
-    loss, _ = oreal_negative_loss(LOGP, ADV, PASS, WNEG, NEG_MASK, 3, LossConfig(variant="paper"))
+    loss, _ = oreal_negative_loss(LOGP, ADV, PASS, WNEG, NEG_MASK, 3, AlgorithmSpec(variant="paper"))
     assert loss.item() == pytest.approx(0.2)
 
 
 def test_kl_k3_by_hand():
     # Δ = ref - logp: [-0.5, 0] and [0, 0.5, 1.0]; padding Δ would be -2e9 (ignored)
     expected_kl = (k3(-0.5) + 0 + 0 + k3(0.5) + k3(1.0)) / 5
-    loss, stats = kl_penalty(LOGP, REF, MASK, 5, LossConfig(kl_coef=0.01))
+    loss, stats = kl_penalty(LOGP, REF, MASK, 5, AlgorithmSpec(kl_coef=0.01))
     assert stats["kl"].item() == pytest.approx(expected_kl)
     assert loss.item() == pytest.approx(0.01 * expected_kl)
 
 
 def test_policy_gradient_loss_by_hand():
     # -(1/N) Σ A_i Σ_t ratio = -(1.5*2 + (-0.5)*3)/5 = -0.3
-    loss, _ = policy_gradient_loss(LOGP, ADV, MASK, 5, LossConfig(algorithm="grpo"))
+    loss, _ = policy_gradient_loss(LOGP, ADV, MASK, 5, AlgorithmSpec(name="grpo"))
     assert loss.item() == pytest.approx(-0.3)
 
 
@@ -115,7 +115,7 @@ def _batch(logp, **kw):
 
 def test_full_oreal_loss_is_sum_of_parts_and_finite_with_extreme_padding():
     logp = LOGP.clone().requires_grad_(True)
-    loss, stats = policy_loss(_batch(logp), COUNTS, LossConfig())
+    loss, stats = policy_loss(_batch(logp), COUNTS, AlgorithmSpec())
     kl = (k3(-0.5) + k3(0.5) + k3(1.0)) / 5
     assert loss.item() == pytest.approx(1.875 + 0.4 / 3 + 0.01 * kl)
     loss.backward()
@@ -126,15 +126,15 @@ def test_full_oreal_loss_is_sum_of_parts_and_finite_with_extreme_padding():
 
 
 def test_reinforce_has_no_kl_and_grpo_has_kl():
-    loss_r, stats_r = policy_loss(_batch(LOGP), COUNTS, LossConfig(algorithm="reinforce"))
-    loss_g, _ = policy_loss(_batch(LOGP), COUNTS, LossConfig(algorithm="grpo"))
+    loss_r, stats_r = policy_loss(_batch(LOGP), COUNTS, AlgorithmSpec(name="reinforce"))
+    loss_g, _ = policy_loss(_batch(LOGP), COUNTS, AlgorithmSpec(name="grpo"))
     assert loss_r.item() == pytest.approx(-0.3)
     assert loss_g.item() == pytest.approx(-0.3 + 0.01 * stats_r["kl"].item())
 
 
 def test_sharded_batch_sums_to_full_batch_loss_and_gradient():
     """Split the batch across 'ranks' row by row: summed losses and grads equal the full batch's."""
-    cfg = LossConfig()
+    cfg = AlgorithmSpec()
     full_logp = LOGP.clone().requires_grad_(True)
     full, _ = policy_loss(_batch(full_logp), COUNTS, cfg)
     full.backward()

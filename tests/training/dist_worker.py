@@ -16,9 +16,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from support.numerics import use_linear_sgd  # noqa: E402
+from support.specs import run_spec  # noqa: E402
 from trainer_fixtures import scored_batch  # noqa: E402
 
-from oreal.training import OptimizerOptions, OREALTrainer, TrainerOptions  # noqa: E402
+from oreal.spec.models import OptimizerSpec  # noqa: E402
+from oreal.training import OREALTrainer  # noqa: E402
 from oreal.training.distributed import shutdown  # noqa: E402
 
 
@@ -38,16 +40,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     use_linear_sgd()  # the update is linear in the gradient: see tests/support/numerics.py
-    opts = TrainerOptions(
-        dtype="float32",
+    opts = run_spec(
         steps=5,
         warmup_steps=1,
         keep_per_prompt="all",
         micro_batch_size=2,
         backend=args.backend,
         zero_stage=args.zero_stage,
-        policy_optimizer=OptimizerOptions(lr=1e-2, min_lr=1e-3),
-        reward_model_optimizer=OptimizerOptions(lr=1e-1, min_lr=1e-2),
+        policy_optimizer=OptimizerSpec(lr=1e-2, min_lr=1e-3),
+        reward_model_optimizer=OptimizerSpec(lr=1e-1, min_lr=1e-2),
     )
     trainer = OREALTrainer(opts, policy_path=args.policy)
     all_stats = [trainer.train_step(batch, step) for step, batch in enumerate(batches())]

@@ -3,25 +3,26 @@
 import pytest
 import torch
 from support.numerics import assert_same_update, use_linear_sgd
+from support.specs import run_spec
 from trainer_fixtures import scored_batch
 
-from oreal.training import OptimizerOptions, OREALTrainer, TrainerOptions
+from oreal.spec.models import OptimizerSpec, OREALRunSpec
+from oreal.training import OREALTrainer
 from oreal.training.models import load_causal_lm
 
 pytest.importorskip("deepspeed")
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
-def options(backend: str, stage: int) -> TrainerOptions:
-    return TrainerOptions(
-        dtype="float32",
+def options(backend: str, stage: int) -> OREALRunSpec:
+    return run_spec(
         steps=5,
         warmup_steps=1,
         micro_batch_size=3,
         backend=backend,
         zero_stage=stage,
-        policy_optimizer=OptimizerOptions(lr=1e-3, min_lr=1e-4),
-        reward_model_optimizer=OptimizerOptions(lr=1e-3, min_lr=1e-4),
+        policy_optimizer=OptimizerSpec(lr=1e-3, min_lr=1e-4),
+        reward_model_optimizer=OptimizerSpec(lr=1e-3, min_lr=1e-4),
     )
 
 

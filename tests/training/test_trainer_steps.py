@@ -7,10 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from support.numerics import assert_same_update, use_linear_sgd
+from support.specs import run_spec
 from trainer_fixtures import scored_batch
 
 from oreal.algorithm import PolicyBatch, TokenCounts, policy_loss, reward_model_loss, token_weights
-from oreal.training import OptimizerOptions, OREALTrainer, TrainerOptions
+from oreal.spec.models import OptimizerSpec
+from oreal.training import OREALTrainer
 from oreal.training.batch import prepare
 from oreal.training.checkpoint import load_safetensors_dir
 from oreal.training.logprobs import collate, response_logprobs
@@ -18,12 +20,11 @@ from oreal.training.models import load_causal_lm
 from oreal.trajectory import ScoredSample
 
 FAST = dict(
-    dtype="float32",  # not auto: bf16 on CPUs with native bf16 would make the numbers machine-dependent
     steps=6,
     warmup_steps=2,
     micro_batch_size=3,
-    policy_optimizer=OptimizerOptions(lr=1e-3, min_lr=1e-4),
-    reward_model_optimizer=OptimizerOptions(lr=1e-2, min_lr=1e-3),
+    policy_optimizer=OptimizerSpec(lr=1e-3, min_lr=1e-4),
+    reward_model_optimizer=OptimizerSpec(lr=1e-2, min_lr=1e-3),
 )
 
 
@@ -36,7 +37,7 @@ def changed(before, module):
 
 
 def test_warmup_freezes_policy_and_trains_reward_model(tiny_qwen):
-    trainer = OREALTrainer(TrainerOptions(**FAST), policy_path=tiny_qwen)
+    trainer = OREALTrainer(run_spec(**FAST), policy_path=tiny_qwen)
     policy0 = params(trainer.policy.module)
     head0 = trainer.reward_model.module.head.weight.detach().clone()
     for step in range(2):
@@ -55,14 +56,14 @@ def test_warmup_freezes_policy_and_trains_reward_model(tiny_qwen):
 
 
 def test_paper_variant_trains_with_token_weights(tiny_llama):
-    trainer = OREALTrainer(TrainerOptions(variant="paper", **FAST), policy_path=tiny_llama)
+    trainer = OREALTrainer(run_spec(variant="paper", **FAST), policy_path=tiny_llama)
     for step in range(3):
         stats = trainer.train_step(scored_batch(step), step)
     assert stats["loss/positive"] > 0 and stats["omega/positive"] + stats["omega/negative"] > 0
 
 
 def test_filter_drops_uniform_groups_and_empty_batch_is_skipped(tiny_qwen):
-    trainer = OREALTrainer(TrainerOptions(**FAST), policy_path=tiny_qwen)
+    trainer = OREALTrainer(run_spec(**FAST), policy_path=tiny_qwen)
     stats = trainer.train_step(scored_batch(0, pass_rates=[1.0, 0.0, 0.5, 0.5]), 0)
     assert stats["groups/all_correct"] == 1 and stats["groups/all_wrong"] == 1 and stats["kept_groups"] == 2
     stats = trainer.train_step(scored_batch(1, pass_rates=[1.0, 0.0, 1.0, 0.0]), 1)
@@ -71,7 +72,7 @@ def test_filter_drops_uniform_groups_and_empty_batch_is_skipped(tiny_qwen):
 
 @pytest.mark.parametrize("algorithm", ["grpo", "reinforce"])
 def test_baselines_use_all_samples_and_no_reward_model(tiny_llama, algorithm):
-    trainer = OREALTrainer(TrainerOptions(algorithm=algorithm, **FAST), policy_path=tiny_llama)
+    trainer = OREALTrainer(run_spec(algorithm=algorithm, **FAST), policy_path=tiny_llama)
     assert trainer.reward_model is None
     assert (trainer.reference is None) == (algorithm == "reinforce")
     policy0 = params(trainer.policy.module)
@@ -82,7 +83,7 @@ def test_baselines_use_all_samples_and_no_reward_model(tiny_llama, algorithm):
 
 
 def test_oreal_without_token_weights_has_no_reward_model(tiny_qwen):
-    trainer = OREALTrainer(TrainerOptions(token_weights=False, **FAST), policy_path=tiny_qwen)
+    trainer = OREALTrainer(run_spec(token_weights=False, **FAST), policy_path=tiny_qwen)
     assert trainer.reward_model is None
     stats = trainer.train_step(scored_batch(0), 0)
     assert stats["warmup"] == 0.0 and stats["loss/positive"] > 0
@@ -91,7 +92,7 @@ def test_oreal_without_token_weights_has_no_reward_model(tiny_qwen):
 def test_save_policy_is_loadable_hf_with_tokenizer(tiny_qwen, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    trainer = OREALTrainer(TrainerOptions(token_weights=False, **FAST), policy_path=tiny_qwen)
+    trainer = OREALTrainer(run_spec(token_weights=False, **FAST), policy_path=tiny_qwen)
     trainer.train_step(scored_batch(0), 0)
     assert trainer.policy_model is trainer.policy.module
     trainer.save_policy(tmp_path / "out")
@@ -102,9 +103,9 @@ def test_save_policy_is_loadable_hf_with_tokenizer(tiny_qwen, tmp_path):
 
 
 def test_policy_is_published_in_the_compute_dtype_under_autocast(tiny_qwen, tmp_path):
-    full = OREALTrainer(TrainerOptions(token_weights=False, **FAST), policy_path=tiny_qwen)
+    full = OREALTrainer(run_spec(token_weights=False, **FAST), policy_path=tiny_qwen)
     assert full.published_dtype is None  # fp32 weights, fp32 compute: saved as they are
-    options = TrainerOptions(**(FAST | {"token_weights": False, "dtype": "bfloat16"}))
+    options = run_spec(**(FAST | {"token_weights": False, "dtype": "bfloat16"}))
     trainer = OREALTrainer(options, policy_path=tiny_qwen)
     trainer.train_step(scored_batch(0), 0)
     assert trainer.published_dtype == torch.bfloat16  # fp32 weights trained under bf16 autocast
@@ -120,7 +121,7 @@ def test_policy_is_published_in_the_compute_dtype_under_autocast(tiny_qwen, tmp_
 
 @pytest.mark.parametrize("reuse_published", [False, True], ids=["policy-saved", "policy-linked"])
 def test_resume_reproduces_next_step_bit_for_bit(tiny_qwen, tmp_path, reuse_published):
-    opts = TrainerOptions(**FAST)
+    opts = run_spec(**FAST)
     a = OREALTrainer(opts, policy_path=tiny_qwen)
     for step in range(3):
         a.train_step(scored_batch(step), step)
@@ -164,14 +165,14 @@ def test_step_losses_equal_the_pure_loss_functions_on_the_whole_batch(tiny_qwen,
     """The trainer's micro-batched, sharded step reports exactly policy_loss / reward_model_loss of the
     whole kept batch, with ω± from the reward model *before* its update and global token counts.
     One kept sample has an empty response: it adds no tokens and is not a scored sequence."""
-    options = TrainerOptions(**(FAST | {"variant": variant, "keep_per_prompt": "all", "warmup_steps": 1}))
+    options = run_spec(**(FAST | {"variant": variant, "keep_per_prompt": "all", "warmup_steps": 1}))
     trainer = OREALTrainer(options, policy_path=tiny_qwen)
     trainer.train_step(scored_batch(0), 0)  # warm-up: the reward model's scores become non-zero
     batch_samples = scored_batch(1)
     empty = batch_samples[1]  # group 0 (pass rate 0.25): a wrong sample, kept with keep_per_prompt=all
     batch_samples[1] = ScoredSample(dataclasses.replace(empty.sample, response_token_ids=[]), empty.verdict)
     kept = prepare(
-        batch_samples, advantage="rloo", keep=None, drop_uniform=True, seed=options.seed, step=1
+        batch_samples, advantage="rloo", keep=None, drop_uniform=True, seed=options.algorithm.seed, step=1
     ).kept
     assert any(not k.response_ids for k in kept)
     b = collate([k.prompt_ids for k in kept], [k.response_ids for k in kept], torch.device("cpu"))
@@ -190,7 +191,7 @@ def test_step_losses_equal_the_pure_loss_functions_on_the_whole_batch(tiny_qwen,
     advantages = torch.tensor([k.advantage for k in kept])
     pass_rate = torch.tensor([k.pass_rate for k in kept])
     pb = PolicyBatch(logp, mask, advantages, rewards, pass_rate, ref, pos_w, neg_w)
-    want_policy, _ = policy_loss(pb, counts, trainer.loss_cfg)
+    want_policy, _ = policy_loss(pb, counts, trainer.algorithm)
     want_rm, _ = reward_model_loss(scores, mask, rewards, counts.sequences)
     stats = trainer.train_step(batch_samples, 1)
     assert stats["loss/policy"] == pytest.approx(want_policy.item(), rel=1e-5, abs=1e-9)
@@ -198,9 +199,7 @@ def test_step_losses_equal_the_pure_loss_functions_on_the_whole_batch(tiny_qwen,
 
 
 def test_learning_rate_schedules(tiny_qwen):
-    trainer = OREALTrainer(
-        TrainerOptions(token_weights=True, steps=12, warmup_steps=2), policy_path=tiny_qwen
-    )
+    trainer = OREALTrainer(run_spec(token_weights=True, steps=12, warmup_steps=2), policy_path=tiny_qwen)
     assert trainer.policy_lr(2) == pytest.approx(5e-7) and trainer.policy_lr(11) == pytest.approx(1e-7)
     # reward model: linear warm-up over the 2 frozen-policy steps (released code), then cosine
     assert trainer.reward_model_lr(0) == pytest.approx(1e-6) and trainer.reward_model_lr(1) == pytest.approx(
@@ -213,7 +212,7 @@ def test_learning_rate_schedules(tiny_qwen):
     assert 1e-7 < trainer.policy_lr(6) < 5e-7
 
 
-def test_options_from_spec():
+def test_trainer_settings_are_derived_from_the_spec():
     from oreal.spec import run_from_dict
 
     run = run_from_dict(
@@ -235,19 +234,24 @@ def test_options_from_spec():
             },
         }
     )
-    opts = TrainerOptions.from_spec(run.spec)
-    assert (opts.algorithm, opts.steps, opts.warmup_steps, opts.kl_coef) == ("grpo", 20, 3, 0.02)
-    assert opts.keep is None and opts.advantage_estimator == "grpo" and opts.micro_batch_size == 2
-    assert opts.policy_optimizer.lr == 5e-7 and opts.reward_model_optimizer.min_lr == 4e-7
-    assert opts.policy_warmup_steps == 0  # grpo has no reward model, hence no warm-up
+    alg, engine = run.spec.algorithm, run.spec.trainer
+    assert (alg.name, alg.steps, alg.warmup_steps, alg.kl_coef) == ("grpo", 20, 3, 0.02)
+    assert alg.keep_per_group is None and alg.advantage_estimator == "grpo" and engine.micro_batch_size == 2
+    assert alg.policy_optimizer.lr == 5e-7 and alg.reward_model_optimizer.min_lr == 4e-7
+    assert alg.policy_warmup_steps == 0  # grpo has no reward model, hence no warm-up
+    assert not alg.uses_reward_model and alg.uses_kl and not alg.drop_uniform_groups
+    oreal = alg.model_copy(update={"name": "oreal", "keep_per_prompt": 2})
+    assert oreal.keep_per_group == 2 and oreal.uses_reward_model and oreal.policy_warmup_steps == 3
+    assert oreal.drop_uniform_groups
+    assert not alg.model_copy(update={"name": "reinforce"}).uses_kl  # Table 2, first row: no KL term
 
 
 def _weights_after(policy, monkeypatch, **overrides):
     """Three steps with LinearSGD (see support/numerics.py: AdamW's sign-like first step turns
     rounding noise into ±lr moves), returning the stats and the policy's weights."""
     use_linear_sgd(monkeypatch)
-    trainer = OREALTrainer(TrainerOptions(**(FAST | overrides)), policy_path=policy)
-    assert trainer.policy.module.is_activation_checkpointing == trainer.options.gradient_checkpointing
+    trainer = OREALTrainer(run_spec(**(FAST | overrides)), policy_path=policy)
+    assert trainer.policy.module.is_activation_checkpointing == trainer.spec.trainer.gradient_checkpointing
     stats = [trainer.train_step(scored_batch(step), step) for step in range(3)]
     assert "loss/policy" in stats[-1], "precondition: the last step trained the policy"
     return stats, trainer.policy.module.state_dict()
@@ -283,7 +287,7 @@ def test_compiled_decoder_layers_train_like_eager(tiny_qwen, monkeypatch):
 
 
 def test_compile_option_compiles_every_decoder_layer_of_the_three_networks(tiny_qwen):
-    trainer = OREALTrainer(TrainerOptions(**(FAST | {"compile": True})), policy_path=tiny_qwen)
+    trainer = OREALTrainer(run_spec(**(FAST | {"compile": True})), policy_path=tiny_qwen)
     nets = (trainer.policy.module, trainer.reference, trainer.reward_model.module)
     layers = [m for net in nets for m in net.modules() if type(m).__name__.endswith("DecoderLayer")]
     assert len(layers) == 3 * trainer.policy.module.config.num_hidden_layers

@@ -7,7 +7,6 @@ plain lists) to tensors, so each one is tested on hand-built inputs. `oreal.trai
 from oreal.algorithm.advantages import group_pass_rates, grpo_advantages, rloo_advantages
 from oreal.algorithm.filtering import select_for_training
 from oreal.algorithm.losses import (
-    LossConfig,
     PolicyBatch,
     TokenCounts,
     kl_penalty,
@@ -23,7 +22,6 @@ from oreal.algorithm.token_weights import prefix_mean, sequence_logits, token_we
 
 __all__ = [
     "DEFAULT_BUCKETS",
-    "LossConfig",
     "PolicyBatch",
     "TokenCounts",
     "grpo_advantages",

@@ -13,6 +13,9 @@ neither values nor gradients ever see it.
 ratio_t = exp(log π_θ - stopgrad(log π_θ)) is 1 in value and has gradient ∇ log π_θ: it is the
 importance ratio π_θ/π_old of the released code with π_old = π_θ, exact because training is
 strictly on-policy (one optimiser step per rollout batch).
+
+Hyperparameters come from the spec (`cfg` is `spec.algorithm`, validated there: name, variant,
+β = klCoef, η = negativeCoef, tokenWeights); this module defines none of its own.
 """
 
 from __future__ import annotations
@@ -24,42 +27,9 @@ import torch.nn.functional as F
 
 from oreal.algorithm.reduction import normalized_sum
 from oreal.algorithm.token_weights import sequence_logits
-
-ALGORITHMS = ("oreal", "grpo", "reinforce")
-VARIANTS = ("reference", "paper")
+from oreal.spec.models import AlgorithmSpec
 
 Stats = dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """Loss hyperparameters, validated once at construction."""
-
-    algorithm: str = "oreal"  # oreal | grpo | reinforce
-    variant: str = "reference"  # reference (released code) | paper (the paper's equations)
-    kl_coef: float = 0.01  # β
-    negative_coef: float = 0.5  # η
-    positive_coef: float = 1.0
-    token_weights: bool = True  # False: ω ≡ 1 ("OREAL without token-level reward model")
-
-    def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        for name in ("kl_coef", "negative_coef", "positive_coef"):
-            value = getattr(self, name)
-            if not (value >= 0 and value < float("inf")):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-
-    @property
-    def uses_kl(self) -> bool:
-        """REINFORCE (Table 2, first row) has no KL term; OREAL and GRPO have β·KL."""
-        return self.algorithm != "reinforce" and self.kl_coef > 0
-
-    @property
-    def uses_reward_model(self) -> bool:
-        return self.algorithm == "oreal" and self.token_weights
 
 
 @dataclass(frozen=True)
@@ -100,7 +70,7 @@ def oreal_positive_loss(
     weights: torch.Tensor,
     mask: torch.Tensor,
     count: float,
-    cfg: LossConfig,
+    cfg: AlgorithmSpec,
 ) -> tuple[torch.Tensor, Stats]:
     """Behaviour cloning on correct samples; `mask` covers only the positives' tokens, count = N+.
 
@@ -110,7 +80,7 @@ def oreal_positive_loss(
     logp = _clean(logp, mask)
     w = _clean(weights, mask) if cfg.token_weights else mask.to(logp.dtype)
     scale = advantages[:, None].to(logp.dtype) if cfg.variant == "reference" else 1.0
-    loss = cfg.positive_coef * normalized_sum(scale * w * (-logp), mask, count)
+    loss = normalized_sum(scale * w * (-logp), mask, count)
     return loss, {"loss/positive": loss.detach()}
 
 
@@ -121,7 +91,7 @@ def oreal_negative_loss(
     weights: torch.Tensor,
     mask: torch.Tensor,
     count: float,
-    cfg: LossConfig,
+    cfg: AlgorithmSpec,
 ) -> tuple[torch.Tensor, Stats]:
     """Policy gradient on wrong samples; `mask` covers only the negatives' tokens, count = N-.
 
@@ -153,7 +123,7 @@ def oreal_negative_loss(
 
 
 def kl_penalty(
-    logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, count: float, cfg: LossConfig
+    logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, count: float, cfg: AlgorithmSpec
 ) -> tuple[torch.Tensor, Stats]:
     """β·KL(π_θ || π_ref) with Schulman's k3 estimator, token-level over all kept tokens (count = N).
 
@@ -168,7 +138,7 @@ def kl_penalty(
 
 
 def policy_gradient_loss(
-    logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, count: float, cfg: LossConfig
+    logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, count: float, cfg: AlgorithmSpec
 ) -> tuple[torch.Tensor, Stats]:
     """Baselines (grpo, reinforce): L_pg = -(1/N) Σ_i Σ_t A_i · ratio_t over all kept tokens."""
     logp = _clean(logp, mask)
@@ -195,7 +165,7 @@ def reward_model_loss(
     return loss, {"rm/loss": loss.detach(), "rm/accuracy": acc.detach()}
 
 
-def policy_loss(batch: PolicyBatch, counts: TokenCounts, cfg: LossConfig) -> tuple[torch.Tensor, Stats]:
+def policy_loss(batch: PolicyBatch, counts: TokenCounts, cfg: AlgorithmSpec) -> tuple[torch.Tensor, Stats]:
     """The full policy loss for one micro-batch plus additive diagnostics.
 
     oreal:     L+ + L- + β·KL   (or L1 + L2 + β·KL for variant=paper)
@@ -207,7 +177,7 @@ def policy_loss(batch: PolicyBatch, counts: TokenCounts, cfg: LossConfig) -> tup
     is_pos = (batch.rewards > 0)[:, None] & mask.bool()
     is_neg = (batch.rewards <= 0)[:, None] & mask.bool()
     stats: Stats = {}
-    if cfg.algorithm == "oreal":
+    if cfg.name == "oreal":
         ones = mask.to(logp.dtype)
         wp = batch.pos_weights if batch.pos_weights is not None else ones
         wn = batch.neg_weights if batch.neg_weights is not None else ones

@@ -16,6 +16,7 @@ same specs as `oreal validate`, with the same message.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -138,6 +139,12 @@ class OptimizerSpec(SpecModel):
             raise ValueError(f"betas must lie in [0, 1), got {list(self.betas)}")
         return self
 
+    def lr_at(self, step: int, start: int, end: int) -> float:
+        """Cosine schedule: `lr` at step `start`, `min_lr` at step `end - 1` (clamped outside)."""
+        span = max(end - 1 - start, 1)
+        frac = min(max((step - start) / span, 0.0), 1.0)
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * frac))
+
 
 CEL_RULES["OptimizerSpec"] = [("self.minLr <= self.lr", "minLr must be <= lr")]
 
@@ -180,9 +187,11 @@ class AlgorithmSpec(SpecModel):
     token_weights: bool = Field(
         default=True, description="Weight token losses by the token-level reward model."
     )
-    kl_coef: float = Field(default=0.01, ge=0, description="beta, the KL(k3) coefficient to the reference.")
+    kl_coef: float = Field(
+        default=0.01, ge=0, allow_inf_nan=False, description="beta, the KL(k3) coefficient to the reference."
+    )
     negative_coef: float = Field(
-        default=0.5, ge=0, description="eta, the weight of the negative-sample loss."
+        default=0.5, ge=0, allow_inf_nan=False, description="eta, the weight of the negative-sample loss."
     )
     policy_optimizer: OptimizerSpec = Field(default_factory=_policy_optimizer)
     reward_model_optimizer: OptimizerSpec = Field(default_factory=_reward_model_optimizer)
@@ -204,11 +213,39 @@ class AlgorithmSpec(SpecModel):
             )
         return self
 
+    # ------------------------------------------------------------ settings derived from the fields
     @property
     def advantage_estimator(self) -> Literal["rloo", "grpo"]:
         if self.advantage is not None:
             return self.advantage
         return "grpo" if self.name == "grpo" else "rloo"
+
+    @property
+    def uses_reward_model(self) -> bool:
+        """OREAL with token weights trains a token-level reward model; the baselines do not."""
+        return self.name == "oreal" and self.token_weights
+
+    @property
+    def uses_kl(self) -> bool:
+        """REINFORCE (the paper's Table 2, first row) has no KL term; OREAL and GRPO have beta*KL."""
+        return self.name != "reinforce" and self.kl_coef > 0
+
+    @property
+    def policy_warmup_steps(self) -> int:
+        """Steps in which only the reward model learns (0 when there is no reward model)."""
+        return self.warmup_steps if self.uses_reward_model else 0
+
+    @property
+    def keep_per_group(self) -> int | None:
+        """Correct and wrong samples kept per group; None keeps all (always for the baselines)."""
+        if self.name != "oreal" or self.keep_per_prompt == "all":
+            return None
+        return int(self.keep_per_prompt)
+
+    @property
+    def drop_uniform_groups(self) -> bool:
+        """OREAL drops all-correct and all-wrong groups (no learning signal after RLOO)."""
+        return self.name == "oreal"
 
 
 CEL_RULES["AlgorithmSpec"] = [

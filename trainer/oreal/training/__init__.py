@@ -1,11 +1,10 @@
 """The trainer engine: models, micro-batching, plain PyTorch or DeepSpeed, checkpoints.
 
-from oreal.training import OREALTrainer, TrainerOptions
-trainer = OREALTrainer(TrainerOptions.from_spec(spec), policy_path="...")
+from oreal.training import OREALTrainer
+trainer = OREALTrainer(run.spec, policy_path="...")   # settings: spec.algorithm, spec.trainer, spec.model.dtype
 stats = trainer.train_step(scored_samples, step)
 """
 
-from oreal.training.options import OptimizerOptions, TrainerOptions
 from oreal.training.trainer import OREALTrainer
 
-__all__ = ["OREALTrainer", "OptimizerOptions", "TrainerOptions"]
+__all__ = ["OREALTrainer"]

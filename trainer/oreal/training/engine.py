@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from oreal.training.distributed import DistInfo, is_distributed
-from oreal.training.options import OptimizerOptions
+from oreal.spec.models import OptimizerSpec
 
 BUCKET_ELEMENTS = 50_000_000
 
@@ -53,7 +53,7 @@ class Engine(Protocol):
 
 class TorchEngine:
     def __init__(
-        self, module: nn.Module, opt: OptimizerOptions, dist_info: DistInfo, autocast: torch.dtype | None
+        self, module: nn.Module, opt: OptimizerSpec, dist_info: DistInfo, autocast: torch.dtype | None
     ) -> None:
         self.module = module
         self.opt = opt
@@ -120,7 +120,7 @@ class TorchEngine:
         self.optimizer.load_state_dict(state)
 
 
-def deepspeed_config(opt: OptimizerOptions, zero_stage: int, bf16: bool) -> dict[str, Any]:
+def deepspeed_config(opt: OptimizerSpec, zero_stage: int, bf16: bool) -> dict[str, Any]:
     return {
         "train_micro_batch_size_per_gpu": 1,
         "gradient_accumulation_steps": 1,
@@ -143,7 +143,7 @@ def deepspeed_config(opt: OptimizerOptions, zero_stage: int, bf16: bool) -> dict
 
 class DeepSpeedEngine:
     def __init__(
-        self, module: nn.Module, opt: OptimizerOptions, dist_info: DistInfo, zero_stage: int, bf16: bool
+        self, module: nn.Module, opt: OptimizerSpec, dist_info: DistInfo, zero_stage: int, bf16: bool
     ) -> None:
         import deepspeed
 
@@ -203,7 +203,7 @@ def shard_frozen_module(module: nn.Module, bf16: bool) -> Any:
 
 def make_engine(
     module: nn.Module,
-    opt: OptimizerOptions,
+    opt: OptimizerSpec,
     dist_info: DistInfo,
     *,
     backend: str,

@@ -18,13 +18,13 @@ import os
 import time
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from oreal.algorithm import PolicyBatch, TokenCounts, policy_loss, reward_model_loss, token_weights
 from oreal.dtypes import resolve_dtype
+from oreal.spec.models import OptimizerSpec, OREALRunSpec
 from oreal.training import checkpoint as ckpt
 from oreal.training.batch import KeptSample, micro_batches, prepare, shard
 from oreal.training.distributed import (
@@ -43,7 +43,6 @@ from oreal.training.models import (
     load_causal_lm,
     load_reference,
 )
-from oreal.training.options import TrainerOptions
 from oreal.training.reward_model import TokenRewardModel
 from oreal.trajectory import ScoredSample
 
@@ -55,14 +54,17 @@ _DUMMY = KeptSample(prompt_ids=[0], response_ids=[], reward=-1.0, advantage=0.0,
 class OREALTrainer:
     def __init__(
         self,
-        options: TrainerOptions,
+        spec: OREALRunSpec,
         policy_path: str | Path,
         reference_path: str | Path | None = None,
         reward_model_path: str | Path | None = None,
         device: str | torch.device | None = None,
     ) -> None:
-        self.options = options
-        self.loss_cfg = options.loss_config()
+        """`spec` is the run's spec: its algorithm, trainer and model.dtype sections are all the trainer
+        reads (the model paths come as local folders: the worker resolves bucket URIs first)."""
+        self.spec = spec
+        self.algorithm = alg = spec.algorithm
+        engine = spec.trainer
         self.policy_path = Path(policy_path)
         if device is None:
             local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -72,49 +74,49 @@ class OREALTrainer:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        self.dist = init_distributed(self.device, force=options.backend == "deepspeed")
-        self.compute_dtype = resolve_dtype(options.dtype, self.device)
-        torch.manual_seed(options.seed)
+        self.dist = init_distributed(self.device, force=engine.backend == "deepspeed")
+        self.compute_dtype = resolve_dtype(spec.model.dtype, self.device)
+        torch.manual_seed(alg.seed)
 
         # Trainable networks keep fp32 weights (DeepSpeed casts to bf16 and keeps fp32 masters).
         policy = load_causal_lm(self.policy_path, torch.float32, self.device)
-        if options.gradient_checkpointing:
+        if engine.gradient_checkpointing:
             enable_activation_checkpointing(policy)
         policy.train()
-        self.policy: Engine = self._engine(policy, options.policy_optimizer)
+        self.policy: Engine = self._engine(policy, alg.policy_optimizer)
 
         self.reference = None
-        if self.loss_cfg.uses_kl:
+        if alg.uses_kl:
             self.reference = load_reference(
                 reference_path or self.policy_path, self.compute_dtype, self.device
             )
-            if options.backend == "deepspeed" and options.zero_stage == 3:
+            if engine.backend == "deepspeed" and engine.zero_stage == 3:
                 low = self.compute_dtype in (torch.bfloat16, torch.float16)
                 self.reference = shard_frozen_module(self.reference, bf16=low and self.device.type == "cuda")
 
         self.reward_model: Engine | None = None
-        if options.uses_reward_model:
+        if alg.uses_reward_model:
             rm = TokenRewardModel.from_pretrained(
                 reward_model_path or self.policy_path, torch.float32, self.device
             )
-            if options.gradient_checkpointing:
+            if engine.gradient_checkpointing:
                 enable_activation_checkpointing(rm.backbone)
             rm.train()
-            self.reward_model = self._engine(rm, options.reward_model_optimizer)
-        if options.compile:
+            self.reward_model = self._engine(rm, alg.reward_model_optimizer)
+        if engine.compile:
             rm_module = self.reward_model.module if self.reward_model is not None else None
             for net in (policy, self.reference, rm_module):
                 if net is not None:
                     compile_decoder_layers(net)
         self.next_step = 0
 
-    def _engine(self, module: torch.nn.Module, opt) -> Engine:
+    def _engine(self, module: torch.nn.Module, opt: OptimizerSpec) -> Engine:
         return make_engine(
             module,
             opt,
             self.dist,
-            backend=self.options.backend,
-            zero_stage=self.options.zero_stage,
+            backend=self.spec.trainer.backend,
+            zero_stage=self.spec.trainer.zero_stage,
             compute_dtype=self.compute_dtype,
         )
 
@@ -129,8 +131,8 @@ class OREALTrainer:
 
     # ------------------------------------------------------------------ learning rates
     def policy_lr(self, step: int) -> float:
-        o = self.options
-        return o.policy_optimizer.lr_at(step, o.policy_warmup_steps, o.steps)
+        alg = self.algorithm
+        return alg.policy_optimizer.lr_at(step, alg.policy_warmup_steps, alg.steps)
 
     def reward_model_lr(self, step: int) -> float:
         """Linear warm-up over the policy-frozen steps (lr·(s+1)/W), then cosine to min_lr.
@@ -138,26 +140,26 @@ class OREALTrainer:
         As the released OREAL code schedules its token-level reward model (LambdaLR x/W, then
         CosineAnnealingLR over the remaining steps); without a warm-up, cosine from step 0.
         """
-        o = self.options
-        warmup = o.policy_warmup_steps
+        alg = self.algorithm
+        warmup = alg.policy_warmup_steps
         if step < warmup:
-            return o.reward_model_optimizer.lr * (step + 1) / warmup
-        return o.reward_model_optimizer.lr_at(step, warmup, o.steps)
+            return alg.reward_model_optimizer.lr * (step + 1) / warmup
+        return alg.reward_model_optimizer.lr_at(step, warmup, alg.steps)
 
     def in_warmup(self, step: int) -> bool:
-        return step < self.options.policy_warmup_steps
+        return step < self.algorithm.policy_warmup_steps
 
     # ------------------------------------------------------------------ one step
     def train_step(self, samples: Sequence[ScoredSample], step: int) -> dict[str, float]:
         """One optimiser step on the global batch `samples` (the same list on every rank)."""
         start = time.perf_counter()
-        o = self.options
+        alg = self.algorithm
         prepared = prepare(
             samples,
-            advantage=o.advantage_estimator,
-            keep=o.keep,
-            drop_uniform=o.drop_uniform_groups,
-            seed=o.seed,
+            advantage=alg.advantage_estimator,
+            keep=alg.keep_per_group,
+            drop_uniform=alg.drop_uniform_groups,
+            seed=alg.seed,
             step=step,
         )
         stats = dict(prepared.stats)
@@ -171,7 +173,7 @@ class OREALTrainer:
 
         check_same_batch(samples, self.device)
         local = shard(prepared.kept, self.dist.rank, self.dist.world_size)
-        chunks = micro_batches(local, o.micro_batch_size)
+        chunks = micro_batches(local, self.spec.trainer.micro_batch_size)
         counts_t = torch.tensor(
             [
                 sum(len(k.response_ids) for k in local if k.reward > 0),
@@ -245,8 +247,8 @@ class OREALTrainer:
         ref_logp = None
         if self.reference is not None:
             with torch.no_grad():
-                ref_logp = response_logprobs(self.reference, batch, compiled=self.options.compile)
-        logp = response_logprobs(self.policy, batch, compiled=self.options.compile)
+                ref_logp = response_logprobs(self.reference, batch, compiled=self.spec.trainer.compile)
+        logp = response_logprobs(self.policy, batch, compiled=self.spec.trainer.compile)
         pb = PolicyBatch(
             logp=logp,
             mask=batch.response_mask,
@@ -257,7 +259,7 @@ class OREALTrainer:
             pos_weights=weights[0] if weights is not None else None,
             neg_weights=weights[1] if weights is not None else None,
         )
-        loss, pstats = policy_loss(pb, counts, self.loss_cfg)
+        loss, pstats = policy_loss(pb, counts, self.algorithm)
         self.policy.backward(loss, last=last)
         _accumulate(sums, pstats)
 
@@ -324,11 +326,7 @@ class OREALTrainer:
         if self.dist.is_main:
             ckpt.write_state(
                 directory,
-                {
-                    "next_step": self.next_step,
-                    "world_size": self.dist.world_size,
-                    "options": asdict(self.options),
-                },
+                {"next_step": self.next_step, "world_size": self.dist.world_size},
             )
         barrier()
 
@@ -336,7 +334,7 @@ class OREALTrainer:
         """Restore weights, optimiser states and RNG; returns the next step to run."""
         directory = Path(directory)
         state = ckpt.read_state(directory)
-        if self.options.backend == "deepspeed":
+        if self.spec.trainer.backend == "deepspeed":
             # DeepSpeed's own checkpoint restores module weights and optimiser state together.
             self.policy.load_optimizer(directory / "optimizer" / "policy")
             if self.reward_model is not None:

@@ -258,7 +258,7 @@ def train_one(ctx: WorkerContext, trainer, step: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oreal.training import OREALTrainer, TrainerOptions
+    from oreal.training import OREALTrainer
     from oreal.training.distributed import shutdown
 
     ctx = open_run(args, "trainer")
@@ -280,11 +280,7 @@ def run(args: argparse.Namespace) -> int:
         with phase("sync"):
             bucket.publish_policy(0, initial)
         log.info("published the initial policy as v0")
-    try:
-        options = TrainerOptions.from_spec(spec)
-    except ValueError as err:
-        raise WorkerError(f"spec.algorithm: {err}") from None
-    trainer = OREALTrainer(options, initial, reference_path=reference, reward_model_path=reward)
+    trainer = OREALTrainer(spec, initial, reference_path=reference, reward_model_path=reward)
     start = resume(ctx, trainer)
     for step in range(start, spec.algorithm.steps):
         train_one(ctx, trainer, step)

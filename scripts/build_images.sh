@@ -90,13 +90,14 @@ build_worker_cpu() {
 }
 
 smoke() {
-  local ctr out
+  local ctr out uid
   ctr=$(buildah from "$OPERATOR")
-  trap 'buildah rm "$ctr" >/dev/null' RETURN
-  out=$(buildah run "$ctr" -- python -m oreal_operator --help)
-  grep -q OREAL_WORKER_IMAGE <<<"$out" || { echo "$out" >&2; return 1; }
-  [ "$(buildah run "$ctr" -- id -u)" != 0 ] || { echo "build_images: the operator image runs as root" >&2; return 1; }
-  echo "build_images: $OPERATOR runs --help as uid $(buildah run "$ctr" -- id -u)"
+  out=$(buildah run "$ctr" -- python -m oreal_operator --help 2>&1) || out="FAILED: $out"
+  uid=$(buildah run "$ctr" -- id -u 2>&1) || uid="FAILED: $uid"
+  buildah rm "$ctr" >/dev/null
+  grep -q OREAL_WORKER_IMAGE <<<"$out" || { echo "build_images: --help: $out" >&2; return 1; }
+  [[ $uid =~ ^[0-9]+$ && $uid != 0 ]] || { echo "build_images: the operator image runs as uid $uid" >&2; return 1; }
+  echo "build_images: $OPERATOR runs --help as uid $uid"
 }
 
 for step in "${@:-base operator smoke}"; do

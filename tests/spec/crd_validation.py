@@ -59,13 +59,20 @@ def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
     return value
 
 
-def cel_errors(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
+def cel_errors(schema: dict[str, Any], value: Any, path: str = "", old: Any = None) -> list[str]:
+    """Errors of the CEL rules under `schema`. Transition rules (those reading `oldSelf`) run only
+    when `old` is given, as the API server runs them only on updates; only the root's use it here."""
     errors: list[str] = []
     if value is None:
         return errors
     for rule in schema.get("x-kubernetes-validations", []):
+        if "oldSelf" in rule["rule"] and old is None:
+            continue
         program = _CEL.program(_CEL.compile(rule["rule"]))
-        result = program.evaluate({"self": celpy.json_to_cel(value)})
+        bindings = {"self": celpy.json_to_cel(value)}
+        if old is not None:
+            bindings["oldSelf"] = celpy.json_to_cel(old)
+        result = program.evaluate(bindings)
         if not isinstance(result, celpy.celtypes.BoolType) or not bool(result):
             errors.append(f"{path or '<root>'}: {rule['message']}")
     if isinstance(value, dict):
@@ -78,10 +85,15 @@ def cel_errors(schema: dict[str, Any], value: Any, path: str = "") -> list[str]:
     return errors
 
 
-def validate_against_crd(crd: dict[str, Any], resource: dict[str, Any]) -> list[str]:
-    """Problems the API server would report for `resource`; [] when it would accept it."""
+def validate_against_crd(
+    crd: dict[str, Any], resource: dict[str, Any], old: dict[str, Any] | None = None
+) -> list[str]:
+    """Problems the API server would report for `resource` (an update of `old` when given); []
+    when it would accept it."""
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     resource = apply_defaults(schema, copy.deepcopy(resource))
+    if old is not None:
+        old = apply_defaults(schema, copy.deepcopy(old))
     validator = jsonschema.Draft7Validator(to_json_schema(schema))
     errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(resource)]
-    return errors or cel_errors(schema, resource)
+    return errors or cel_errors(schema, resource, old=old)

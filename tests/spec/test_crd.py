@@ -34,6 +34,7 @@ def test_crd_names_status_and_printer_columns(crd: dict) -> None:
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     assert columns == {
         "Phase": ".status.phase",
+        "Reason": '.status.conditions[?(@.type=="Ready")].reason',
         "Step": ".status.step",
         "Total": ".status.totalSteps",
         "Pass Rate": ".status.lastMetrics.passRate",

@@ -1,8 +1,9 @@
 """How a local run ended, recorded the way the operator records it on the resource.
 
-`status.json` in the run folder (next to `logs/` and `report.html`) is an `OREALRunStatus`: the
-same phase and `metav1.Condition` vocabulary as the resource's `.status` (DESIGN.md, "Status and
-conditions"), with Job reasons: `Complete/Completed`, `Failed/DeadlineExceeded`,
+`status.json` in the run folder (next to `logs/` and `report.html`) is an `OREALRunStatus` in the
+one status vocabulary of `oreal.spec.status` (the resource's `.status` uses it too; DESIGN.md,
+"Status and conditions"): the phase, and the condition that decides it, with Job reasons:
+`Complete/Completed`, `Failed/DeadlineExceeded`,
 `Failed/BackoffLimitExceeded` (a worker out of spec.maxRestarts), `Failed/PermanentError`,
 `Suspended/Interrupted` (Ctrl-C). A run stopped for its deadline also gets the reason in the bucket's
 `state.json` message (`DeadlineExceeded: ...`), so whoever reads only the bucket sees it; the next
@@ -17,14 +18,16 @@ from pathlib import Path
 
 from oreal.bucket import Bucket, RunState
 from oreal.spec import OREALRunStatus
-from oreal.spec.models import Condition
+from oreal.spec import status as vocabulary
+from oreal.spec.status import DEADLINE_EXCEEDED, utc_now
 
 STATUS_FILE = "status.json"
-DEADLINE_EXCEEDED = "DeadlineExceeded"
+__all__ = ["DEADLINE_EXCEEDED", "STATUS_FILE", "now", "record_stop_reason", "run_status", "write_status"]
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """RFC 3339 UTC with a Z, as the resource's timestamps."""
+    return utc_now()
 
 
 def run_status(
@@ -38,22 +41,12 @@ def run_status(
     start_time: str,
 ) -> OREALRunStatus:
     """The status of a local run; the condition is Complete, Failed or Suspended by `phase`."""
-    condition_type = {"Succeeded": "Complete", "Failed": "Failed", "Suspended": "Suspended"}.get(
-        phase, "Progressing"
-    )
+    condition_type = vocabulary.DECISIVE.get(phase, vocabulary.PROGRESSING)
     done = step + 1
-    ended = phase in ("Succeeded", "Failed")
+    ended = phase in vocabulary.TERMINAL_PHASES
     return OREALRunStatus(
         phase=phase,
-        conditions=[
-            Condition(
-                type=condition_type,
-                status="True",
-                reason=reason,
-                message=message,
-                last_transition_time=now(),
-            )
-        ],
+        conditions=vocabulary.set_condition([], condition_type, True, reason, message, now=datetime.now(UTC)),
         step=step,
         total_steps=total_steps,
         progress_percentage=int(100 * max(done, 0) / total_steps) if total_steps else None,

@@ -6,6 +6,13 @@ unions into `x-kubernetes-int-or-string`, tuples into fixed-length arrays, exclu
 OpenAPI 3.0 booleans, object defaults reduced to `{}` so the API server fills nested defaults, and
 the cross-field rules of `models.CEL_RULES` attached as `x-kubernetes-validations`.
 
+Free-form Kubernetes objects (podTemplate's affinity, volumes, env, ...) become objects with
+`x-kubernetes-preserve-unknown-fields` (the API server checks them when the operator creates the
+JobSet). `status.conditions` is a map keyed by type (`x-kubernetes-list-type: map`). Rules on the
+whole resource (`ROOT_RULES`): the name fits the names of the run's JobSet, Jobs and pods, and once
+the status shows the run started (`status.policyVersion`), only what `oreal.spec.frozen`
+lets a started run change may change (one transition rule per section of the spec).
+
 `crds/orealrun.yaml` is the output of `oreal crd`; a test regenerates it and fails on any change.
 """
 
@@ -17,12 +24,19 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from oreal.spec.frozen import MUTABLE_PATHS
 from oreal.spec.models import API_GROUP, API_VERSION, CEL_RULES, KIND, PLURAL, OREALRun
 
 DROP_KEYS = {"title", "$defs", "discriminator"}
+# The longest run name whose JobSet, Jobs and pods get valid names: a pod is called
+# <run>-<replicatedJob>-<job index>-<pod index>-<5 random characters>, at most 63 characters,
+# with the longest replicatedJob name (verifier) and up to 100 pods per role.
+MAX_RUN_NAME = 63 - len("-verifier-0-99-abcde")
+STARTED = "has(oldSelf.status) && has(oldSelf.status.policyVersion)"
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
     {"name": "Step", "type": "integer", "jsonPath": ".status.step"},
     {"name": "Total", "type": "integer", "jsonPath": ".status.totalSteps"},
     {"name": "Pass Rate", "type": "number", "jsonPath": ".status.lastMetrics.passRate"},
@@ -42,7 +56,63 @@ def openapi_schema() -> dict[str, Any]:
     props["kind"] = {"type": "string"}
     schema["required"] = ["spec"]
     schema.pop("default", None)
+    conditions = props["status"]["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    schema["x-kubernetes-validations"] = root_rules(props["spec"])
     return schema
+
+
+def root_rules(spec: dict[str, Any]) -> list[dict[str, str]]:
+    """CEL rules on the whole resource: the name's length, and what a started run may not change."""
+    rules = [
+        {
+            "rule": f"!has(self.metadata.name) || self.metadata.name.size() <= {MAX_RUN_NAME}",
+            "message": f"metadata.name must be at most {MAX_RUN_NAME} characters: the names of the run's "
+            "JobSet, Jobs and pods are made from it",
+        }
+    ]
+    mutable = {".".join(path) for path in MUTABLE_PATHS}
+    for section, node in spec["properties"].items():
+        if section in mutable:
+            continue
+        if any(m.startswith(f"{section}.") for m in mutable):
+            fields = [f"{section}.{f}" for f in node.get("properties", {}) if f"{section}.{f}" not in mutable]
+            parent = node
+        else:
+            fields, parent = [section], spec
+        same = " && ".join(_unchanged(f"spec.{f}", parent, f.rsplit(".", 1)[-1]) for f in fields)
+        rules.append(
+            {
+                "rule": f"!({STARTED}) || ({same})",
+                "message": f"spec.{section}: {_what(fields, section)} cannot change once the run has started "
+                "(status.policyVersion is set): the bucket holds its results; create a new run instead",
+            }
+        )
+    return rules
+
+
+def _unchanged(path: str, parent: dict[str, Any], name: str) -> str:
+    """CEL: the field at `path` is the same in self and oldSelf (absent in both counts as the same)."""
+    always_there = "default" in parent["properties"][name] or name in parent.get("required", [])
+    if always_there:
+        return f"self.{path} == oldSelf.{path}"
+    return f"(has(self.{path}) ? has(oldSelf.{path}) && self.{path} == oldSelf.{path} : !has(oldSelf.{path}))"
+
+
+def _what(fields: list[str], section: str) -> str:
+    return (
+        "this section"
+        if fields == [section]
+        else "all but "
+        + ", ".join(
+            sorted(
+                p.split(".", 1)[1]
+                for p in (".".join(m) for m in MUTABLE_PATHS)
+                if p.startswith(f"{section}.")
+            )
+        )
+    )
 
 
 def crd_manifest() -> dict[str, Any]:
@@ -121,6 +191,9 @@ def _convert(node: Any, defs: dict[str, Any], class_name: str | None = None) -> 
             out[bound] = True
     if out.get("type") == "object" and "properties" in out and "additionalProperties" in out:
         out.pop("additionalProperties")  # extra="forbid": structural schemas prune unknown fields
+    if out.get("type") == "object" and out.get("additionalProperties") is True and "properties" not in out:
+        out.pop("additionalProperties")  # dict[str, Any]: a Kubernetes object passed through as written
+        out["x-kubernetes-preserve-unknown-fields"] = True
     if "default" in out:
         default = out["default"]
         if default is None:

@@ -20,7 +20,10 @@ import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+
+from oreal.spec.base import NonNegativeInt, PositiveInt, Quantity, SpecModel
+from oreal.spec.podtemplate import PodTemplateOverrides
+from oreal.spec.status_models import Condition, OREALRunStatus, StepMetrics
 
 API_GROUP = "oreal.io"
 API_VERSION = "v1alpha1"
@@ -31,21 +34,7 @@ PLURAL = "orealruns"
 # Each is (CEL expression over `self`, message). The Python validators enforce the same rules.
 CEL_RULES: dict[str, list[tuple[str, str]]] = {}
 
-PositiveInt = Annotated[int, Field(ge=1)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-Quantity = int | str
-
-
-class SpecModel(BaseModel):
-    """Base for every spec object: camelCase keys, unknown keys rejected, assignment validated."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        validate_assignment=True,
-    )
-
+__all__ = ["Condition", "OREALRunStatus", "StepMetrics"]  # re-exported: the status models live apart
 
 # ---------------------------------------------------------------- model, data, storage
 
@@ -288,7 +277,7 @@ class ResourceRequirements(SpecModel):
 
 
 class PodFields(SpecModel):
-    """Scheduling fields every role has."""
+    """Where and how a role's pods run; a started run may change these."""
 
     image: str | None = Field(
         default=None, description="Container image. Default: the operator's worker image."
@@ -296,6 +285,11 @@ class PodFields(SpecModel):
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
+    pod_template: PodTemplateOverrides | None = Field(
+        default=None,
+        description="Changes to the role's pod template (service account, affinity, env, volumes, ...); "
+        "see the merge rule in the README.",
+    )
 
 
 class RolloutSpec(PodFields):
@@ -387,10 +381,13 @@ class OREALRunSpec(SpecModel):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     suspend: bool = Field(
-        default=False, description="As in Jobs: true deletes the pods and keeps the bucket."
+        default=False,
+        description="As in Jobs: true stops the run's pods and keeps the bucket; false resumes from it.",
     )
     max_restarts: NonNegativeInt = Field(
-        default=3, description="Pod restarts tolerated before the run fails."
+        default=3,
+        description="Gang restarts tolerated before the run fails (one per incident: a failed trainer "
+        "restarts all the run's pods once).",
     )
     active_deadline_seconds: PositiveInt | None = None
 
@@ -412,42 +409,6 @@ CEL_RULES["OREALRunSpec"] = [
         "rollout.replicas must be <= algorithm.promptsPerStep: each replica needs at least one prompt",
     )
 ]
-
-
-# ---------------------------------------------------------------- status
-
-
-class Condition(SpecModel):
-    """metav1.Condition."""
-
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str = ""
-    message: str = ""
-    last_transition_time: str | None = None
-    observed_generation: int | None = None
-
-
-class StepMetrics(SpecModel):
-    pass_rate: float | None = None
-    reward: float | None = None
-    loss: float | None = None
-    kl: float | None = None
-    step_seconds: float | None = None
-
-
-class OREALRunStatus(SpecModel):
-    phase: Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"] | None = None
-    conditions: list[Condition] = Field(default_factory=list)
-    step: int | None = None
-    total_steps: int | None = None
-    progress_percentage: int | None = None
-    policy_version: int | None = None
-    last_metrics: StepMetrics | None = None
-    restarts: int | None = None
-    observed_generation: int | None = None
-    start_time: str | None = None
-    completion_time: str | None = None
 
 
 # ---------------------------------------------------------------- the resource

@@ -7,7 +7,7 @@ on Kubernetes each pod's init container runs this command on the spec the operat
 
 A bucket that already holds a different run is refused once that run has started (its initial
 policy v0 is committed): mixing two specs in one bucket would corrupt both. Only what does not
-change the run's results may change between starts of the same run (`spec_conflict`).
+change the run's results may change between starts of the same run (`oreal.spec.frozen`).
 """
 
 from __future__ import annotations
@@ -17,30 +17,17 @@ import logging
 import os
 from pathlib import Path
 
-import yaml
-
 from oreal.bucket import Bucket
+from oreal.spec.frozen import frozen_spec, spec_conflict
 from oreal.workers.common import WorkerError, run_worker
 
 log = logging.getLogger("oreal.worker.init")
 
 DEFAULT_SPEC_FILE = "/etc/oreal/spec.yaml"
-# Fields a Job lets one change between runs; a resumed run may change them without starting over.
-RUN_CONTROL_FIELDS = ("active_deadline_seconds", "max_restarts", "suspend")
-# Where a role's pods run; a resumed run may change them too (e.g. more memory after an OOM kill).
-SCHEDULING_FIELDS = ("image", "resources", "nodeSelector", "tolerations")
 
 
 class SpecConflict(WorkerError):
     """The bucket already holds a started run with a different spec."""
-
-
-def frozen_spec(run, uri: str) -> str:
-    """The spec as it is stored: canonical YAML with storage.uri filled in."""
-    data = run.model_dump(by_alias=True, exclude_none=True, mode="json")
-    data.pop("status", None)
-    data["spec"].setdefault("storage", {})["uri"] = uri
-    return yaml.safe_dump(data, sort_keys=True)
 
 
 def store_spec(bucket: Bucket, run, uri: str) -> str:
@@ -58,59 +45,6 @@ def store_spec(bucket: Bucket, run, uri: str) -> str:
             raise SpecConflict(f"{uri}: {conflict}")
     bucket.write_spec(text)
     return text
-
-
-def spec_conflict(stored: str, frozen: str, source: str = "<stored spec>") -> str | None:
-    """Why the frozen spec `frozen` may not replace `stored`, the spec of a started run (None: it may).
-
-    A started run may change its run control (RUN_CONTROL_FIELDS), where its pods run
-    (SCHEDULING_FIELDS, the bucket's Secret), its metrics port and its metadata labels, annotations
-    and namespace; anything else would mix two runs in one bucket.
-    """
-    from oreal.spec import parse_run
-
-    previous = parse_run(stored, source=source)
-    before, after = _without_run_control(previous), _without_run_control(parse_run(frozen))
-    if before == after:
-        return None
-    changed = ", ".join(_changed_paths(before, after)) or "spec"
-    return (
-        f"it already holds run {previous.metadata.name!r} with a different spec ({changed} changed); "
-        "to resume it use the same spec, to start over delete that folder or pick a new metadata.name"
-    )
-
-
-def _without_run_control(run) -> dict:
-    """The parts of a run that decide its results: without run control, where it is scheduled
-    (each role's image, resources, nodeSelector, tolerations), how it reaches its bucket (the
-    Secret) and how it is observed (metrics, labels, annotations, namespace)."""
-    data = run.model_dump(by_alias=True, mode="json")
-    data.pop("status", None)
-    for key in ("labels", "annotations", "namespace"):
-        data["metadata"].pop(key, None)
-    spec = data["spec"]
-    for field in RUN_CONTROL_FIELDS:
-        spec.pop(type(run.spec).model_fields[field].alias or field, None)
-    for role in ("rollout", "verifier", "trainer"):
-        for key in SCHEDULING_FIELDS:
-            spec[role].pop(key, None)
-    spec["storage"].pop("secretRef", None)
-    spec.pop("metrics", None)
-    return data
-
-
-def _changed_paths(before: object, after: object, path: str = "", depth: int = 3) -> list[str]:
-    """Dotted camelCase paths (at most `depth` deep) where two JSON-like values differ."""
-    if before == after:
-        return []
-    if depth == 0 or not (isinstance(before, dict) and isinstance(after, dict)):
-        return [path]
-    keys = sorted(set(before) | set(after))
-    return [
-        p
-        for k in keys
-        for p in _changed_paths(before.get(k), after.get(k), f"{path}.{k}" if path else k, depth - 1)
-    ]
 
 
 def register(roles: argparse._SubParsersAction) -> None:

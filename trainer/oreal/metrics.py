@@ -23,7 +23,7 @@ from prometheus_client import (
     Histogram,
     Info,
     disable_created_metrics,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -166,7 +166,8 @@ _servers: list[object] = []
 
 
 def serve_metrics(port: int, role: str) -> None:
-    """Serve /metrics on 0.0.0.0:`port` in a daemon thread; port 0 disables it.
+    """Serve /metrics (and /status, `oreal.workers.report`) on 0.0.0.0:`port` in a daemon thread;
+    port 0 disables it.
 
     Raises MetricsServerError with a clear message if the port is already in use.
     """
@@ -182,8 +183,10 @@ def serve_metrics(port: int, role: str) -> None:
             "namespace": os.environ.get("OREAL_NAMESPACE", os.environ.get("POD_NAMESPACE", "")),
         }
     )
+    from oreal.workers.report import serve  # /metrics and the trainer's /status on one port
+
     try:
-        server, _thread = start_http_server(port, registry=REGISTRY)
+        server = serve(port, make_wsgi_app(REGISTRY))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise MetricsServerError(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from oreal import metrics
 from oreal.bucket import Bucket, BucketError
+from oreal.workers import termination
 
 log = logging.getLogger("oreal.worker")
 
@@ -236,13 +237,16 @@ def run_worker(role: str, body: Callable[[], int]) -> int:
         return EXIT_INTERRUPTED
     except (WorkerError, DataError, MetricsServerError) as err:
         log.error("%s", describe(err))
+        termination.write(describe(err))  # the pod's termination message (workers/termination.py)
         return EXIT_PERMANENT  # restarting cannot help until the input is fixed
     except BucketError as err:
         log.error("%s", describe(err))
+        termination.write(describe(err))
         return EXIT_ERROR
     except OSError as err:
         if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.ENOENT):
             log.error("%s", describe(err))
+            termination.write(describe(err))
             return EXIT_ERROR
         raise
     finally:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from oreal import metrics
 from oreal.step_outcome import describe_step, step_outcome
-from oreal.workers import checkpoints
+from oreal.workers import checkpoints, report
 from oreal.workers.common import (
     WorkerContext,
     WorkerError,
@@ -249,6 +249,7 @@ def train_one(ctx: WorkerContext, trainer, step: int) -> None:
     if bucket.read_stats(step) is None:
         bucket.write_stats(step, stats)
     record_metrics(stats)
+    report.BOARD.committed(step, stats, total_steps=spec.algorithm.steps)  # /status for the operator
     metrics.TRAINER_STEP.set(step)
     prune_policies(ctx, step + 1)
     state = bucket.read_state()
@@ -282,6 +283,8 @@ def run(args: argparse.Namespace) -> int:
         log.info("published the initial policy as v0")
     trainer = OREALTrainer(spec, initial, reference_path=reference, reward_model_path=reward)
     start = resume(ctx, trainer)
+    if rank() == 0:
+        report.BOARD.resumed(ctx.run.metadata.name, spec.algorithm.steps, start)
     for step in range(start, spec.algorithm.steps):
         train_one(ctx, trainer, step)
     shutdown()  # every rank is done with collectives; only bookkeeping is left

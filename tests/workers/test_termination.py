@@ -1,0 +1,71 @@
+"""Workers exit with documented codes and write why to the termination log the kubelet reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from oreal.bucket import BucketError
+from oreal.workers import termination
+from oreal.workers.common import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PERMANENT,
+    Stopped,
+    WorkerError,
+    run_worker,
+)
+
+
+@pytest.fixture
+def log_file(tmp_path, monkeypatch):
+    path = tmp_path / "termination-log"
+    monkeypatch.setenv(termination.TERMINATION_LOG_ENV, str(path))
+    return path
+
+
+def fail(err: BaseException):
+    def body() -> int:
+        raise err
+
+    return body
+
+
+def test_the_codes_are_the_documented_ones() -> None:
+    assert (EXIT_OK, EXIT_ERROR, EXIT_PERMANENT, EXIT_INTERRUPTED) == (0, 1, 3, 130)
+    for code in ("0", "1", "3", "130"):
+        assert f"    {code} " in termination.__doc__
+
+
+def test_a_permanent_failure_exits_3_and_writes_its_reason(log_file) -> None:
+    message = "s3://b/r: it already holds run 'other' with a different spec (algorithm.steps changed)"
+    assert run_worker("init", fail(WorkerError(message))) == EXIT_PERMANENT
+    assert log_file.read_text() == message
+
+
+def test_a_bucket_failure_is_retriable_and_says_why(log_file) -> None:
+    assert (
+        run_worker("trainer", fail(BucketError("s3://b/r: connection refused\n(after 5 tries)")))
+        == EXIT_ERROR
+    )
+    assert log_file.read_text() == "s3://b/r: connection refused (after 5 tries)"  # one line
+
+
+def test_success_and_a_stop_write_nothing(log_file) -> None:
+    assert run_worker("rollout", lambda: 0) == EXIT_OK
+    assert run_worker("rollout", fail(Stopped("SIGTERM"))) == EXIT_INTERRUPTED
+    assert not log_file.exists()
+
+
+def test_the_message_is_cut_to_what_the_kubelet_keeps(log_file) -> None:
+    assert termination.write("é" * 5000)
+    data = log_file.read_bytes()
+    assert len(data) <= termination.MAX_BYTES and data.decode("utf-8") == "é" * (len(data) // 2)
+
+
+def test_outside_a_pod_there_is_no_log_and_no_error(monkeypatch) -> None:
+    monkeypatch.delenv(termination.TERMINATION_LOG_ENV, raising=False)
+    if termination.path() == termination.DEFAULT_TERMINATION_LOG and not __import__("os").path.exists(
+        termination.DEFAULT_TERMINATION_LOG
+    ):
+        assert termination.write("nothing to see") is False

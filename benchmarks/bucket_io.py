@@ -150,8 +150,8 @@ def warm_up(bucket_for: Callable[[int], Bucket], n: int, raw: Callable[[], None]
     rollouts/, as a run's bucket has from its earlier steps (locally: the directories exist, and a
     step creates only its own, as raw creates one per round)."""
     for i in range(n):
-        bucket_for(i).get_bytes("warmup")
-        bucket_for(i).put_bytes("rollouts/warmup", b"")
+        bucket_for(i).store.get_bytes("warmup")
+        bucket_for(i).store.put_bytes("rollouts/warmup", b"")
     raw()
 
 

@@ -43,9 +43,7 @@ TARGET_OVERHEAD = 0.10
 
 def _timings(bucket: Bucket, step: int) -> dict[str, float]:
     out: dict[str, float] = {}
-    for name in bucket.list(f"timings/step-{step:06d}"):
-        data = json.loads(bucket.get_bytes(f"timings/step-{step:06d}/{name}") or b"{}")
-        role = name.split("-", 1)[0]
+    for (role, _index), data in bucket.read_timings(step).items():
         for key, value in data.items():
             if isinstance(value, (int, float)):
                 k = f"{role}/{key}"

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import os
-import zlib
 from pathlib import Path
 
 import google_crc32c
@@ -26,22 +23,22 @@ from oreal.bucket import (
 )
 from oreal.bucket import store as store_module
 from oreal.bucket.layout import PartVersion
-from oreal.bucket.manifest import PolicyManifest, StepManifest
+from oreal.bucket.manifest import PolicyManifest, StepManifest, crc32c
 
 
 def flip_byte(bucket: Bucket, key: str, at: int = 40) -> None:
-    data = bytearray(bucket.get_bytes(key) or b"")
+    data = bytearray(bucket.store.get_bytes(key) or b"")
     data[at] ^= 0xFF
-    bucket.put_bytes(key, bytes(data))
+    bucket.store.put_bytes(key, bytes(data))
 
 
 def part_objects(bucket: Bucket, kind: str, step: int) -> list[str]:
     """Names of the part versions in the step directory."""
-    return [n for n in bucket.list(layout.step_dir(kind, step)) if layout.parse_part_version(n)]
+    return [n for n in bucket.store.list(layout.step_dir(kind, step)) if layout.parse_part_version(n)]
 
 
 def committed_key(bucket: Bucket, kind: str, step: int, part: int) -> str:
-    commit = StepManifest.from_bytes(bucket.get_bytes(layout.step_commit(kind, step)) or b"", "test")
+    commit = StepManifest.from_bytes(bucket.store.get_bytes(layout.step_commit(kind, step)) or b"", "test")
     entry = commit.part(part)
     assert entry is not None
     return entry.key
@@ -87,11 +84,11 @@ def test_objects_that_are_not_part_versions_are_ignored(bucket: Bucket) -> None:
     samples = make_samples(2)
     name = version_name(samples)
     step = layout.step_dir("rollouts", 2)
-    bucket.put_bytes(f"{step}/.{name}.tmp-0123456789ab", b"half-written")  # a local writer's temp file
-    bucket.put_bytes(f"{step}/part-00.r6.parquet", b"unparseable name")
-    bucket.put_bytes(f"{step}/notes.txt", b"a user's note")
-    bucket.put_bytes(f"{step}/{name}", b"short")  # its listed size is not the size in its name
-    bucket.put_bytes(f"{step}/part-01.r0.s0.c00000000.parquet", b"")  # an empty object
+    bucket.store.put_bytes(f"{step}/.{name}.tmp-0123456789ab", b"half-written")  # a local writer's temp file
+    bucket.store.put_bytes(f"{step}/part-00.r6.parquet", b"unparseable name")
+    bucket.store.put_bytes(f"{step}/notes.txt", b"a user's note")
+    bucket.store.put_bytes(f"{step}/{name}", b"short")  # its listed size is not the size in its name
+    bucket.store.put_bytes(f"{step}/part-01.r0.s0.c00000000.parquet", b"")  # an empty object
     assert bucket.rollout_parts_committed(2) == set()
     assert not bucket.commit_rollouts(2, 1)
     with pytest.raises(NotCommittedError):
@@ -107,12 +104,12 @@ def test_identical_rewrite_is_harmless(bucket: Bucket) -> None:
     samples = make_samples(1, seed=1)
     assert bucket.write_rollout_part(1, 0, samples)
     (name,) = part_objects(bucket, "rollouts", 1)
-    data = bucket.get_bytes(f"{layout.step_dir('rollouts', 1)}/{name}")
+    data = bucket.store.get_bytes(f"{layout.step_dir('rollouts', 1)}/{name}")
     assert bucket.write_rollout_part(1, 0, samples)  # e.g. a restarted, bit-reproducible worker
     assert bucket.commit_rollouts(1, 1)
     assert bucket.write_rollout_part(1, 0, samples)  # after the commit too
     assert part_objects(bucket, "rollouts", 1) == [name]
-    assert bucket.get_bytes(f"{layout.step_dir('rollouts', 1)}/{name}") == data
+    assert bucket.store.get_bytes(f"{layout.step_dir('rollouts', 1)}/{name}") == data
     assert bucket.read_rollouts(1) == samples
 
 
@@ -154,7 +151,7 @@ def test_records_of_another_step_are_refused(bucket: Bucket) -> None:
 
 
 def truncate(bucket: Bucket, key: str) -> None:
-    bucket.put_bytes(key, (bucket.get_bytes(key) or b"")[:-10])
+    bucket.store.put_bytes(key, (bucket.store.get_bytes(key) or b"")[:-10])
 
 
 @pytest.mark.parametrize("damage", [flip_byte, truncate])
@@ -207,8 +204,8 @@ def test_row_count_mismatch_is_corruption(bucket: Bucket) -> None:
     assert real is not None
     lying = PartVersion(part=0, rows=real.rows + 1, size=real.size, crc32c=real.crc32c)
     step = layout.step_dir("verdicts", 7)
-    bucket.put_bytes(f"{step}/{lying.name}", bucket.get_bytes(f"{step}/{name}") or b"")
-    bucket.delete(f"{step}/{name}")
+    bucket.store.put_bytes(f"{step}/{lying.name}", bucket.store.get_bytes(f"{step}/{name}") or b"")
+    bucket.store.delete_prefix(f"{step}/{name}")
     assert bucket.commit_verdicts(7, 1)
     with pytest.raises(CorruptPartError, match="rows"):
         bucket.read_verdicts(7, part=0)
@@ -217,7 +214,7 @@ def test_row_count_mismatch_is_corruption(bucket: Bucket) -> None:
 def test_missing_data_object_is_corruption(bucket: Bucket) -> None:
     bucket.write_rollout_part(8, 0, make_samples(8))
     assert bucket.commit_rollouts(8, 1)
-    bucket.delete(committed_key(bucket, "rollouts", 8, 0))
+    bucket.store.delete_prefix(committed_key(bucket, "rollouts", 8, 0))
     with pytest.raises(CorruptPartError, match="missing"):
         bucket.read_rollouts(8)
 
@@ -247,9 +244,13 @@ def test_spec_state_stats_and_generic_objects(bucket: Bucket) -> None:
     assert bucket.list_stats() == [0, 2, 10]
     assert bucket.read_stats(10) == {"loss": 10 / 3, "pass_rate": 0.5}
     assert bucket.read_stats(11) is None
-    assert bucket.get_bytes("checkpoints/x.bin") is None and not bucket.exists("checkpoints/x.bin")
-    bucket.put_bytes("checkpoints/x.bin", b"\x00\x01")
-    assert bucket.get_bytes("checkpoints/x.bin") == b"\x00\x01" and bucket.exists("checkpoints/x.bin")
+    assert bucket.store.get_bytes("checkpoints/x.bin") is None and not bucket.store.exists(
+        "checkpoints/x.bin"
+    )
+    bucket.store.put_bytes("checkpoints/x.bin", b"\x00\x01")
+    assert bucket.store.get_bytes("checkpoints/x.bin") == b"\x00\x01" and bucket.store.exists(
+        "checkpoints/x.bin"
+    )
 
 
 def make_policy(root: Path, seed: int) -> Path:
@@ -279,7 +280,7 @@ def test_policy_publish_download_delete(bucket: Bucket, tmp_path: Path) -> None:
     bucket.delete_policy(1)
     assert not bucket.policy_committed(1) and bucket.latest_policy_version() == 0
     assert bucket.policy_versions() == [0]
-    assert not bucket.exists("policy/v000001/model.safetensors")
+    assert not bucket.store.exists("policy/v000001/model.safetensors")
     with pytest.raises(NotCommittedError):
         bucket.download_policy(1, tmp_path / "dl2")
 
@@ -346,7 +347,7 @@ def test_download_is_skipped_when_identical(bucket: Bucket, tmp_path: Path) -> N
 def test_uncommitted_policy_is_ignored_and_corrupt_file_detected(bucket: Bucket, tmp_path: Path) -> None:
     bucket.publish_policy(0, make_policy(tmp_path / "v0", 0))
     # A publisher that died before _COMMITTED: files but no manifest.
-    bucket.put_bytes("policy/v000003/model.safetensors", b"partial")
+    bucket.store.put_bytes("policy/v000003/model.safetensors", b"partial")
     assert bucket.latest_policy_version() == 0
     flip_byte(bucket, "policy/v000000/model.safetensors", at=1000)
     with pytest.raises(CorruptPartError) as info:
@@ -359,7 +360,7 @@ def test_uncommitted_policy_is_ignored_and_corrupt_file_detected(bucket: Bucket,
 def test_republishing_replaces_the_version(bucket: Bucket, tmp_path: Path) -> None:
     bucket.publish_policy(0, make_policy(tmp_path / "a", 0))
     bucket.publish_policy(0, make_policy(tmp_path / "b", 7))
-    manifest = PolicyManifest.from_bytes(bucket.get_bytes("policy/v000000/_COMMITTED") or b"", "m")
+    manifest = PolicyManifest.from_bytes(bucket.store.get_bytes("policy/v000000/_COMMITTED") or b"", "m")
     sizes = {f.path: f.size for f in manifest.files}
     assert sizes["model.safetensors"] == 300_007
     assert read_tree(bucket.download_policy(0, tmp_path / "dl"))["config.json"] == b'{"seed": 7}'
@@ -375,15 +376,15 @@ def test_empty_policy_folder_is_refused(bucket: Bucket, tmp_path: Path) -> None:
 def test_large_files_round_trip_with_checksum(bucket: Bucket, tmp_path: Path) -> None:
     src = tmp_path / "optimizer.pt"
     src.write_bytes(os.urandom(200_000))
-    crc_up = bucket.put_file(src, "checkpoints/step-000003/rank0/optimizer.pt")
-    assert bucket.exists("checkpoints/step-000003/rank0/optimizer.pt")
-    crc_down = bucket.get_file(
-        "checkpoints/step-000003/rank0/optimizer.pt", tmp_path / "back" / "optimizer.pt"
+    crc_up = bucket.store.put_file(str(src), "checkpoints/step-000003/rank0/optimizer.pt")
+    assert bucket.store.exists("checkpoints/step-000003/rank0/optimizer.pt")
+    crc_down = bucket.store.get_file(
+        "checkpoints/step-000003/rank0/optimizer.pt", str(tmp_path / "back" / "optimizer.pt")
     )
-    assert crc_up == crc_down == f"{zlib.crc32(src.read_bytes()):08x}"
+    assert crc_up == crc_down == crc32c(src.read_bytes())
     assert (tmp_path / "back" / "optimizer.pt").read_bytes() == src.read_bytes()
     with pytest.raises(BucketError, match="no such object"):
-        bucket.get_file("checkpoints/missing.pt", tmp_path / "missing.pt")
+        bucket.store.get_file("checkpoints/missing.pt", str(tmp_path / "missing.pt"))
     assert not (tmp_path / "missing.pt").exists()
 
 
@@ -397,67 +398,53 @@ def test_empty_part_is_a_valid_part(bucket: Bucket) -> None:
 
 def test_policy_file_missing_from_the_bucket_is_corruption(bucket: Bucket, tmp_path: Path) -> None:
     bucket.publish_policy(4, make_policy(tmp_path / "v4", 4))
-    bucket.delete("policy/v000004/config.json")
+    bucket.store.delete_prefix("policy/v000004/config.json")
     with pytest.raises(CorruptPartError, match="missing"):
         bucket.download_policy(4, tmp_path / "dl")
 
 
 def test_uploading_a_missing_local_file_is_a_clear_error(bucket: Bucket, tmp_path: Path) -> None:
     with pytest.raises(BucketError, match="does not exist"):
-        bucket.put_file(tmp_path / "nope.bin", "checkpoints/nope.bin")
+        bucket.store.put_file(str(tmp_path / "nope.bin"), "checkpoints/nope.bin")
 
 
 def test_an_unreadable_step_commit_is_rewritten(bucket: Bucket) -> None:
     samples = make_samples(11)
     bucket.write_rollout_part(11, 0, samples)
     assert bucket.commit_rollouts(11, 1)
-    good = bucket.get_bytes(layout.step_commit("rollouts", 11)) or b""
+    good = bucket.store.get_bytes(layout.step_commit("rollouts", 11)) or b""
     for bad in (b"garbage", b'{"manifest_version": 2, "ki', good.replace(b'"rows": 6', b'"rows": 7')):
-        bucket.put_bytes(layout.step_commit("rollouts", 11), bad)  # the last: key and rows disagree
+        bucket.store.put_bytes(layout.step_commit("rollouts", 11), bad)  # the last: key and rows disagree
         assert not bucket.rollouts_committed(11)
         with pytest.raises(NotCommittedError):
             bucket.read_rollouts(11)
         assert bucket.commit_rollouts(11, 1)  # rebuilt from the listing
-        assert bucket.get_bytes(layout.step_commit("rollouts", 11)) == good
+        assert bucket.store.get_bytes(layout.step_commit("rollouts", 11)) == good
         assert bucket.read_rollouts(11) == samples
     bucket.write_rollout_part(12, 0, make_samples(12))
-    bucket.put_bytes(layout.step_commit("rollouts", 12), good)  # another step's commit
+    bucket.store.put_bytes(layout.step_commit("rollouts", 12), good)  # another step's commit
     assert not bucket.rollouts_committed(12)
 
 
-def write_v1_step(bucket: Bucket, step: int, committed: bool) -> None:
-    """A step as oreal wrote it before layout v2: data, part manifest (sha256), step commit."""
-    data, rows = schema.encode("rollouts", make_samples(step))
-    entry = {"part": 0, "rows": rows, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    step_dir = layout.step_dir("rollouts", step)
-    bucket.put_bytes(f"{step_dir}/part-00.parquet", data)
-    bucket.put_bytes(
-        f"{step_dir}/part-00.manifest.json", json.dumps({"manifest_version": 1, **entry}).encode()
-    )
-    if committed:
-        commit = {"manifest_version": 1, "kind": "rollouts", "step": step, "parts": [entry]}
-        bucket.put_bytes(f"{step_dir}/_COMMITTED", json.dumps(commit).encode())
-
-
-def test_a_v1_layout_is_a_clear_error(bucket: Bucket) -> None:
-    write_v1_step(bucket, 0, committed=True)
-    write_v1_step(bucket, 1, committed=False)
+def test_an_older_step_manifest_is_a_clear_error(bucket: Bucket) -> None:
+    bucket.write_rollout_part(0, 0, make_samples(0))
+    assert bucket.commit_rollouts(0, 1)
+    key = layout.step_commit("rollouts", 0)
+    older = (bucket.store.get_bytes(key) or b"").replace(b'"manifest_version": 2', b'"manifest_version": 1')
+    bucket.store.put_bytes(key, older)
     for call in (lambda: bucket.read_rollouts(0), lambda: bucket.rollouts_committed(0)):
         with pytest.raises(LayoutVersionError, match="manifest v1 was written by an older oreal"):
             call()
-    for call in (lambda: bucket.rollout_parts_committed(1), lambda: bucket.commit_rollouts(1, 1)):
-        with pytest.raises(LayoutVersionError, match=r"holds part-00\.\S+, an object of the v1 layout"):
-            call()
     with pytest.raises(LayoutVersionError):
-        bucket.commit_rollouts(0, 1)  # a committed v1 step is not silently recommitted
+        bucket.commit_rollouts(0, 1)  # an older commit is not silently replaced
 
 
 def test_a_newer_step_manifest_is_refused(bucket: Bucket) -> None:
     bucket.write_rollout_part(0, 0, make_samples(0))
     assert bucket.commit_rollouts(0, 1)
     key = layout.step_commit("rollouts", 0)
-    bucket.put_bytes(
-        key, (bucket.get_bytes(key) or b"").replace(b'"manifest_version": 2', b'"manifest_version": 3')
+    bucket.store.put_bytes(
+        key, (bucket.store.get_bytes(key) or b"").replace(b'"manifest_version": 2', b'"manifest_version": 3')
     )
     with pytest.raises(LayoutVersionError, match="newer oreal"):
         bucket.read_rollouts(0)

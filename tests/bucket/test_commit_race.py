@@ -41,7 +41,7 @@ def seeds_low_name_second(step: int) -> tuple[int, int]:
 
 
 def committed_key(bucket: Bucket, step: int) -> str:
-    commit = StepManifest.from_bytes(bucket.get_bytes(layout.step_commit("rollouts", step)) or b"", "t")
+    commit = StepManifest.from_bytes(bucket.store.get_bytes(layout.step_commit("rollouts", step)) or b"", "t")
     return commit.parts[0].key
 
 
@@ -87,21 +87,21 @@ def test_a_committer_that_listed_a_zombie_version_adopts_the_first_commit(bucket
     def c1_commits_first() -> None:
         c2_listed.set()
         t1.join(WAIT_S)
-        results["after_c1"] = c2.get_bytes(layout.step_commit("rollouts", step))
+        results["after_c1"] = c2.store.get_bytes(layout.step_commit("rollouts", step))
 
     hook(c2.store, "create_bytes", before=c1_commits_first)
     assert c2.commit_rollouts(step, 1)
     assert results["c1"] is True
     assert not t1.is_alive()
     assert results["after_c1"] is not None
-    assert c2.get_bytes(layout.step_commit("rollouts", step)) == results["after_c1"]  # unchanged
+    assert c2.store.get_bytes(layout.step_commit("rollouts", step)) == results["after_c1"]  # unchanged
     step_dir = layout.step_dir("rollouts", step)
     assert committed_key(c2, step) == f"{step_dir}/{version_name(step, first)}"
-    names = sorted(n for n in c2.list(step_dir) if layout.parse_part_version(n))
+    names = sorted(n for n in c2.store.list(step_dir) if layout.parse_part_version(n))
     assert names[0] == version_name(step, zombie)  # C2's listing would have chosen the zombie
     assert c1.read_rollouts(step) == c2.read_rollouts(step) == make_samples(step, seed=first)
     assert c2.commit_rollouts(step, 1)  # later commits keep it as well
-    assert c2.get_bytes(layout.step_commit("rollouts", step)) == results["after_c1"]
+    assert c2.store.get_bytes(layout.step_commit("rollouts", step)) == results["after_c1"]
 
 
 def test_a_commit_deleted_after_the_listing_is_recreated_exclusively(bucket: Bucket) -> None:
@@ -120,7 +120,7 @@ def test_a_commit_deleted_after_the_listing_is_recreated_exclusively(bucket: Buc
     hook(c2.store, "create_bytes", before=lambda: c1.store.create_bytes(key, c1_commit))
     hook(c2.store, "put_bytes", before=lambda: c1.store.create_bytes(key, c1_commit))
     assert c2.commit_rollouts(step, 1)
-    assert c2.get_bytes(key) == c1_commit
+    assert c2.store.get_bytes(key) == c1_commit
     assert c2.read_rollouts(step) == make_samples(step, seed=first)
 
 
@@ -141,7 +141,7 @@ def test_an_unreadable_commit_that_won_the_race_is_replaced(bucket: Bucket) -> N
     step = 5
     bucket.write_rollout_part(step, 0, make_samples(step))
     key = layout.step_commit("rollouts", step)
-    hook(bucket.store, "create_bytes", before=lambda: bucket.put_bytes(key, b"garbage"))
+    hook(bucket.store, "create_bytes", before=lambda: bucket.store.put_bytes(key, b"garbage"))
     assert bucket.commit_rollouts(step, 1)
     assert bucket.read_rollouts(step) == make_samples(step)
 

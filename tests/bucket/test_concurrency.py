@@ -34,7 +34,9 @@ def test_racing_writers_of_one_part_yield_one_chosen_version(bucket: Bucket) -> 
     for step in range(4):
         seeds = [100 + step, 200 + step, 300 + step]
         race(bucket, step, seeds)
-        names = [n for n in bucket.list(layout.step_dir("rollouts", step)) if layout.parse_part_version(n)]
+        names = [
+            n for n in bucket.store.list(layout.step_dir("rollouts", step)) if layout.parse_part_version(n)
+        ]
         assert len(names) == len(seeds)  # no writer overwrote another
         assert bucket.commit_rollouts(step, 1)
         got = bucket.read_rollouts(step, part=0)

@@ -154,6 +154,6 @@ def test_memory_scheme_works_for_quick_experiments() -> None:
 def test_writes_recreate_a_directory_deleted_behind_the_bucket(tmp_path: Path) -> None:
     bucket = Bucket.open(str(tmp_path / "run"))
     bucket.write_stats(0, {"a": 1})
-    bucket.delete("stats")  # e.g. a user cleaning up by hand
+    bucket.store.delete_prefix("stats")  # e.g. a user cleaning up by hand
     bucket.write_stats(1, {"a": 2})
     assert bucket.list_stats() == [1]

@@ -31,8 +31,8 @@ def test_parsers_invert_the_keys() -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        "part-07.parquet",  # v1 data
-        "part-07.manifest.json",  # v1 manifest
+        "part-07.parquet",  # no manifest in the name
+        "part-07.manifest.json",
         ".part-07.r1.s2.c0000000a.parquet.tmp-0123456789ab",  # a local writer's temp file
         "part-7.r1.s2.c0000000a.parquet",  # part not zero-padded
         "part-007.r1.s2.c0000000a.parquet",  # padded beyond two digits
@@ -49,27 +49,18 @@ def test_only_canonical_part_names_parse(name: str) -> None:
     assert layout.parse_part_version(name) is None
 
 
-def test_v1_names_are_recognised() -> None:
-    assert layout.is_v1_part_name("part-00.parquet") and layout.is_v1_part_name("part-12.manifest.json")
-    assert not layout.is_v1_part_name(PartVersion(0, 1, 2, "00000000").name)
-
-
-@pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
-def test_bad_numbers_are_refused(bad: object) -> None:
+def test_trainer_output_keys() -> None:
+    assert layout.checkpoint_dir(12) == "checkpoints/step-000012"
+    assert layout.tree_commit(layout.checkpoint_dir(12)) == "checkpoints/step-000012/_COMMITTED"
+    assert layout.tree_commit(layout.FINAL) == "final/_COMMITTED"
+    assert layout.timing(3, "rollout", 1) == "timings/step-000003/rollout-01.json"
+    assert layout.parse_timing("verifier-02.json") == ("verifier", 2)
+    assert (
+        layout.parse_timing("trainer-00.json") is None and layout.parse_timing(".rollout-01.json.tmp") is None
+    )
+    assert layout.eval_result(4, "math500") == "eval/step-000004/math500.json"
+    for bad in ("", "a/b", ".hidden"):
+        with pytest.raises(ValueError):
+            layout.eval_result(4, bad)
     with pytest.raises(ValueError):
-        layout.stats(bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        layout.policy_dir(bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        PartVersion(part=bad, rows=1, size=1, crc32c="00000000")  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("crc", ["0000000", "0000000G", "ABCDEF01", 123])
-def test_bad_checksums_are_refused(crc: object) -> None:
-    with pytest.raises(ValueError, match="crc32c"):
-        PartVersion(part=0, rows=1, size=1, crc32c=crc)  # type: ignore[arg-type]
-
-
-def test_unknown_kind_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown part kind"):
-        layout.step_dir("prompts", 0)
+        layout.timing(0, "trainer", 0)

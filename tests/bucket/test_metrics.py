@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from bucket_records import make_samples
-from prometheus_client import REGISTRY, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from oreal import metrics
 from oreal.bucket import Bucket
@@ -24,13 +24,17 @@ DESIGN_NAMES = [
     "oreal_rollout_samples_total",
     "oreal_rollout_policy_staleness",
     "oreal_trainer_step",
+    "oreal_trainer_empty_steps_total",
+    "oreal_step_phase_duration_seconds",
+    "oreal_policy_sync_duration_seconds",
+]
+# The last step's results: exported once a step had them (absent before, never a made-up 0).
+LAST_STEP_NAMES = [
     "oreal_trainer_loss",
     "oreal_trainer_pass_rate",
     "oreal_trainer_kl",
     "oreal_trainer_reward_model_accuracy",
     "oreal_trainer_reward_mean",
-    "oreal_step_phase_duration_seconds",
-    "oreal_policy_sync_duration_seconds",
 ]
 
 
@@ -53,12 +57,27 @@ def test_every_design_metric_is_exported_from_the_start() -> None:
         assert name in samples or f"{name}_count" in samples, f"{name} has no series yet"
 
 
+def test_last_step_gauges_export_what_the_step_had() -> None:
+    registry = CollectorRegistry()
+    gauges = metrics.LastStepGauges()
+    registry.register(gauges)
+    assert not [line for line in generate_latest(registry).decode().splitlines() if not line.startswith("#")]
+    trained = {"loss/policy": 0.25, "pass_rate": 0.5, "kl": 0.01, "rm/accuracy": 0.75, "reward": 0.0}
+    gauges.record(trained)
+    assert {name: registry.get_sample_value(name) for name in LAST_STEP_NAMES} == dict(
+        zip(LAST_STEP_NAMES, [0.25, 0.5, 0.01, 0.75, 0.0], strict=True)
+    )
+    gauges.record({"pass_rate": 0.0, "skipped": 1.0})  # a step without a policy update
+    assert registry.get_sample_value("oreal_trainer_loss") is None
+    assert registry.get_sample_value("oreal_trainer_pass_rate") == 0.0
+
+
 def test_bucket_records_bytes_and_durations(tmp_path: Path) -> None:
     bucket = Bucket.open(str(tmp_path / "run"))
     written, read = sample("oreal_bucket_bytes_written_total"), sample("oreal_bucket_bytes_read_total")
     puts = sample("oreal_bucket_operation_duration_seconds_count", {"operation": "put"})
-    bucket.put_bytes("a.bin", b"x" * 1234)
-    assert bucket.get_bytes("a.bin") == b"x" * 1234
+    bucket.store.put_bytes("a.bin", b"x" * 1234)
+    assert bucket.store.get_bytes("a.bin") == b"x" * 1234
     assert sample("oreal_bucket_bytes_written_total") - written == 1234
     assert sample("oreal_bucket_bytes_read_total") - read == 1234
     assert sample("oreal_bucket_operation_duration_seconds_count", {"operation": "put"}) - puts == 1
@@ -112,11 +131,11 @@ def test_bucket_uses_only_the_declared_operation_labels(tmp_path: Path) -> None:
     (policy / "w.bin").write_bytes(b"w")
     bucket.publish_policy(0, policy)
     bucket.download_policy(0, tmp_path / "dl")
-    bucket.put_file(policy / "w.bin", "x/w.bin")
-    bucket.get_file("x/w.bin", tmp_path / "w.bin")
-    bucket.delete("x")
-    bucket.exists("x")
-    bucket.list("x")
+    bucket.store.put_file(str(policy / "w.bin"), "x/w.bin")
+    bucket.store.get_file("x/w.bin", str(tmp_path / "w.bin"))
+    bucket.store.delete_prefix("x")
+    bucket.store.exists("x")
+    bucket.store.list("x")
     declared = set(metrics.BUCKET_PRIMITIVES + metrics.BUCKET_COMPOSITES)
     used = {
         s.labels["operation"]

@@ -49,7 +49,7 @@ def test_missing_bucket_is_named(s3_env: SeaweedFS) -> None:
     with pytest.raises(BucketError, match="does not exist"):
         bucket.read_spec()
     with pytest.raises(BucketError, match="does not exist"):
-        bucket.put_file(Path(__file__), "checkpoints/x.py")
+        bucket.store.put_file(str(Path(__file__)), "checkpoints/x.py")
 
 
 def test_wrong_credentials_are_access_denied_and_not_echoed(

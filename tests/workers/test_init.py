@@ -134,6 +134,7 @@ def test_other_ranks_export_no_trainer_gauges():
     code = (
         "from prometheus_client import generate_latest\n"
         "import oreal.metrics as m\n"
+        "m.TRAINER_LAST_STEP.record({'loss/policy': 0.5})\n"
         "before = generate_latest(m.REGISTRY).decode()\n"
         "m.drop_trainer_gauges(); m.drop_trainer_gauges()\n"
         "after = generate_latest(m.REGISTRY).decode()\n"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,6 @@ from support.verdicts import inject_verdicts
 
 from oreal.bucket import Bucket
 from oreal.runner.local import prepare
-from oreal.workers import checkpoints
 from oreal.workers.__main__ import main as worker
 
 from .conftest import tiny_spec, write_prompts, write_spec
@@ -58,16 +56,16 @@ def test_one_step_through_all_three_workers(tmp_path, tiny_model, prompts_file):
     assert _metric("oreal_step_phase_duration_seconds_count", phase="wait") - wait_before == 2
     assert _metric("oreal_rollout_generated_tokens_total") >= sum(len(s.response_token_ids) for s in samples)
     step_dir = "rollouts/step-000000"
-    objects = bucket.list(step_dir)
+    objects = bucket.store.list(step_dir)
     part0 = [n for n in objects if n.startswith("part-00.")]
     assert len(part0) == 1
-    data0 = bucket.get_bytes(f"{step_dir}/{part0[0]}")
+    data0 = bucket.store.get_bytes(f"{step_dir}/{part0[0]}")
     assert data0
 
     # A restarted replica leaves its committed part alone: no new version, same bytes.
     assert worker(["rollout", *_flags(lr, "--index", "0", "--replicas", "2")]) == 0
-    assert bucket.list(step_dir) == objects
-    assert bucket.get_bytes(f"{step_dir}/{part0[0]}") == data0
+    assert bucket.store.list(step_dir) == objects
+    assert bucket.store.get_bytes(f"{step_dir}/{part0[0]}") == data0
 
     assert worker(["verifier", *_flags(lr, "--index", "0", "--replicas", "1")]) == 0
     verdicts = bucket.read_verdicts(0)
@@ -81,13 +79,13 @@ def test_one_step_through_all_three_workers(tmp_path, tiny_model, prompts_file):
     stats = bucket.read_stats(0)
     assert stats["samples"] == 16 and 0.0 <= stats["pass_rate"] <= 1.0
     # The last step saves the final weights (no optimiser state: a finished run is not resumed).
-    assert checkpoints.final_step(bucket) == 0 and checkpoints.committed_steps(bucket) == []
-    final = sorted(n for n in bucket.list("final") if not n.startswith("_"))
+    assert bucket.checkpoints.final_step() == 0 and bucket.checkpoints.committed_steps() == []
+    final = sorted(n for n in bucket.store.list("final") if not n.startswith("_"))
     assert final == ["policy", "reward_model"]
-    assert bucket.list("final/reward_model") and not bucket.list("checkpoints")
+    assert bucket.store.list("final/reward_model") and not bucket.store.list("checkpoints")
     # A trainer started again on a finished run has nothing to do (no replay from the start).
     assert worker(["trainer", *_flags(lr)]) == 0
-    assert bucket.read_stats(0) == stats and checkpoints.final_step(bucket) == 0
+    assert bucket.read_stats(0) == stats and bucket.checkpoints.final_step() == 0
     assert _metric("oreal_trainer_pass_rate") == pytest.approx(stats["pass_rate"])
     assert _metric("oreal_trainer_step") == 0
 
@@ -237,7 +235,7 @@ def test_periodic_evaluation_lands_in_the_stats(tmp_path, tiny_model, prompts_fi
     ):
         assert worker([role, *_flags(lr, *extra)]) == 0
     stats = bucket.read_stats(0)
-    summary = json.loads(bucket.get_bytes("eval/step-000000/prompts.json"))
+    summary = bucket.read_eval(0, "prompts")
     assert stats["eval/prompts/pass@1"] == summary["pass@1"] and summary["problems"] == 24
 
 

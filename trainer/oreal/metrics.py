@@ -115,7 +115,7 @@ def drop_trainer_gauges() -> None:
     Only global rank 0 records a step's results; on the first rank of another node they would
     read 0 forever next to rank 0's real values.
     """
-    for collector in (TRAINER_STEP, TRAINER_LAST_STEP):
+    for collector in (TRAINER_STEP, TRAINER_EMPTY_STEPS, TRAINER_LAST_STEP):
         with contextlib.suppress(KeyError):  # already dropped
             REGISTRY.unregister(collector)
 

@@ -53,7 +53,7 @@ def open_bucket(uri: str) -> Bucket:
 
 
 def committed_key(bucket: Bucket, step: int, part: int) -> str:
-    commit = StepManifest.from_bytes(bucket.get_bytes(layout.step_commit("rollouts", step)) or b"", "t")
+    commit = StepManifest.from_bytes(bucket.store.get_bytes(layout.step_commit("rollouts", step)) or b"", "t")
     entry = commit.part(part)
     assert entry is not None
     return entry.key
@@ -94,9 +94,9 @@ def test_corrupt_part_is_detected_withdrawn_rewritten_and_recommitted(gcs_uri: s
     bucket.write_rollout_part(5, 1, b)
     assert bucket.commit_rollouts(5, 2)
     key = committed_key(bucket, 5, 1)
-    data = bytearray(bucket.get_bytes(key) or b"")
+    data = bytearray(bucket.store.get_bytes(key) or b"")
     data[len(data) // 2] ^= 0xFF  # one bit-flipped byte, same size
-    bucket.put_bytes(key, bytes(data))
+    bucket.store.put_bytes(key, bytes(data))
     with pytest.raises(CorruptPartError, match="CRC32C") as info:
         bucket.read_rollouts(5)
     assert (info.value.kind, info.value.step, info.value.part) == ("rollouts", 5, 1)
@@ -104,7 +104,7 @@ def test_corrupt_part_is_detected_withdrawn_rewritten_and_recommitted(gcs_uri: s
     bucket.invalidate_part("rollouts", 5, 1)
     assert not bucket.rollouts_committed(5)
     assert bucket.rollout_parts_committed(5) == {0}
-    assert not bucket.exists(key)
+    assert not bucket.store.exists(key)
     bucket.write_rollout_part(5, 1, b)
     assert bucket.commit_rollouts(5, 2)
     assert bucket.read_rollouts(5) == a + b
@@ -248,7 +248,7 @@ def test_committed_steps_lists_only_committed_ones(gcs_uri: str) -> None:
     for step in (0, 2, 10):
         assert bucket.commit_rollouts(step, 1)
     assert bucket.committed_steps("rollouts") == [0, 2, 10]
-    assert bucket.list("rollouts") == [
+    assert bucket.store.list("rollouts") == [
         layout.step_dir("rollouts", s).rsplit("/", 1)[-1] for s in (0, 1, 2, 10)
     ]
 
@@ -258,7 +258,7 @@ def test_missing_bucket_is_a_clear_error(gcs_endpoint: str) -> None:
 
     bucket = open_bucket("gs://no-such-bucket/run")
     with pytest.raises(BucketError, match="does not exist"):
-        bucket.get_bytes("state.json")
+        bucket.store.get_bytes("state.json")
 
 
 def test_endpoint_argument_without_the_environment(

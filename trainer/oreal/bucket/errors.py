@@ -23,9 +23,10 @@ class ObjectMissingError(BucketError):
 class CorruptPartError(BucketError):
     """A stored object does not match its manifest (checksum, size or row count).
 
-    `kind` is "rollouts" or "verdicts" (or "policy"), `step` the step (or policy version) and
-    `part` the part number (None for a policy file). The owning worker regenerates the part after
-    `Bucket.invalidate_part(kind, step, part)` withdrew the step commit and the part's objects.
+    `kind` is "rollouts" or "verdicts" (or "policy", "checkpoint"), `step` the step (or policy
+    version) and `part` the part number (None for a file of a folder). The owning worker
+    regenerates a part after `Bucket.invalidate_part(kind, step, part)` withdrew the step commit
+    and the part's objects.
     """
 
     def __init__(self, message: str, *, kind: str, step: int, part: int | None) -> None:

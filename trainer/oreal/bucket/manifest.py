@@ -4,19 +4,20 @@
   step commit chose: part number, rows, byte size, CRC32C and the key of its data object. There
   are no per-part manifest objects any more: a part's data object carries its rows, size and
   CRC32C in its own name (see `layout.PartVersion`), and the commit copies them from one listing.
-- `PolicyManifest` (policy/vNNNNNN/_COMMITTED, manifest version 1): every file of a policy folder
-  with size and CRC-32.
+- `PolicyManifest` (policy/vNNNNNN/_COMMITTED, manifest version 2): every file of a policy folder
+  with size and CRC32C.
+- `TreeManifest` (checkpoints/step-NNNNNN/_COMMITTED and final/_COMMITTED, manifest version 1): the
+  step whose trainer state the tree holds, and every file with size and CRC32C.
 
-Checksums. Parts use CRC32C (`google_crc32c`, hardware-accelerated: ~13 GB/s here vs ~1.7 GB/s
-for sha256), computed once by the writer and once by every reader of a part. Policy files use
-zlib's CRC-32, computed per block on several cores and combined (`crc.py`), because a download
-checksums files while they stream to disk. Both detect truncation and accidental corruption,
-which is what these checks are for (S3 itself offers CRC32C for transfer integrity); neither is
-meant to resist a deliberate forgery by someone who can write to the bucket.
+One checksum everywhere: CRC32C (Castagnoli, `google_crc32c`, hardware-accelerated: ~13 GB/s on
+one core here, against ~1.7 GB/s for zlib's CRC-32 and sha256), computed once by the writer and
+once by every reader, for parts in memory and for policy and checkpoint files while they stream
+(`file_crc32c`). It detects truncation and accidental corruption, which is what these checks are
+for (S3 itself offers CRC32C for transfer integrity); it is not meant to resist a deliberate
+forgery by someone who can write to the bucket.
 
-A v1 step manifest (part-NN.parquet + part-NN.manifest.json with sha256, written by oreal before
-the v2 layout) is refused with a `LayoutVersionError` that says so; so is a manifest newer than
-this oreal knows.
+A manifest of another version than this oreal writes is refused with a `LayoutVersionError` that
+says which oreal wrote it.
 """
 
 from __future__ import annotations
@@ -28,27 +29,43 @@ from typing import Any
 import google_crc32c
 
 from oreal.bucket import layout
-from oreal.bucket.crc import file_crc32
 from oreal.bucket.errors import BucketError, LayoutVersionError
 
 __all__ = [
     "MANIFEST_VERSION",
     "POLICY_MANIFEST_VERSION",
     "PartEntry",
-    "PolicyFile",
+    "FileEntry",
     "PolicyManifest",
+    "TreeManifest",
     "StepManifest",
     "crc32c",
-    "file_crc32",
+    "file_crc32c",
 ]
 
-MANIFEST_VERSION = 2  # step manifests; 1 was the part-manifest layout (sha256)
-POLICY_MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # step manifests
+POLICY_MANIFEST_VERSION = 2  # policy manifests (CRC32C per file)
+TREE_MANIFEST_VERSION = 1  # checkpoints and final weights
+_CHUNK = 4 << 20
 
 
 def crc32c(data: bytes) -> str:
     """CRC32C (Castagnoli) of `data` as 8 lowercase hex digits."""
     return f"{google_crc32c.value(data):08x}"
+
+
+def file_crc32c(path: str) -> str:
+    """CRC32C of a file as 8 lowercase hex digits, read 4 MiB at a time (2.5-3 GB/s here, bound by
+    the copy out of the page cache; zlib's CRC-32 of the same reads: 1.1 GB/s).
+
+    Not mmap: a file truncated while it is read would kill the process with SIGBUS instead of
+    failing the size check that follows.
+    """
+    crc = 0
+    with open(path, "rb", buffering=0) as f:
+        while data := f.read(_CHUNK):
+            crc = google_crc32c.extend(crc, data)
+    return f"{crc:08x}"
 
 
 def _load(data: bytes, where: str, version: int, what: str) -> dict[str, Any]:
@@ -72,6 +89,10 @@ def _load(data: bytes, where: str, version: int, what: str) -> dict[str, Any]:
             f"v{version}); finish the run with that oreal, or start it again under a new storage URI"
         )
     return obj
+
+
+def _file_entries(items: Any) -> list[FileEntry]:
+    return [FileEntry(path=str(f["path"]), size=int(f["size"]), crc32c=str(f["crc32c"])) for f in items]
 
 
 def _dump(obj: Any, version: int) -> bytes:
@@ -131,16 +152,18 @@ class StepManifest:
 
 
 @dataclass(frozen=True)
-class PolicyFile:
+class FileEntry:
+    """One file of a committed folder (a policy version, a checkpoint, final/)."""
+
     path: str  # relative, '/'-separated
     size: int
-    crc32: str  # 8 hex digits, see file_crc32
+    crc32c: str  # 8 lowercase hex digits, see file_crc32c
 
 
 @dataclass(frozen=True)
 class PolicyManifest:
     version: int
-    files: list[PolicyFile] = field(default_factory=list)
+    files: list[FileEntry] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -153,7 +176,24 @@ class PolicyManifest:
     def from_bytes(cls, data: bytes, where: str) -> PolicyManifest:
         obj = _load(data, where, POLICY_MANIFEST_VERSION, "policy")
         try:
-            files = [PolicyFile(path=f["path"], size=int(f["size"]), crc32=f["crc32"]) for f in obj["files"]]
+            files = _file_entries(obj["files"])
             return cls(version=int(obj["version"]), files=files)
         except (KeyError, TypeError, ValueError) as exc:
             raise BucketError(f"{where}: malformed policy manifest") from exc
+
+
+@dataclass(frozen=True)
+class TreeManifest:
+    step: int
+    files: list[FileEntry] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        return _dump(self, TREE_MANIFEST_VERSION)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> TreeManifest:
+        obj = _load(data, where, TREE_MANIFEST_VERSION, "checkpoint")
+        try:
+            return cls(step=int(obj["step"]), files=_file_entries(obj["files"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BucketError(f"{where}: malformed checkpoint manifest") from exc

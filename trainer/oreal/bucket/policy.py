@@ -1,6 +1,6 @@
 """Publish and download HF-format policy folders: files first, `_COMMITTED` manifest last.
 
-The manifest lists every file with its size and CRC-32 (see `manifest.py` for why not sha256).
+The manifest lists every file with its size and CRC32C (see `manifest.py`).
 Checksumming overlaps with the transfer. A download verifies each file and leaves a marker
 (`.oreal_policy.json`, a copy of the manifest) in the local folder, so a second download of the
 same version is skipped when the marker and the file sizes still match.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from oreal.bucket import layout
 from oreal.bucket.errors import BucketError, CorruptPartError, NotCommittedError, ObjectMissingError
-from oreal.bucket.manifest import PolicyFile, PolicyManifest, file_crc32
+from oreal.bucket.manifest import FileEntry, PolicyManifest, file_crc32c
 from oreal.bucket.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,10 @@ def publish(store: ObjectStore, version: int, local_dir: Path, link: bool = Fals
             log.warning("policy v%d is already committed; replacing it", version)
             store.delete(layout.policy_commit(version))
 
-        def upload(path: Path) -> PolicyFile:
+        def upload(path: Path) -> FileEntry:
             rel = path.relative_to(local_dir).as_posix()
-            crc = store.put_file(str(path), f"{prefix}/{rel}", checksum=file_crc32, link=link)
-            return PolicyFile(path=rel, size=path.stat().st_size, crc32=crc)
+            crc = store.put_file(str(path), f"{prefix}/{rel}", checksum=file_crc32c, link=link)
+            return FileEntry(path=rel, size=path.stat().st_size, crc32c=crc)
 
         with ThreadPoolExecutor(max_workers=max(1, min(_THREADS, len(files)))) as pool:
             entries = sorted(pool.map(upload, files), key=lambda f: f.path)
@@ -104,17 +104,17 @@ def download(store: ObjectStore, version: int, local_dir: Path, link: bool = Fal
     prefix = layout.policy_dir(version)
     (local_dir / MARKER).unlink(missing_ok=True)
 
-    def fetch(entry: PolicyFile) -> None:
+    def fetch(entry: FileEntry) -> None:
         target = local_dir / entry.path
         if (
             target.is_file()
             and target.stat().st_size == entry.size
-            and file_crc32(str(target)) == entry.crc32
+            and file_crc32c(str(target)) == entry.crc32c
         ):
             return  # identical file already there
         where = store.url(f"{prefix}/{entry.path}")
         try:
-            crc = store.get_file(f"{prefix}/{entry.path}", str(target), checksum=file_crc32, link=link)
+            crc = store.get_file(f"{prefix}/{entry.path}", str(target), checksum=file_crc32c, link=link)
         except ObjectMissingError as exc:
             raise CorruptPartError(
                 f"{where}: listed in the policy manifest but missing; re-publish policy v{version}",
@@ -123,7 +123,7 @@ def download(store: ObjectStore, version: int, local_dir: Path, link: bool = Fal
                 part=None,
             ) from exc
         size = target.stat().st_size
-        if size != entry.size or crc != entry.crc32:
+        if size != entry.size or crc != entry.crc32c:
             target.unlink(missing_ok=True)
             raise CorruptPartError(
                 f"{where}: content does not match the policy manifest ({size} bytes, manifest says "

@@ -25,6 +25,7 @@ from fsspec.implementations.local import LocalFileSystem
 from oreal import metrics
 from oreal.bucket.errors import BucketError, ObjectMissingError
 from oreal.bucket.exclusive import link_exclusive, pipe_exclusive
+from oreal.bucket.manifest import file_crc32c
 from oreal.bucket.retry import RetryPolicy, call_with_retry
 
 log = logging.getLogger(__name__)
@@ -320,7 +321,9 @@ class ObjectStore:
         self.run("delete", prefix, rm)
 
     # -- large files (policy weights) ----------------------------------------------------------------
-    def put_file(self, local_path: str, key: str, checksum: Callable[[str], str], link: bool = False) -> str:
+    def put_file(
+        self, local_path: str, key: str, checksum: Callable[[str], str] = file_crc32c, link: bool = False
+    ) -> str:
         """Upload a local file to `key`; returns checksum(local_path), computed during the upload.
 
         Atomic: temp + rename locally, one (multipart) PUT on object stores. `link`: the caller
@@ -357,7 +360,9 @@ class ObjectStore:
         metrics.BUCKET_BYTES_WRITTEN.inc(size)
         return result
 
-    def get_file(self, key: str, local_path: str, checksum: Callable[[str], str], link: bool = False) -> str:
+    def get_file(
+        self, key: str, local_path: str, checksum: Callable[[str], str] = file_crc32c, link: bool = False
+    ) -> str:
         """Download `key` to `local_path` (temp sibling, then rename); returns the content's checksum.
 
         On a local filesystem the kernel copies the file while the bucket object is checksummed

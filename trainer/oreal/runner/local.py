@@ -174,7 +174,7 @@ def step_progress(bucket: Bucket, first: int, last: int, R: int, V: int) -> dict
         out[step] = StepProgress(
             rollout_parts=R if bucket.rollouts_committed(step) else len(bucket.rollout_parts_committed(step)),
             verdict_parts=V if bucket.verdicts_committed(step) else len(bucket.verdict_parts_committed(step)),
-            trained=bucket.exists(f"stats/step-{step:06d}.json"),
+            trained=bucket.stats_written(step),
         )
     return out
 

@@ -10,7 +10,6 @@ replica picks up exactly where it stopped.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from typing import Any
@@ -253,9 +252,7 @@ def run(args: argparse.Namespace) -> int:
             metrics.ROLLOUT_SAMPLES.inc(len(samples))
             metrics.ROLLOUT_GENERATED_TOKENS.inc(tokens)
             record = {**timings, "samples": len(samples), "tokens": tokens, "policy_version": version}
-            bucket.put_bytes(
-                f"timings/step-{step:06d}/rollout-{args.index:02d}.json", json.dumps(record).encode()
-            )
+            bucket.write_timings(step, "rollout", args.index, record)
             log.info(
                 "step %d part %d: %d samples, %d tokens in %.1fs (policy v%d)",
                 step, args.index, len(samples), tokens, timings.get("generate", 0.0), version,

@@ -15,7 +15,6 @@ writes policies, stats and state.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -23,8 +22,9 @@ import time
 from pathlib import Path
 
 from oreal import metrics
+from oreal.bucket.manifest import FileEntry
 from oreal.step_outcome import describe_step, step_outcome
-from oreal.workers import checkpoints, report
+from oreal.workers import report
 from oreal.workers.common import (
     WorkerContext,
     WorkerError,
@@ -78,13 +78,14 @@ def resolve_model(uri: str | None, local: Path, what: str, spec) -> Path | None:
     return local
 
 
-def gather(entries: list[dict]) -> list[dict]:
+def gather(entries: list[FileEntry]) -> list[FileEntry]:
+    """Every rank's uploaded files (rank 0 commits the manifest of all of them)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        everyone: list[list[dict]] = [[] for _ in range(dist.get_world_size())]
+        everyone: list[list[FileEntry]] = [[] for _ in range(dist.get_world_size())]
         dist.all_gather_object(everyone, entries)
-        merged = {e["path"]: e for part in everyone for e in part}
+        merged = {e.path: e for part in everyone for e in part}
         return list(merged.values())
     return entries
 
@@ -94,10 +95,10 @@ def save_checkpoint(ctx: WorkerContext, trainer, step: int, saved_policy: Path |
     local = ctx.work_dir / f"checkpoint-rank{rank()}"
     shutil.rmtree(local, ignore_errors=True)
     trainer.save_checkpoint(local, saved_policy=saved_policy)
-    entries = gather(checkpoints.upload(ctx.bucket, step, local, move=True))  # local is discarded next
+    entries = gather(ctx.bucket.checkpoints.upload(step, local, move=True))  # local is discarded next
     if rank() == 0:
-        checkpoints.commit(ctx.bucket, step, entries)
-        checkpoints.prune(ctx.bucket, ctx.spec.checkpoint.keep)
+        ctx.bucket.checkpoints.commit(step, entries)
+        ctx.bucket.checkpoints.prune(ctx.spec.checkpoint.keep)
     shutil.rmtree(local, ignore_errors=True)
 
 
@@ -110,22 +111,22 @@ def save_final(ctx: WorkerContext, trainer, step: int, saved_policy: Path | None
     local = ctx.work_dir / f"final-rank{rank()}"
     shutil.rmtree(local, ignore_errors=True)
     if rank() == 0:
-        checkpoints.withdraw_final(ctx.bucket)
+        ctx.bucket.checkpoints.withdraw_final()
     trainer.save_weights(local, saved_policy=saved_policy)
-    entries = gather(checkpoints.upload_tree(ctx.bucket, checkpoints.FINAL, local, move=True))
+    entries = gather(ctx.bucket.checkpoints.upload_final(local, move=True))
     if rank() == 0:
-        checkpoints.commit_tree(ctx.bucket, checkpoints.FINAL, step, entries)
+        ctx.bucket.checkpoints.commit_final(step, entries)
     shutil.rmtree(local, ignore_errors=True)
 
 
 def resume(ctx: WorkerContext, trainer) -> int:
     """Load the newest committed checkpoint; returns the first step to train."""
-    steps = checkpoints.committed_steps(ctx.bucket)
+    steps = ctx.bucket.checkpoints.committed_steps()
     if not steps:
         return 0
     local = ctx.work_dir / "resume"
     shutil.rmtree(local, ignore_errors=True)
-    checkpoints.download(ctx.bucket, steps[-1], local)
+    ctx.bucket.checkpoints.download(steps[-1], local)
     start = trainer.load_checkpoint(local)
     shutil.rmtree(local, ignore_errors=True)
     log.info("resumed from the checkpoint of step %d; next step %d", steps[-1], start)
@@ -159,13 +160,10 @@ def record_metrics(stats: dict) -> None:
 def step_timings(bucket, step: int) -> dict[str, float]:
     """Generate/verify seconds that the other workers reported for this step (max over replicas)."""
     out: dict[str, float] = {}
-    for role in ("rollout", "verifier"):
-        for name in bucket.list(f"timings/step-{step:06d}"):
-            if name.startswith(role):
-                data = bucket.get_bytes(f"timings/step-{step:06d}/{name}")
-                for key, value in json.loads(data or b"{}").items():
-                    if key in ("generate", "verify"):
-                        out[f"time/{key}"] = max(out.get(f"time/{key}", 0.0), float(value))
+    for record in bucket.read_timings(step).values():
+        for key in ("generate", "verify"):
+            if key in record:
+                out[f"time/{key}"] = max(out.get(f"time/{key}", 0.0), float(record[key]))
     return out
 
 
@@ -184,7 +182,7 @@ def evaluate_datasets(ctx: WorkerContext, step: int) -> dict[str, float]:
         except (DataError, EvalError) as err:
             log.warning("evaluation on %s skipped: %s", uri, err)
             continue
-        ctx.bucket.put_bytes(f"eval/step-{step:06d}/{name}.json", json.dumps(summary, indent=1).encode())
+        ctx.bucket.write_eval(step, name, summary)
         out[f"eval/{name}/pass@1"] = float(summary["pass@1"])
         log.info("step %d: pass@1 %.3f on %s", step, summary["pass@1"], name)
     return out

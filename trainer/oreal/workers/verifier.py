@@ -7,7 +7,6 @@ part i. As everywhere, a committed verdict part is never rewritten.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
 from oreal.bucket import CorruptPartError
@@ -121,9 +120,7 @@ def run(args: argparse.Namespace) -> int:
                 bucket.commit_verdicts(step, args.replicas)
             correct = sum(v.correct for v in verdicts)
             record = {**timings, "samples": len(verdicts), "correct": correct}
-            bucket.put_bytes(
-                f"timings/step-{step:06d}/verifier-{args.index:02d}.json", json.dumps(record).encode()
-            )
+            bucket.write_timings(step, "verifier", args.index, record)
             log.info(
                 "step %d part %d: %d/%d correct in %.2fs",
                 step,

@@ -1,16 +1,20 @@
-"""The pod template of one role of an OREALRun: pure builders, no I/O.
+"""The pod template of one role of an OREALRun (one replicatedJob of its JobSet): pure builders.
 
 Every pod runs two containers from the worker image:
 
 - `init-spec`: `oreal worker init --spec /etc/oreal/spec.yaml` writes the frozen spec (mounted from
-  the `<run>-spec` ConfigMap) into the bucket, or exits 1 if the bucket holds a different run;
+  the `<run>-spec` ConfigMap) into the bucket, or exits 3 (permanent) if the bucket holds a started
+  run with another spec;
 - `worker`: `oreal worker <role>`, the same entrypoint the local runner starts as a process. A
   trainer with more than one process runs it under torchrun (`-m oreal.workers trainer`).
 
-Both get the same environment (see `worker_env`): the bucket URI and its endpoint/region, the pod's
-index from the StatefulSet's `apps.kubernetes.io/pod-index` label, the role's replica count, and
-writable emptyDir folders for HOME, TMPDIR and the work dir, since the root filesystem is read-only.
-Callers check that the spec can run (see `render.check_runnable`) before building templates.
+Both get the same environment (see `worker_env`): the bucket URI and its endpoint/region, the
+pod's index (its Job completion index), the role's replica count, and writable emptyDir folders for
+HOME, TMPDIR and the work dir, since the root filesystem is read-only. Pods never restart in place
+(restartPolicy Never): a failed pod is replaced by its Job, or the JobSet restarts the gang.
+Failure reasons reach the pod's status through the termination log (`oreal.workers.termination`;
+an unexpected crash falls back to the log's tail). `spec.<role>.podTemplate` is applied last
+(`oreal_operator.overrides`). Callers check that the spec can run (`render.check_runnable`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import math
 from typing import Any
 
 from oreal.spec.models import OREALRunSpec, PodFields
-from oreal_operator.naming import child_name, labels, spec_configmap_name
+from oreal.spec.podtemplate import DEFAULT_ACCELERATOR
+from oreal_operator.naming import labels, pod_address, spec_configmap_name
+from oreal_operator.overrides import apply_overrides
 
 WORKER_CONTAINER = "worker"
 INIT_CONTAINER = "init-spec"
@@ -33,15 +39,15 @@ SHM_DIR = "/dev/shm"
 TORCHRUN_PORT = 29500
 TORCHRUN_PORT_NAME = "torchrun"
 METRICS_PORT_NAME = "metrics"
-POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
-GPU_RESOURCE = "nvidia.com/gpu"
+# Set by the Job controller on every pod of an Indexed Job (also as $JOB_COMPLETION_INDEX).
+COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 # runAsNonRoot can only be enforced on a numeric user; the worker image should own nothing it needs
 # to write (every writable path is an emptyDir), so any non-root uid works.
 RUN_AS_USER = 1000
 
 
 def role_fields(spec: OREALRunSpec, role: str) -> PodFields:
-    """The spec section of `role` (image, resources, nodeSelector, tolerations)."""
+    """The spec section of `role` (image, resources, nodeSelector, tolerations, podTemplate)."""
     return {"rollout": spec.rollout, "verifier": spec.verifier, "trainer": spec.trainer}[role]
 
 
@@ -63,17 +69,17 @@ def role_gpus(spec: OREALRunSpec, role: str) -> int:
     }[role]
 
 
+def accelerator(spec: OREALRunSpec, role: str) -> str:
+    """The extended resource carrying `role`'s GPUs (podTemplate.acceleratorResource)."""
+    template = role_fields(spec, role).pod_template
+    return template.accelerator if template is not None else DEFAULT_ACCELERATOR
+
+
 def gpu_field(role: str) -> str:
     """The spec field that sets a role's GPUs per pod (for error messages)."""
     return {"rollout": "spec.rollout.gpusPerReplica", "trainer": "spec.trainer.gpusPerNode"}.get(
         role, f"spec.{role} (no GPUs)"
     )
-
-
-def trainer_master_address(run_name: str, namespace: str) -> str:
-    """DNS name of trainer pod 0 under the headless Service `<run>-trainer`."""
-    service = child_name(run_name, "trainer")
-    return f"{service}-0.{service}.{namespace}.svc"
 
 
 def trainer_processes(spec: OREALRunSpec) -> int:
@@ -85,9 +91,9 @@ def worker_command(spec: OREALRunSpec, role: str, run_name: str, namespace: str)
     """`oreal worker ROLE`; a trainer with nodes x processes > 1 runs under torchrun.
 
     torchrun starts max(1, gpusPerNode) processes per pod. One pod: `--standalone` (a local
-    rendezvous). Several: a static rendezvous at trainer pod 0 with the node rank taken from the
-    pod index ($(OREAL_INDEX) is expanded by the kubelet from the container's env).
-    The bucket URI comes from $OREAL_RUN_URI, not --run, which torchrun's parser would take.
+    rendezvous). Several: a static rendezvous at trainer pod 0's DNS name, the node rank taken
+    from the pod's completion index ($(OREAL_INDEX), expanded by the kubelet). The bucket URI
+    comes from $OREAL_RUN_URI, not --run, which torchrun's parser would take.
     """
     if role != "trainer":
         return ["oreal", "worker", role]
@@ -102,7 +108,7 @@ def worker_command(spec: OREALRunSpec, role: str, run_name: str, namespace: str)
             f"--nnodes={nodes}",
             f"--nproc-per-node={nproc}",
             "--node-rank=$(OREAL_INDEX)",
-            f"--master-addr={trainer_master_address(run_name, namespace)}",
+            f"--master-addr={pod_address(run_name, 'trainer', 0, namespace)}",
             f"--master-port={TORCHRUN_PORT}",
         ]
     return ["torchrun", *launch, "-m", "oreal.workers", "trainer"]
@@ -156,7 +162,7 @@ def worker_env(spec: OREALRunSpec, role: str, run_name: str) -> list[dict[str, A
     if storage.region:
         env.append({"name": "OREAL_STORAGE_REGION", "value": storage.region})
     env += [
-        _field_env("OREAL_INDEX", f"metadata.labels['{POD_INDEX_LABEL}']"),
+        _field_env("OREAL_INDEX", f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"),
         {"name": "OREAL_REPLICAS", "value": str(role_replicas(spec, role))},
         {"name": "OREAL_METRICS_PORT", "value": str(spec.metrics.port)},
         {"name": "OREAL_WORK_DIR", "value": WORK_DIR},
@@ -169,8 +175,8 @@ def worker_env(spec: OREALRunSpec, role: str, run_name: str) -> list[dict[str, A
     return env
 
 
-def container_resources(fields: PodFields, gpus: int, *, with_gpus: bool = True) -> dict[str, Any]:
-    """The role's requests/limits as strings, plus `nvidia.com/gpu: <gpus>` limits when gpus > 0.
+def container_resources(fields: PodFields, gpus: int, gpu_resource: str, *, with_gpus: bool = True) -> dict:
+    """The role's requests/limits as strings, plus `<gpu_resource>: <gpus>` limits when gpus > 0.
 
     with_gpus=False drops GPUs (the init container needs none). A user-given GPU quantity that
     differs from `gpus` is rejected earlier by render.check_runnable.
@@ -178,9 +184,9 @@ def container_resources(fields: PodFields, gpus: int, *, with_gpus: bool = True)
     out: dict[str, Any] = {}
     for kind in ("requests", "limits"):
         given = getattr(fields.resources, kind)
-        values = {key: str(value) for key, value in sorted(given.items()) if key != GPU_RESOURCE}
-        if with_gpus and gpus > 0 and (kind == "limits" or GPU_RESOURCE in given):
-            values[GPU_RESOURCE] = str(gpus)
+        values = {key: str(value) for key, value in sorted(given.items()) if key != gpu_resource}
+        if with_gpus and gpus > 0 and (kind == "limits" or gpu_resource in given):
+            values[gpu_resource] = str(gpus)
         if values:
             out[kind] = dict(sorted(values.items()))
     return out
@@ -207,8 +213,8 @@ def pod_security_context() -> dict[str, Any]:
     }
 
 
-def volumes(run_name: str, gpus: int) -> list[dict[str, Any]]:
-    """The spec ConfigMap and emptyDirs for /tmp, HOME and the work dir; /dev/shm in memory for GPU pods."""
+def volumes(run_name: str, shm: bool, shm_size: str | None) -> list[dict[str, Any]]:
+    """The spec ConfigMap and emptyDirs for /tmp, HOME and the work dir; /dev/shm in memory when asked."""
     out: list[dict[str, Any]] = [
         {
             "name": "spec",
@@ -221,8 +227,11 @@ def volumes(run_name: str, gpus: int) -> list[dict[str, Any]]:
         {"name": "home", "emptyDir": {}},
         {"name": "work", "emptyDir": {}},
     ]
-    if gpus > 0:  # NCCL and torch data loaders need more than the runtime's 64 MiB /dev/shm
-        out.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    if shm:  # NCCL and torch data loaders need more than the runtime's 64 MiB /dev/shm
+        empty_dir: dict[str, Any] = {"medium": "Memory"}
+        if shm_size is not None:
+            empty_dir["sizeLimit"] = shm_size
+        out.append({"name": "dshm", "emptyDir": empty_dir})
     return out
 
 
@@ -259,13 +268,15 @@ def pod_template(
     namespace: str,
     image: str,
     image_pull_policy: str,
-    service_account: str | None,
     image_pull_secrets: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The PodTemplateSpec of one role's StatefulSet. `image` is spec.<role>.image or the operator's;
-    `image_pull_secrets` name Secrets in the pod's namespace to pull it with."""
+    """The PodTemplateSpec of one role's Job. `image` is spec.<role>.image or the run's pinned
+    worker image; `image_pull_secrets` name Secrets in the pod's namespace to pull it with."""
     fields = role_fields(spec, role)
     gpus = role_gpus(spec, role)
+    gpu_resource = accelerator(spec, role)
+    shm_size = fields.pod_template.shm_size if fields.pod_template is not None else None
+    shm = gpus > 0 or shm_size is not None
 
     def common() -> dict[str, Any]:  # fresh objects per container: no aliasing between the two
         out: dict[str, Any] = {
@@ -273,6 +284,7 @@ def pod_template(
             "imagePullPolicy": image_pull_policy,
             "env": worker_env(spec, role, run_name),
             "securityContext": container_security_context(),
+            "terminationMessagePolicy": "FallbackToLogsOnError",
         }
         env_from = _env_from(spec)
         if env_from:
@@ -283,29 +295,28 @@ def pod_template(
         "name": INIT_CONTAINER,
         "command": init_command(),
         **common(),
-        "resources": container_resources(fields, gpus, with_gpus=False),
+        "resources": container_resources(fields, gpus, gpu_resource, with_gpus=False),
         "volumeMounts": _mounts(["spec", "tmp", "home"]),
     }
     worker: dict[str, Any] = {
         "name": WORKER_CONTAINER,
         "command": worker_command(spec, role, run_name, namespace),
         **common(),
-        "resources": container_resources(fields, gpus),
-        "volumeMounts": _mounts(["tmp", "home", "work"] + (["dshm"] if gpus > 0 else [])),
+        "resources": container_resources(fields, gpus, gpu_resource),
+        "volumeMounts": _mounts(["tmp", "home", "work"] + (["dshm"] if shm else [])),
     }
     ports = _ports(spec, role)
     if ports:
         worker["ports"] = ports
     pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",  # the Job replaces a failed pod; podFailurePolicy needs Never
         "automountServiceAccountToken": False,  # workers never call the Kubernetes API
         "enableServiceLinks": False,  # no *_SERVICE_HOST variables next to OREAL_*
         "securityContext": pod_security_context(),
         "initContainers": [init],
         "containers": [worker],
-        "volumes": volumes(run_name, gpus),
+        "volumes": volumes(run_name, shm, None if shm_size is None else str(shm_size)),
     }
-    if service_account:
-        pod_spec["serviceAccountName"] = service_account
     if image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": name} for name in image_pull_secrets]
     if fields.node_selector:
@@ -321,7 +332,8 @@ def pod_template(
             "prometheus.io/port": str(spec.metrics.port),
             "prometheus.io/scrape": "true",
         }
-    return {
+    template = {
         "metadata": {"labels": labels(run_name, role), "annotations": annotations},
         "spec": pod_spec,
     }
+    return apply_overrides(template, fields.pod_template, role)

@@ -1,84 +1,89 @@
-"""Render the Kubernetes children of one OREALRun: pure, no I/O, deterministic.
+"""Render what the operator creates for one OREALRun: pure, no I/O, deterministic.
 
-`render_children(run, opts)` returns, in this order:
+`render_run(run, opts)` returns, in this order (`oreal render RUN.yaml` prints exactly this):
 
 - ConfigMap `<run>-spec`, key `spec.yaml`: the frozen spec, byte-identical to what the local runner
-  writes (`oreal.workers.init.frozen_spec`), mounted into every pod's init container;
-- headless Service `<run>-trainer` (port 29500, not-ready addresses published) for torchrun's
-  rendezvous at trainer pod 0;
-- StatefulSets `<run>-rollout` (rollout.replicas pods), `<run>-verifier` (verifier.replicas) and
-  `<run>-trainer` (trainer.nodes), podManagementPolicy Parallel; see `oreal_operator.pods`.
+  writes (`oreal.spec.frozen.frozen_spec`), mounted into every pod's init container;
+- JobSet `<run>` (`oreal_operator.jobset`): replicatedJobs rollout, verifier and trainer.
 
-Every object carries metadata.namespace, `naming.labels()` and the owner reference when given, set in
-one helper (`_metadata`). A stopped run (suspended, finished, failed, past its deadline) renders the
-same objects with 0 replicas: the pods go, the bucket and the pod templates stay.
+Every object carries metadata.namespace, `naming.labels()` and the owner reference when given,
+set in one helper (`_metadata`). The JobSet also carries the run's own labels (Kueue reads
+`kueue.x-k8s.io/queue-name` and `kueue.x-k8s.io/priority-class` there), the run's
+`kueue.x-k8s.io/*` annotations, and the operator's annotations: the spec hash (`spec_hash`, what
+the JobSet was made from), the render version and the worker image it was rendered with, and the
+gang restarts of the run's earlier JobSets. It is created suspended when spec.suspend is set or
+the run has a Kueue queue name (Kueue admits it, and only Kueue resumes it).
 
 `check_runnable` rejects specs that validate but cannot run on Kubernetes (RenderError, the message
-names the field). It checks only what the operator itself can know: storage.uri must be a shared
-bucket (s3:// or gs://), the run's name must make valid child names, and a GPU quantity given in
-resources must agree with the role's GPU count. Model and data paths are not checked: a plain path
-there is legitimate when it exists inside the worker image (models baked into images), and only the
-pod can tell.
+names the field): storage.uri must be a shared bucket (s3:// or gs://), the run's name must make
+valid names for the JobSet's Service, Jobs and pods, and a GPU quantity given in resources must
+agree with the role's GPU count. Model and data paths are not checked: a plain path there is
+legitimate when it exists inside the worker image, and only the pod can tell.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from oreal.spec.frozen import frozen_spec
 from oreal.spec.models import ObjectMeta, OREALRun
-from oreal.workers.init import frozen_spec
-from oreal_operator.naming import ROLES, child_name, labels, selector, spec_configmap_name
-from oreal_operator.pods import (
-    GPU_RESOURCE,
-    SPEC_KEY,
-    TORCHRUN_PORT,
-    TORCHRUN_PORT_NAME,
-    gpu_field,
-    pod_template,
-    role_fields,
-    role_gpus,
-    role_replicas,
-)
+from oreal_operator.errors import RenderError
+from oreal_operator.jobset import build_jobset
+from oreal_operator.naming import ROLES, jobset_name, labels, spec_configmap_name
+from oreal_operator.pods import SPEC_KEY, accelerator, gpu_field, role_fields, role_gpus, role_replicas
 
+# Bumped whenever the rendered JobSet changes for the same spec. A JobSet rendered by another
+# version is left as it is (an operator upgrade never restarts a run); only a JobSet of this
+# version is compared field by field and restored when someone edited it.
+RENDER_VERSION = 1
 SHARED_SCHEMES = ("s3", "s3a", "gs", "gcs")
-# A StatefulSet's pods carry the label controller-revision-hash=<statefulset>-<hash of up to 10
-# characters>, and label values stop at 63 characters: the longest child name must fit in 52.
-MAX_CHILD_NAME = 52
-MAX_RUN_NAME = MAX_CHILD_NAME - max(len(f"-{role}") for role in ROLES)
-# Annotations written by Kubernetes, kubectl, Kopf or this operator change with every apply or
-# handler run; they are not part of the run the user wrote and stay out of the frozen spec.
+MAX_NAME = 63  # Service names (RFC 1035 labels) and pod names
+POD_SUFFIX = "-abcde"  # the 5 random characters the Job controller adds to a pod's name
+DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+# Annotations written by Kubernetes, kubectl, Kopf or this operator change with every apply; they
+# are not part of the run the user wrote and stay out of the frozen spec.
 SYSTEM_ANNOTATION_DOMAINS = ("kubernetes.io", "k8s.io", "kopf.zalando.org", "oreal.io")
-
-
-class RenderError(ValueError):
-    """The spec is valid but cannot run on Kubernetes; the message names the field."""
+KUEUE_PREFIX = "kueue.x-k8s.io/"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+# The operator's annotations on the JobSet.
+SPEC_HASH = "oreal.io/spec-hash"
+RENDERED_BY = "oreal.io/render-version"
+WORKER_IMAGE = "oreal.io/worker-image"
+RESTARTS_BEFORE = "oreal.io/restarts-before"
 
 
 @dataclass(frozen=True)
 class RenderOptions:
-    image: str  # the workers' image; spec.<role>.image overrides it
+    image: str  # the run's worker image (pinned at first render); spec.<role>.image overrides it
     namespace: str
     owner: dict | None = None  # naming.owner_reference(body)
     image_pull_policy: str = "IfNotPresent"
-    service_account: str | None = None
     image_pull_secrets: tuple[str, ...] = ()  # Secret names in the run's namespace (pod imagePullSecrets)
+    restarts_before: int = 0  # gang restarts of the run's earlier JobSets
 
 
 def check_runnable(run: OREALRun) -> None:
     """Raise RenderError if `run` cannot run on Kubernetes (see the module docstring)."""
     name = run.metadata.name
-    if not name[0].isalpha():
+    if not DNS_1035.fullmatch(name):
         raise RenderError(
-            f"metadata.name {name!r} must start with a letter on Kubernetes: the trainer's headless "
-            f"Service {child_name(name, 'trainer')!r} is named after it"
+            f"metadata.name {name!r} must start with a letter on Kubernetes: the JobSet's headless "
+            "Service, which gives the pods their DNS names, is named after it"
         )
-    if len(name) > MAX_RUN_NAME:
-        raise RenderError(
-            f"metadata.name {name!r} has {len(name)} characters; at most {MAX_RUN_NAME} fit on Kubernetes "
-            f"(StatefulSet {child_name(name, 'verifier')!r} must stay within {MAX_CHILD_NAME})"
-        )
+    for role in ROLES:
+        last = role_replicas(run.spec, role) - 1
+        pod = f"{jobset_name(name)}-{role}-0-{last}{POD_SUFFIX}"
+        if len(pod) > MAX_NAME:
+            raise RenderError(
+                f"metadata.name {name!r} is too long for {role_replicas(run.spec, role)} {role} pods: their "
+                f"names ({pod!r}) must stay within {MAX_NAME} characters"
+            )
     _check_storage(run.spec.storage.uri)
     for role in ROLES:
         _check_gpus(run, role)
@@ -99,12 +104,13 @@ def _check_storage(uri: str | None) -> None:
 
 def _check_gpus(run: OREALRun, role: str) -> None:
     gpus = role_gpus(run.spec, role)
+    resource = accelerator(run.spec, role)
     resources = role_fields(run.spec, role).resources
     for kind in ("limits", "requests"):
-        given = getattr(resources, kind).get(GPU_RESOURCE)
+        given = getattr(resources, kind).get(resource)
         if given is not None and str(given) != str(gpus):
             raise RenderError(
-                f"spec.{role}.resources.{kind}[{GPU_RESOURCE!r}] is {given} but {gpu_field(role)} is "
+                f"spec.{role}.resources.{kind}[{resource!r}] is {given} but {gpu_field(role)} is "
                 f"{gpus}: set the GPU count there (the operator adds the limit) and drop it from resources"
             )
 
@@ -135,9 +141,34 @@ def _system_key(key: str) -> bool:
     return any(domain == d or domain.endswith(f".{d}") for d in SYSTEM_ANNOTATION_DOMAINS)
 
 
-def _metadata(name: str, run_name: str, role: str | None, opts: RenderOptions) -> dict[str, Any]:
-    """metadata of every child: name, namespace, labels, and the owner reference when given."""
-    meta: dict[str, Any] = {"name": name, "namespace": opts.namespace, "labels": labels(run_name, role)}
+def queue_name(run: OREALRun) -> str | None:
+    """The run's Kueue LocalQueue (label kueue.x-k8s.io/queue-name), or None."""
+    return run.metadata.labels.get(QUEUE_LABEL) or None
+
+
+def spec_hash(run: OREALRun, image: str) -> str:
+    """What the run's JobSet is made from, as 16 hex digits: the spec as written (values other
+    than the defaults, so that a field a newer operator adds changes nothing), without what the
+    operator applies in place (suspend, activeDeadlineSeconds), plus the worker image and the
+    Kueue labels. A JobSet whose hash differs is re-created: the gang restarts once, on purpose."""
+    spec = run.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    for key in ("suspend", "activeDeadlineSeconds"):
+        spec.pop(key, None)
+    kueue = {k: run.metadata.labels[k] for k in (QUEUE_LABEL, PRIORITY_LABEL) if k in run.metadata.labels}
+    text = json.dumps({"spec": spec, "image": image, "kueue": kueue}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _metadata(name: str, run_name: str, opts: RenderOptions, **extra: dict[str, str]) -> dict[str, Any]:
+    """metadata of every child: name, namespace, labels (extra ones first, ours win), annotations
+    when given, and the owner reference when given."""
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": opts.namespace,
+        "labels": extra.get("labels", {}) | labels(run_name),
+    }
+    if extra.get("annotations"):
+        meta["annotations"] = extra["annotations"]
     if opts.owner is not None:
         meta["ownerReferences"] = [dict(opts.owner)]
     return meta
@@ -148,75 +179,39 @@ def build_spec_configmap(run: OREALRun, opts: RenderOptions) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _metadata(spec_configmap_name(name), name, None, opts),
+        "metadata": _metadata(spec_configmap_name(name), name, opts),
         "data": {SPEC_KEY: frozen_text(run)},
     }
 
 
-def build_trainer_service(run: OREALRun, opts: RenderOptions) -> dict[str, Any]:
-    """Headless Service giving trainer pods stable DNS names (`<run>-trainer-0.<run>-trainer`)."""
+def render_jobset(run: OREALRun, opts: RenderOptions) -> dict[str, Any]:
     name = run.metadata.name
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _metadata(child_name(name, "trainer"), name, "trainer", opts),
-        "spec": {
-            "clusterIP": "None",
-            # torchrun on every node dials pod 0 while it starts, before any pod is Ready
-            "publishNotReadyAddresses": True,
-            "selector": selector(name, "trainer"),
-            "ports": [
-                {
-                    "name": TORCHRUN_PORT_NAME,
-                    "port": TORCHRUN_PORT,
-                    "targetPort": TORCHRUN_PORT,
-                    "protocol": "TCP",
-                }
-            ],
-        },
+    annotations = {k: v for k, v in run.metadata.annotations.items() if k.startswith(KUEUE_PREFIX)}
+    annotations |= {
+        SPEC_HASH: spec_hash(run, opts.image),
+        RENDERED_BY: str(RENDER_VERSION),
+        WORKER_IMAGE: opts.image,
+        RESTARTS_BEFORE: str(opts.restarts_before),
     }
-
-
-def build_statefulset(run: OREALRun, role: str, opts: RenderOptions, *, stopped: bool) -> dict[str, Any]:
-    """One role's StatefulSet. serviceName is `<run>-<role>`; only the trainer's Service exists
-    (rollout and verifier pods need no stable DNS names)."""
-    name = run.metadata.name
-    spec = run.spec
-    image = role_fields(spec, role).image or opts.image
-    template = pod_template(
-        spec,
-        role,
-        run_name=name,
-        namespace=opts.namespace,
-        image=image,
-        image_pull_policy=opts.image_pull_policy,
-        service_account=opts.service_account,
-        image_pull_secrets=opts.image_pull_secrets,
+    metadata = _metadata(
+        jobset_name(name), name, opts, labels=dict(run.metadata.labels), annotations=annotations
     )
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": _metadata(child_name(name, role), name, role, opts),
-        "spec": {
-            "replicas": 0 if stopped else role_replicas(spec, role),
-            "serviceName": child_name(name, role),
-            "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": selector(name, role)},
-            "template": template,
-        },
-    }
+    return build_jobset(
+        run,
+        metadata=metadata,
+        image=opts.image,
+        namespace=opts.namespace,
+        image_pull_policy=opts.image_pull_policy,
+        image_pull_secrets=opts.image_pull_secrets,
+        suspend=run.spec.suspend or queue_name(run) is not None,
+        restarts_before=opts.restarts_before,
+    )
 
 
-def render_children(run: OREALRun, opts: RenderOptions, *, stopped: bool = False) -> list[dict[str, Any]]:
-    """ConfigMap, trainer Service and the three StatefulSets of `run` (see the module docstring).
+def render_run(run: OREALRun, opts: RenderOptions) -> list[dict[str, Any]]:
+    """The ConfigMap and the JobSet of `run` (see the module docstring).
 
-    `stopped` (or spec.suspend) renders 0 replicas everywhere; the pod templates do not change.
     Raises RenderError when the spec cannot run on Kubernetes.
     """
     check_runnable(run)
-    stopped = stopped or run.spec.suspend
-    return [
-        build_spec_configmap(run, opts),
-        build_trainer_service(run, opts),
-        *(build_statefulset(run, role, opts, stopped=stopped) for role in ROLES),
-    ]
+    return [build_spec_configmap(run, opts), render_jobset(run, opts)]

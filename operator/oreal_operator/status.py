@@ -1,225 +1,89 @@
 """Fold what the operator observes into an OREALRun's `.status` (pure: no I/O, no clock).
 
-    fold_status(run, *, generation, pods, state, stats, previous, now, bucket_error=None)
-        -> OREALRunStatus
-    spec_invalid_status(message, *, generation, previous, now) -> OREALRunStatus
+    fold_status(run, *, generation, observed, previous, now, queued) -> OREALRunStatus
 
-`run` is the parsed resource, `generation` its metadata.generation, `pods` the run's pods as API
-dicts (label oreal.io/run=<name>), `state` the bucket's RunState (None: no state.json yet, or the
-bucket could not be read, then `bucket_error` says why), `stats` the newest stats/step-N.json,
-`previous` the status now on the resource and `now` an aware datetime.
+`observed` holds the run's JobSet as the API server returns it, the trainer's report
+(`progress.Report`), the termination message of a failed pod, and what the reconcile found: a
+spec that cannot run (SpecInvalid), a child name held by someone else, whether this generation
+was applied. Vocabulary: `oreal.spec.status`. First match wins:
 
-Phases and conditions follow DESIGN.md ("Status and conditions") and Jobs, with the reasons of the
-local runner (oreal.runner.status): Complete/Completed, Failed/DeadlineExceeded,
-Failed/BackoffLimitExceeded, Failed/SpecInvalid. First match wins:
+1. Succeeded or Failed before: kept (a finished run stays finished, as a Job does).
+2. the JobSet completed, or the trainer reports the last step  -> Succeeded (Complete/Completed).
+3. the JobSet failed -> Failed: PermanentError (a pod exited with the permanent code),
+   BackoffLimitExceeded (its gang restarts are used up) or JobSetFailed; the message is the failed
+   container's termination message when there is one.
+4. spec.suspend -> Suspended (startTime cleared, as for Jobs: the deadline counts from the resume).
+5. now - startTime > activeDeadlineSeconds -> Failed (DeadlineExceeded).
+6. a step reported or a Job ready -> Running, else Pending (reason Queued while Kueue has not
+   admitted a queued run: its startTime waits for the admission).
 
-1. Succeeded or Failed before, and not SpecInvalid (`finished`): kept (a finished run stays
-   finished, as a Job does; its pods are gone, so their restart counts cannot be observed again).
-2. state.done                                  -> Succeeded (Complete, completionTime).
-3. spec.suspend                                -> Suspended (startTime cleared, as for Jobs: the
-   deadline counts again from the resume).
-4. now - startTime > activeDeadlineSeconds     -> Failed (DeadlineExceeded).
-5. restarts > spec.maxRestarts                 -> Failed (BackoffLimitExceeded).
-6. a pod running or a step committed           -> Running, else Pending.
-
-Every status carries all six condition types (True or False, each with a reason) so that
-`kubectl wait --for=condition=Complete` works; a condition's lastTransitionTime changes only when its
-status does.
-
-`restarts` is max(previous status.restarts, sum of the live pods' container restart counts): it
-never decreases, but it is not a running total. A replaced pod (suspend/resume, a node drained, a
-pod deleted) takes its count with it, and its restarts survive only inside that max: a run whose
-pods restarted 3 times, were replaced, and then restarted twice more shows 3, not 5. So
-spec.maxRestarts bounds the restarts of the pods alive at one time, not of the run's whole life.
+Overlays, whatever the phase: a spec that cannot run sets SpecInvalid=True and Ready=False with
+reason SpecInvalid and keeps the phase (never Failed); a child name held by someone else sets
+Ready=False with reason NameTaken. `restarts` counts gang restarts, one per incident, across the
+run's JobSets (those of earlier JobSets are on the JobSet as `oreal.io/restarts-before`).
+`observedGeneration` moves only when the generation was applied.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from oreal.bucket import RunState
-from oreal.spec.models import Condition, OREALRun, OREALRunStatus, StepMetrics
-from oreal_operator.naming import ROLE_LABEL, ROLES
-from oreal_operator.pods import role_replicas
-
-# Condition types, in the order they are written.
-READY, PROGRESSING, SUSPENDED, COMPLETE, FAILED, SPEC_INVALID = (
-    "Ready",
-    "Progressing",
-    "Suspended",
-    "Complete",
-    "Failed",
-    "SpecInvalid",
-)
-CONDITION_TYPES = (READY, PROGRESSING, SUSPENDED, COMPLETE, FAILED, SPEC_INVALID)
-
-# Reasons (CamelCase, as metav1.Condition wants). The terminal ones are oreal.runner.status's.
-COMPLETED = "Completed"
-DEADLINE_EXCEEDED = "DeadlineExceeded"
-BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
-SPEC_INVALID_REASON = "SpecInvalid"
-SUSPENDED_REASON = "Suspended"
-PENDING_REASON = "Pending"
-RUNNING_REASON = "Running"
-ALL_PODS_READY = "AllPodsReady"
-PODS_NOT_READY = "PodsNotReady"
-STOPPED = "Stopped"
-SPEC_VALID = "SpecValid"
-NOT_SUSPENDED = "NotSuspended"
-NOT_COMPLETE = "NotComplete"
-NOT_FAILED = "NotFailed"
-
-# A run in one of these phases stays there (see `finished`), unless it is SpecInvalid.
-TERMINAL_PHASES = ("Succeeded", "Failed")
-
-# Pod waiting reasons worth naming in the Ready message.
-TROUBLE = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError", "OOMKilled")
+from oreal.spec import status as v
+from oreal.spec.models import OREALRun, OREALRunStatus
+from oreal_operator.naming import ROLES
+from oreal_operator.progress import Report
+from oreal_operator.render import RESTARTS_BEFORE
 
 
-def timestamp(now: datetime) -> str:
-    """RFC 3339 in UTC with a Z, as metav1.Time is written."""
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+@dataclass(frozen=True)
+class Observed:
+    jobset: Mapping[str, Any] | None = None
+    report: Report | None = None
+    failure: str | None = None  # the failed container's termination message
+    permanent: bool = False  # it exited with the permanent code
+    invalid: str | None = None  # why the spec cannot run
+    blocked: str | None = None  # a child's name is held by an object the run does not control
+    applied: bool = False  # this generation's children are in place
 
 
-def parse_timestamp(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+# ---------------------------------------------------------------- reading a JobSet
 
 
-# ---------------------------------------------------------------- pods
-
-
-def desired_pods(run: OREALRun) -> dict[str, int]:
-    """Pods per role the StatefulSets ask for (0 everywhere when suspended)."""
-    return {role: 0 if run.spec.suspend else role_replicas(run.spec, role) for role in ROLES}
-
-
-def pod_ready(pod: Mapping[str, Any]) -> bool:
-    if pod.get("metadata", {}).get("deletionTimestamp"):
-        return False
-    status = pod.get("status") or {}
-    conditions = status.get("conditions") or []
-    return status.get("phase") == "Running" and any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
-    )
-
-
-def pod_restarts(pod: Mapping[str, Any]) -> int:
-    status = pod.get("status") or {}
-    containers = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
-    return sum(int(c.get("restartCount") or 0) for c in containers)
-
-
-def pod_trouble(pod: Mapping[str, Any]) -> str | None:
-    """`name: CrashLoopBackOff` when a container of the pod waits for a reason worth telling."""
-    status = pod.get("status") or {}
-    for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
-        state = container.get("state") or {}
-        last = (container.get("lastState") or {}).get("terminated") or {}
-        reason = (state.get("waiting") or {}).get("reason") or last.get("reason")
-        if reason in TROUBLE:
-            return f"{pod.get('metadata', {}).get('name', '?')}: {reason}"
+def jobset_condition(jobset: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
+    """The JobSet's condition `type_` when it is True."""
+    for c in ((jobset or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_ and c.get("status") == "True":
+            return c
     return None
 
 
-def readiness(run: OREALRun, pods: Sequence[Mapping[str, Any]]) -> tuple[bool, str]:
-    """(every role has its pods ready, message such as `2/3 pods ready (rollout 1/1, ...)`)."""
-    desired = desired_pods(run)
-    ready = {role: 0 for role in desired}
-    for pod in pods:
-        role = pod.get("metadata", {}).get("labels", {}).get(ROLE_LABEL)
-        if role in ready and pod_ready(pod):
-            ready[role] += 1
-    all_ready = all(ready[role] >= n for role, n in desired.items())
-    detail = ", ".join(f"{role} {ready[role]}/{n}" for role, n in desired.items())
-    message = f"{sum(ready.values())}/{sum(desired.values())} pods ready ({detail})"
-    trouble = [t for t in map(pod_trouble, pods) if t]
-    if trouble:
-        message += "; " + ", ".join(trouble)
-    return all_ready, message
+def gang_restarts(jobset: Mapping[str, Any] | None) -> int:
+    """Gang restarts of the run: those of earlier JobSets plus this one's."""
+    if jobset is None:
+        return 0
+    before = ((jobset.get("metadata") or {}).get("annotations") or {}).get(RESTARTS_BEFORE, "0")
+    own = (jobset.get("status") or {}).get("restarts") or 0
+    return (int(before) if str(before).isdigit() else 0) + int(own)
 
 
-# ---------------------------------------------------------------- bucket
+def restarts_used_up(jobset: Mapping[str, Any]) -> bool:
+    limit = ((jobset.get("spec") or {}).get("failurePolicy") or {}).get("maxRestarts", 0)
+    return int((jobset.get("status") or {}).get("restarts") or 0) >= int(limit or 0)
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def step_metrics(stats: Mapping[str, Any] | None) -> StepMetrics | None:
-    """lastMetrics from a stats/step-N.json dict (keys as the trainer writes them)."""
-    if not stats:
-        return None
-    loss = stats.get("loss/policy", stats.get("loss"))
-    step_seconds = stats.get("wall_seconds", stats.get("step_seconds"))
-    return StepMetrics(
-        pass_rate=_finite(stats.get("pass_rate")),
-        reward=_finite(stats.get("reward")),
-        loss=_finite(loss),
-        kl=_finite(stats.get("kl")),
-        step_seconds=_finite(step_seconds),
-    )
-
-
-# ---------------------------------------------------------------- conditions
-
-
-def condition(
-    previous: Sequence[Condition],
-    type_: str,
-    status: bool,
-    reason: str,
-    message: str,
-    *,
-    now: datetime,
-    generation: int | None,
-) -> Condition:
-    """A condition whose lastTransitionTime is kept from `previous` while its status is unchanged."""
-    value = "True" if status else "False"
-    old = next((c for c in previous if c.type == type_), None)
-    kept = old is not None and old.status == value and old.last_transition_time
-    return Condition(
-        type=type_,
-        status=value,
-        reason=reason,
-        message=message,
-        last_transition_time=old.last_transition_time if kept else timestamp(now),
-        observed_generation=generation,
-    )
-
-
-def conditions(
-    previous: Sequence[Condition],
-    true: Mapping[str, tuple[str, str]],
-    false: Mapping[str, tuple[str, str]],
-    *,
-    now: datetime,
-    generation: int | None,
-) -> list[Condition]:
-    """All six types: those in `true` (type -> (reason, message)) True, the rest False."""
-    out = []
-    for type_ in CONDITION_TYPES:
-        is_true = type_ in true
-        reason, message = true[type_] if is_true else false.get(type_, _default_false(type_))
-        out.append(condition(previous, type_, is_true, reason, message, now=now, generation=generation))
+def jobs_ready(jobset: Mapping[str, Any] | None) -> dict[str, bool]:
+    """role -> its Job has all its pods ready (or succeeded)."""
+    statuses = {
+        s.get("name"): s for s in ((jobset or {}).get("status") or {}).get("replicatedJobsStatus") or []
+    }
+    out = {}
+    for role in ROLES:
+        s = statuses.get(role) or {}
+        out[role] = int(s.get("ready") or 0) + int(s.get("succeeded") or 0) >= 1
     return out
-
-
-def _default_false(type_: str) -> tuple[str, str]:
-    return {
-        READY: (STOPPED, "no pods run"),
-        PROGRESSING: (STOPPED, "the run is not progressing"),
-        SUSPENDED: (NOT_SUSPENDED, ""),
-        COMPLETE: (NOT_COMPLETE, ""),
-        FAILED: (NOT_FAILED, ""),
-        SPEC_INVALID: (SPEC_VALID, ""),
-    }[type_]
 
 
 # ---------------------------------------------------------------- the fold
@@ -229,163 +93,131 @@ def fold_status(
     run: OREALRun,
     *,
     generation: int | None,
-    pods: Sequence[Mapping[str, Any]],
-    state: RunState | None,
-    stats: Mapping[str, Any] | None,
+    observed: Observed,
     previous: OREALRunStatus | None,
     now: datetime,
-    bucket_error: str | None = None,
+    queued: bool = False,
 ) -> OREALRunStatus:
     """The run's status from what was observed (see the module docstring for the rules)."""
     prev = previous or OREALRunStatus()
-    spec = run.spec
-    total = spec.algorithm.steps
-    restarts = max(prev.restarts or 0, sum(pod_restarts(p) for p in pods))
-
-    # Progress: from the bucket; kept from the previous status when the bucket could not be read.
-    if state is not None:
-        step = state.step if state.step >= 0 else None
-        policy_version = state.policy_version
-    elif bucket_error is not None:
-        step, policy_version = prev.step, prev.policy_version
-    else:
-        step, policy_version = None, None
-    metrics = step_metrics(stats) if stats else (prev.last_metrics if bucket_error else None)
+    js = observed.jobset
+    step, policy_version, metrics = _progress(prev, observed.report)
+    total = run.spec.algorithm.steps
     done_steps = 0 if step is None else step + 1
+    restarts = max(prev.restarts or 0, gang_restarts(js))
+    base = {
+        "step": step,
+        "total_steps": total,
+        "progress_percentage": min(100, 100 * done_steps // total),
+        "policy_version": policy_version,
+        "last_metrics": metrics,
+        "restarts": restarts,
+        "observed_generation": generation if observed.applied else prev.observed_generation,
+        "worker_image": prev.worker_image,
+        "render_version": prev.render_version,
+    }
     progress = f"step {done_steps}/{total} committed"
-    if bucket_error:
-        progress += f"; bucket unreadable: {bucket_error}"
+    if restarts > (prev.restarts or 0) and observed.failure:
+        progress += f"; gang restart {restarts}: {observed.failure}"
 
-    base = dict(
-        step=step,
-        total_steps=total,
-        progress_percentage=min(100, 100 * done_steps // total),
-        policy_version=policy_version,
-        last_metrics=metrics,
-        restarts=restarts,
-        observed_generation=generation,
-    )
-    start_time = prev.start_time or timestamp(now)
-
-    if finished(prev):
-        kept = prev.model_copy(update={"observed_generation": generation, "restarts": restarts})
-        if state is not None and state.done:  # the bucket may have caught up (last step)
-            kept = kept.model_copy(
-                update={k: base[k] for k in ("step", "progress_percentage", "policy_version")}
-            )
-        return kept
-
-    if state is not None and state.done:
-        message = f"all {total} steps committed"
-        return OREALRunStatus(
-            phase="Succeeded",
-            conditions=conditions(
-                prev.conditions,
-                {COMPLETE: (COMPLETED, message)},
-                {READY: (COMPLETED, message), PROGRESSING: (COMPLETED, message)},
-                now=now,
-                generation=generation,
-            ),
-            start_time=start_time,
-            completion_time=prev.completion_time or timestamp(now),
-            **base,
-        )
-
-    if spec.suspend:
-        message = "spec.suspend is true: the pods are deleted, the bucket is kept"
-        return OREALRunStatus(
-            phase="Suspended",
-            conditions=conditions(
-                prev.conditions,
-                {SUSPENDED: (SUSPENDED_REASON, message)},
-                {READY: (SUSPENDED_REASON, message), PROGRESSING: (SUSPENDED_REASON, progress)},
-                now=now,
-                generation=generation,
-            ),
-            start_time=None,
-            **base,
-        )
-
-    failure = _failure(spec.active_deadline_seconds, spec.max_restarts, start_time, restarts, now)
-    if failure is not None:
-        reason, message = failure
-        return OREALRunStatus(
-            phase="Failed",
-            conditions=conditions(
-                prev.conditions,
-                {FAILED: (reason, message)},
-                {READY: (reason, message), PROGRESSING: (reason, message)},
-                now=now,
-                generation=generation,
-            ),
-            start_time=start_time,
-            completion_time=prev.completion_time or timestamp(now),
-            **base,
-        )
-
-    all_ready, ready_message = readiness(run, pods)
-    running = step is not None or any((p.get("status") or {}).get("phase") == "Running" for p in pods)
-    phase, reason = ("Running", RUNNING_REASON) if running else ("Pending", PENDING_REASON)
-    true = {PROGRESSING: (reason, progress)}
-    if all_ready:
-        true[READY] = (ALL_PODS_READY, ready_message)
+    if v.finished(prev):
+        phase, true, false = prev.phase, _finished_conditions(prev), {}
+        false = {v.READY: true[v.DECISIVE[phase]], v.PROGRESSING: true[v.DECISIVE[phase]]}
+        start, completion = prev.start_time, prev.completion_time
+    else:
+        phase, true, false, start, completion = _decide(run, prev, observed, now, queued, step, progress)
+    if observed.invalid is not None:
+        true = {k: c for k, c in true.items() if k != v.READY} | {
+            v.SPEC_INVALID: (v.SPEC_INVALID_REASON, observed.invalid)
+        }
+        false = {**false, v.READY: (v.SPEC_INVALID_REASON, observed.invalid)}
+    elif observed.blocked is not None:
+        true = {k: c for k, c in true.items() if k != v.READY}
+        false = {**false, v.READY: (v.NAME_TAKEN, observed.blocked)}
     return OREALRunStatus(
         phase=phase,
-        conditions=conditions(
-            prev.conditions, true, {READY: (PODS_NOT_READY, ready_message)}, now=now, generation=generation
-        ),
-        start_time=start_time,
+        conditions=v.conditions(prev.conditions, true, false, now=now, generation=generation),
+        start_time=start,
+        completion_time=completion,
         **base,
     )
 
 
-def _failure(
-    deadline: int | None, max_restarts: int, start_time: str, restarts: int, now: datetime
-) -> tuple[str, str] | None:
-    if deadline is not None:
-        elapsed = (now - parse_timestamp(start_time)).total_seconds()
-        if elapsed > deadline:
-            return (
-                DEADLINE_EXCEEDED,
-                f"the run was active {elapsed:.0f} s, longer than activeDeadlineSeconds ({deadline} s)",
-            )
-    if restarts > max_restarts:
-        return (
-            BACKOFF_LIMIT_EXCEEDED,
-            f"pods restarted {restarts} times, more than spec.maxRestarts ({max_restarts})",
+def _progress(prev: OREALRunStatus, report: Report | None) -> tuple[int | None, int | None, Any]:
+    """(step, policyVersion, lastMetrics): the report's when it is at least as far as the status."""
+    step, version, metrics = prev.step, prev.policy_version, prev.last_metrics
+    if report is None:
+        return step, version, metrics
+    if report.step is not None and (step is None or report.step >= step):
+        return report.step, report.policy_version, report.metrics or metrics
+    if report.started and version is None:
+        version = report.policy_version if report.policy_version is not None else 0
+    return step, version, metrics
+
+
+def _finished_conditions(status: OREALRunStatus) -> dict[str, tuple[str, str]]:
+    """The True conditions of a finished run that stay: its Complete or Failed (SpecInvalid and
+    Ready follow what is observed now)."""
+    decisive = v.DECISIVE[status.phase]  # type: ignore[index]
+    kept = {
+        c.type: (c.reason, c.message) for c in status.conditions if c.status == "True" and c.type == decisive
+    }
+    return kept or {decisive: (status.phase or "", "")}
+
+
+def _decide(
+    run: OREALRun,
+    prev: OREALRunStatus,
+    observed: Observed,
+    now: datetime,
+    queued: bool,
+    step: int | None,
+    progress: str,
+) -> tuple[str, dict, dict, str | None, str | None]:
+    """(phase, true conditions, false ones that are not the default, startTime, completionTime)."""
+    js, spec = observed.jobset, run.spec
+    start = prev.start_time or v.timestamp(now)
+    ended = prev.completion_time or v.timestamp(now)
+    report = observed.report
+    if jobset_condition(js, "Completed") is not None or (report is not None and report.done):
+        message = f"all {spec.algorithm.steps} steps committed"
+        stopped = {v.READY: (v.COMPLETED, message), v.PROGRESSING: (v.COMPLETED, message)}
+        return v.SUCCEEDED, {v.COMPLETE: (v.COMPLETED, message)}, stopped, start, ended
+    failed = jobset_condition(js, "Failed")
+    if failed is not None:
+        reason = (
+            v.PERMANENT_ERROR
+            if observed.permanent
+            else v.BACKOFF_LIMIT_EXCEEDED
+            if restarts_used_up(js)  # type: ignore[arg-type]
+            else v.JOBSET_FAILED
         )
-    return None
-
-
-def has_true(status: OREALRunStatus | None, type_: str) -> bool:
-    """The condition `type_` of `status` is True."""
-    return status is not None and any(c.type == type_ and c.status == "True" for c in status.conditions)
-
-
-def finished(status: OREALRunStatus | None) -> bool:
-    """Succeeded or Failed for good (rule 1): a terminal phase that is not SpecInvalid (a spec fixed
-    after SpecInvalid runs again)."""
-    return status is not None and status.phase in TERMINAL_PHASES and not has_true(status, SPEC_INVALID)
-
-
-def spec_invalid_status(
-    message: str, *, generation: int | None, previous: OREALRunStatus | None, now: datetime
-) -> OREALRunStatus:
-    """Failed with SpecInvalid (the models or the renderer rejected the spec; `message` names the field).
-
-    Progress fields of the previous status are kept: the bucket may hold committed steps.
-    """
-    prev = previous or OREALRunStatus()
-    return prev.model_copy(
-        update={
-            "phase": "Failed",
-            "conditions": conditions(
-                prev.conditions,
-                {SPEC_INVALID: (SPEC_INVALID_REASON, message), FAILED: (SPEC_INVALID_REASON, message)},
-                {READY: (SPEC_INVALID_REASON, message), PROGRESSING: (SPEC_INVALID_REASON, message)},
-                now=now,
-                generation=generation,
-            ),
-            "observed_generation": generation,
-        }
-    )
+        message = observed.failure or failed.get("message") or "the JobSet failed"
+        if reason == v.BACKOFF_LIMIT_EXCEEDED:
+            message = f"gang restarts used up (spec.maxRestarts {spec.max_restarts}): {message}"
+        stopped = {v.READY: (reason, message), v.PROGRESSING: (reason, message)}
+        return v.FAILED_PHASE, {v.FAILED: (reason, message)}, stopped, start, ended
+    if spec.suspend:
+        message = "spec.suspend is true: the pods are stopped, the bucket is kept"
+        stopped = {v.READY: (v.SUSPENDED_REASON, message), v.PROGRESSING: (v.SUSPENDED_REASON, progress)}
+        return v.SUSPENDED_PHASE, {v.SUSPENDED: (v.SUSPENDED_REASON, message)}, stopped, None, None
+    waiting = queued and js is not None and bool((js.get("spec") or {}).get("suspend"))
+    deadline = spec.active_deadline_seconds
+    if deadline is not None and not waiting:
+        elapsed = (now - v.parse_timestamp(start)).total_seconds()
+        if elapsed > deadline:
+            message = f"the run was active {elapsed:.0f} s, longer than activeDeadlineSeconds ({deadline} s)"
+            stopped = {v.READY: (v.DEADLINE_EXCEEDED, message), v.PROGRESSING: (v.DEADLINE_EXCEEDED, message)}
+            return v.FAILED_PHASE, {v.FAILED: (v.DEADLINE_EXCEEDED, message)}, stopped, start, ended
+    if waiting:
+        message = f"waiting for Kueue to admit the run (LocalQueue {run.metadata.labels.get('kueue.x-k8s.io/queue-name')})"
+        return v.PENDING, {v.PROGRESSING: (v.QUEUED, progress)}, {v.READY: (v.QUEUED, message)}, None, None
+    ready = jobs_ready(js)
+    detail = ", ".join(f"{role} {'ready' if ok else 'not ready'}" for role, ok in ready.items())
+    running = step is not None or any(ready.values())
+    phase, reason = (v.RUNNING, v.RUNNING_REASON) if running else (v.PENDING, v.PENDING_REASON)
+    true = {v.PROGRESSING: (reason, progress)}
+    if js is not None and all(ready.values()):
+        true[v.READY] = (v.ALL_JOBS_READY, f"every Job's pods are ready ({detail})")
+    not_ready = "the JobSet is not created yet" if js is None else f"Jobs: {detail}"
+    return phase, true, {v.READY: (v.JOBS_NOT_READY, not_ready)}, start, None

@@ -48,10 +48,9 @@ NAMESPACED = (
     # children's ownerReferences set blockOwnerDeletion: clusters with the
     # OwnerReferencesPermissionEnforcement admission plugin (OpenShift) require this
     | {("oreal.io", "orealruns/finalizers", "update")}
-    | {("", resource, verb) for resource in ("configmaps", "services") for verb in CRUD}
-    | {("apps", "statefulsets", verb) for verb in CRUD}
-    | {("", "pods", verb) for verb in ("get", "list", "watch")}
-    | {("", "secrets", "get")}
+    | {("", "configmaps", verb) for verb in CRUD}
+    | {("jobset.x-k8s.io", "jobsets", verb) for verb in CRUD}  # one JobSet per run, watched
+    | {("", "pods", verb) for verb in ("get", "list")}  # a failed pod's termination message
     | {(group, "events", verb) for group in ("", "events.k8s.io") for verb in ("create", "patch")}
 )
 # Leader election (templates/leader-election.yaml): the Lease, in the release namespace only.
@@ -327,7 +326,7 @@ def test_image_pull_secrets_reach_the_operator_and_the_run_pods(
     the same names), passed as OREAL_WORKER_IMAGE_PULL_SECRETS and read by the operator's config."""
     from oreal.spec import load_run
     from oreal_operator.config import OperatorConfig
-    from oreal_operator.render import RenderOptions, render_children
+    from oreal_operator.render import RenderOptions, render_run
 
     objects = template(helm, *flags)
     pod = deployment(objects)["spec"]["template"]["spec"]
@@ -338,8 +337,9 @@ def test_image_pull_secrets_reach_the_operator_and_the_run_pods(
     assert ",".join(config.image_pull_secrets) == workers
     run = load_run(REPO / "examples" / "run.yaml")
     opts = RenderOptions(image=config.image, namespace="team-a", image_pull_secrets=config.image_pull_secrets)
-    for statefulset in by_kind(render_children(run, opts), "StatefulSet"):
-        secrets = statefulset["spec"]["template"]["spec"].get("imagePullSecrets", [])
+    (jobset,) = by_kind(render_run(run, opts), "JobSet")
+    for job in jobset["spec"]["replicatedJobs"]:
+        secrets = job["template"]["spec"]["template"]["spec"].get("imagePullSecrets", [])
         assert ",".join(s["name"] for s in secrets) == workers
 
 
@@ -413,9 +413,9 @@ def test_operator_starts_with_the_charts_settings(
     )
     assert calls["metrics"] == ports["metrics"]
     assert calls["health_port"] == ports[probe["port"]]
-    # The status timer runs at the chart's interval (Kopf keeps private lists of registered handlers).
-    (timer,) = run["registry"]._spawning.get_all_handlers()
-    assert timer.interval == float(env(objects)["OREAL_OPERATOR_STATUS_SECONDS"])
+    # The status tick runs at the chart's interval (Kopf keeps private lists of registered handlers).
+    (startup,) = [h for h in run["registry"]._activities.get_all_handlers() if h.id == "startup"]
+    assert startup.fn.status_seconds == float(env(objects)["OREAL_OPERATOR_STATUS_SECONDS"])
 
 
 @pytest.mark.parametrize(
@@ -510,8 +510,7 @@ def test_no_dangerous_permissions(rendered: dict[str, list[dict]], variant: str)
                 "clusterrolebindings",
                 "pods/exec",
             )
-            if resource == "secrets":
-                assert verb == "get", f"secrets {verb}: only `get` of the Secret a run names"
+            assert resource != "secrets", f"secrets {verb}: the operator holds no tenant credentials"
 
 
 # -- monitors ------------------------------------------------------------------------------------
@@ -562,7 +561,7 @@ def test_pod_monitor_scrapes_every_run_pod(rendered: dict[str, list[dict]], vari
     every pod template, find its metrics port, and turn its labels into the dashboards' target labels."""
     from oreal.spec import load_run
     from oreal_operator.naming import ROLE_LABEL, RUN_LABEL
-    from oreal_operator.render import RenderOptions, render_children
+    from oreal_operator.render import RenderOptions, render_run
 
     monitor = one(rendered[variant], "PodMonitor")
     assert monitor["apiVersion"] == MONITORING_API
@@ -578,17 +577,21 @@ def test_pod_monitor_scrapes_every_run_pod(rendered: dict[str, list[dict]], vari
     selector = monitor["spec"]["selector"]["matchLabels"]
 
     run = load_run(REPO / "examples" / "run.yaml")
-    children = render_children(run, RenderOptions(image="oreal:test", namespace="team-a"))
-    sets = by_kind(children, "StatefulSet")
-    assert {s["metadata"]["labels"][ROLE_LABEL] for s in sets} == {"rollout", "verifier", "trainer"}
-    for statefulset in sets:
-        pod = statefulset["spec"]["template"]
-        assert selector.items() <= pod["metadata"]["labels"].items(), statefulset["metadata"]["name"]
+    (jobset,) = by_kind(render_run(run, RenderOptions(image="oreal:test", namespace="team-a")), "JobSet")
+    jobs = jobset["spec"]["replicatedJobs"]
+    assert {j["template"]["metadata"]["labels"][ROLE_LABEL] for j in jobs} == {
+        "rollout",
+        "verifier",
+        "trainer",
+    }
+    for job in jobs:
+        pod = job["template"]["spec"]["template"]
+        assert selector.items() <= pod["metadata"]["labels"].items(), job["name"]
         assert {RUN_LABEL, ROLE_LABEL} <= pod["metadata"]["labels"].keys()
         ports = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
-        assert endpoint["port"] in ports, statefulset["metadata"]["name"]
+        assert endpoint["port"] in ports, job["name"]
     # Only global rank 0 exports the trainer's gauges: the run dashboard needs no pod filter (one on
-    # the pod name would break with a renamed StatefulSet and hide nothing).
+    # the pod name would break with renamed pods and hide nothing).
     board = json.loads((CHART / "dashboards" / "oreal-run.json").read_text())
     assert "pod=" not in json.dumps(board).replace('\\"', '"')
 

@@ -4,7 +4,9 @@ the test's view of the cluster through the same `kubernetes` client the operator
 
 kmock's emulator merges patches into stored JSON and nothing more: it assigns no uid or
 resourceVersion (bodies created here carry a uid), ignores label selectors, runs no controllers
-(no pods appear: the tests create them) and learns resources only when told (`declare_resources`).
+(no JobSet controller, no Kueue: the tests play them by writing a JobSet's status or its suspend)
+and learns resources only when told (`declare_resources`). On a real cluster the JobSet CRD (and
+its controller) must be installed; see README, "Testing against a real cluster".
 """
 
 from __future__ import annotations
@@ -29,16 +31,15 @@ from oreal_operator.handlers import build_registry
 REAL_CLUSTER = os.environ.get("OREAL_TEST_REAL_CLUSTER") == "1"
 GROUP, VERSION, PLURAL = "oreal.io", "v1alpha1", "orealruns"
 
+JOBSETS = ("jobset.x-k8s.io", "v1alpha2", "jobsets")
 # (group/version/plural, kind, namespaced, subresources)
 RESOURCES = [
     (f"{GROUP}/{VERSION}/{PLURAL}", "OREALRun", True, ["status"]),
+    ("/".join(JOBSETS), "JobSet", True, ["status"]),
     ("v1/configmaps", "ConfigMap", True, []),
-    ("v1/services", "Service", True, []),
     ("v1/pods", "Pod", True, ["status"]),
-    ("v1/secrets", "Secret", True, []),
     ("v1/events", "Event", True, []),
     ("v1/namespaces", "Namespace", False, []),
-    ("apps/v1/statefulsets", "StatefulSet", True, ["status", "scale"]),
 ]
 
 
@@ -70,12 +71,12 @@ def server_fields() -> dict[str, Any]:
     return {} if REAL_CLUSTER else {"uid": str(uuid.uuid4()), "resourceVersion": "1", "generation": 1}
 
 
-def run_body(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+def run_body(name: str, namespace: str, labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
     """An OREALRun as `kubectl apply` would send it."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "OREALRun",
-        "metadata": {"name": name, "namespace": namespace, **server_fields()},
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}, **server_fields()},
         "spec": {
             "model": {"policy": "s3://models/tiny"},
             "data": {"prompts": "s3://data/prompts.jsonl"},
@@ -85,28 +86,6 @@ def run_body(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
             "verifier": {"replicas": 1},
             "trainer": {"nodes": 1, "gpusPerNode": 0},
             **spec,
-        },
-    }
-
-
-def pod_body(
-    run: str, namespace: str, role: str, index: int, *, ready: bool, restarts: int = 0
-) -> dict[str, Any]:
-    """A pod as its StatefulSet's controller and the kubelet would leave it."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": f"{run}-{role}-{index}",
-            "namespace": namespace,
-            **server_fields(),
-            "labels": {"oreal.io/run": run, "oreal.io/role": role},
-        },
-        "spec": {"containers": [{"name": "worker", "image": "example.org/oreal:test"}]},
-        "status": {
-            "phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-            "containerStatuses": [{"name": "worker", "restartCount": restarts, "ready": ready}],
         },
     }
 
@@ -145,28 +124,30 @@ class Cluster:
         return await self.call(api.get_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL, name)
 
     async def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        core, apps = kubernetes.client.CoreV1Api(), kubernetes.client.AppsV1Api()
-        read = {
-            "ConfigMap": core.read_namespaced_config_map,
-            "Service": core.read_namespaced_service,
-            "StatefulSet": apps.read_namespaced_stateful_set,
-        }[kind]
+        """A JobSet or ConfigMap of the test's namespace, None when there is none."""
+        if kind == "JobSet":
+            api = kubernetes.client.CustomObjectsApi()
+            call, args = api.get_namespaced_custom_object, (*JOBSETS[:2], self.namespace, JOBSETS[2], name)
+        else:
+            call, args = kubernetes.client.CoreV1Api().read_namespaced_config_map, (name, self.namespace)
         try:
-            response = await self.call(read, name, self.namespace, _preload_content=False)
+            response = await self.call(call, *args, _preload_content=False)
         except ApiException as err:
             if err.status == 404:
                 return None
             raise
         return yaml.safe_load(response.data)
 
-    async def patch_child(self, kind: str, name: str, patch: dict[str, Any]) -> None:
-        """A merge patch by someone else (kubectl, another controller)."""
-        core, apps = kubernetes.client.CoreV1Api(), kubernetes.client.AppsV1Api()
-        call = {
-            "ConfigMap": core.patch_namespaced_config_map,
-            "StatefulSet": apps.patch_namespaced_stateful_set,
-        }[kind]
-        await self.call(call, name, self.namespace, patch, _content_type="application/merge-patch+json")
+    async def patch_jobset(self, name: str, patch: dict[str, Any], *, status: bool = False) -> None:
+        """A merge patch of a JobSet by someone else: kubectl, the JobSet controller (status), Kueue."""
+        api = kubernetes.client.CustomObjectsApi()
+        call = api.patch_namespaced_custom_object_status if status else api.patch_namespaced_custom_object
+        args = (*JOBSETS[:2], self.namespace, JOBSETS[2], name, patch)
+        await self.call(call, *args, _content_type="application/merge-patch+json")
+
+    async def delete_jobset(self, name: str) -> None:
+        api = kubernetes.client.CustomObjectsApi()
+        await self.call(api.delete_namespaced_custom_object, *JOBSETS[:2], self.namespace, JOBSETS[2], name)
 
     async def create_configmap(self, body: dict[str, Any]) -> None:
         api = kubernetes.client.CoreV1Api()
@@ -184,10 +165,6 @@ class Cluster:
                     )
                 else:
                     await self.call(core.delete_namespaced_config_map, name, self.namespace)
-
-    async def create_pod(self, body: dict[str, Any]) -> None:
-        api = kubernetes.client.CoreV1Api()
-        await self.call(api.create_namespaced_pod, self.namespace, body, _preload_content=False)
 
 
 def posted_events(kmock: Any) -> list[tuple[str, str, str]]:
@@ -217,15 +194,12 @@ async def running_operator(namespace: str, status_seconds: float) -> AsyncIterat
     timer every `status_seconds`.
 
     Cluster scanning is off: kmock serves no CRD or namespace watches, and one namespace needs none.
-    Failed event posts are not retried: kmock ignores generateName, so every event after the first
-    collides (409) and the retries would hold the operator's exit for seconds; the tests read the
-    posted events from kmock's request log. Entered and exited in a thread, so that the event
-    loop serving kmock is never blocked.
+    The tests read the posted events from kmock's request log. Entered and exited in a thread, so
+    that the event loop serving kmock is never blocked. The runner's timeout is also the bound on a
+    clean stop: a stop that takes longer fails the test.
     """
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
-    settings.posting.default_backoffs = ()
-    settings.queueing.exit_timeout = 0.01  # do not wait for the event queues at exit
     settings.queueing.idle_timeout = 0.5
     runner = KopfRunner(
         ["run", "--standalone", "--namespace", namespace],

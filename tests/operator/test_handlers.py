@@ -1,8 +1,9 @@
-"""The operator end to end against kmock's Kubernetes emulator (or a real cluster, see kmock_helpers):
-children created and patched, suspend, a bad spec, and status folded from pods and the bucket.
+"""The operator end to end under KopfRunner, against kmock's Kubernetes emulator (or a real cluster
+with OREAL_TEST_REAL_CLUSTER=1, see kmock_helpers): Kopf's watches feed the controller, whose one
+reconcile per run keeps the JobSet and the ConfigMap as rendered and writes the status.
 
-The bucket is an in-memory one standing in for the run's s3:// URI (the operator runs in this
-process, under KopfRunner), so no test touches the network.
+kmock runs no JobSet controller and no Kueue: where a test needs them, it plays them (writes a
+JobSet's status, or its suspend). The trainer's report comes from a stand-in for the HTTP reader.
 """
 
 from __future__ import annotations
@@ -19,16 +20,16 @@ import pytest
 import pytest_asyncio
 from prometheus_client import REGISTRY
 
-from oreal.bucket import Bucket, RunState
-from oreal_operator import bucket_view, kube
+from oreal_operator import api, handlers
 from oreal_operator.config import ConfigError, OperatorConfig
-from oreal_operator.render import render_children
+from oreal_operator.progress import Report, report_url
+from tests.operator.fake_api import FakeReports
 from tests.operator.kmock_helpers import (
+    JOBSETS,
     REAL_CLUSTER,
     Cluster,
     declare_resources,
     eventually,
-    pod_body,
     posted_events,
     run_body,
     running_operator,
@@ -37,7 +38,11 @@ from tests.operator.kmock_helpers import (
 
 IMAGE = "example.org/oreal:test"
 STATUS_SECONDS = 0.3
-ROLE_REPLICAS = {"rollout": 2, "verifier": 1, "trainer": 1}
+ROLES = ("rollout", "verifier", "trainer")
+JOBSET_PATH = "/apis/{}/{}/namespaces/{{ns}}/{}".format(*JOBSETS)
+emulated_only = pytest.mark.skipif(
+    REAL_CLUSTER, reason="plays the JobSet controller or Kueue, as only an emulator allows"
+)
 
 
 @pytest_asyncio.fixture
@@ -49,13 +54,12 @@ async def cluster(kmock: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) ->
         declare_resources(kmock)
         monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", str(kmock.url))))
         namespace = "ml"
-    # s3://runs/... is served from memory: the operator's bucket reads stay in this process.
-    monkeypatch.setattr(
-        bucket_view, "open_bucket", lambda where: Bucket.open(where.uri.replace("s3://", "memory://"))
-    )
+    reports = FakeReports()
+    monkeypatch.setattr(handlers, "HttpReports", lambda: reports)
     saved = kubernetes.client.Configuration.get_default_copy()
     kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     cluster = Cluster(namespace, kmock)
+    cluster.reports = reports  # type: ignore[attr-defined]
     try:
         yield cluster
     finally:
@@ -64,41 +68,50 @@ async def cluster(kmock: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) ->
         kubernetes.client.Configuration.set_default(saved)
 
 
-def replicas(sts: dict[str, Any] | None) -> int | None:
-    return None if sts is None else sts["spec"]["replicas"]
-
-
-async def statefulsets(cluster: Cluster, name: str) -> dict[str, dict[str, Any] | None]:
-    return {role: await cluster.get("StatefulSet", f"{name}-{role}") for role in ROLE_REPLICAS}
-
-
 def condition(run: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next((c for c in run.get("status", {}).get("conditions", []) if c["type"] == type_), None)
 
 
+def requests_to(kmock: Any, method: str, path: str) -> int:
+    """How many `method` requests kmock got under `path`."""
+    return sum(1 for r in list(kmock) if r.method == method and r.url.path.startswith(path))
+
+
+async def present(cluster: Cluster, kind: str, name: str) -> dict[str, Any] | None:
+    return await cluster.get(kind, name)
+
+
+async def with_status(cluster: Cluster, name: str, predicate: Any) -> dict[str, Any] | None:
+    run = await cluster.run(name)
+    return run if run.get("status") and predicate(run) else None
+
+
+def phase_is(phase: str) -> Any:
+    return lambda run: run["status"].get("phase") == phase
+
+
+def true(type_: str) -> Any:
+    return lambda run: (condition(run, type_) or {}).get("status") == "True"
+
+
 @pytest.mark.asyncio
-async def test_create_renders_owned_children_and_a_pending_status(cluster: Cluster) -> None:
-    async with running_operator(cluster.namespace, STATUS_SECONDS):
+async def test_a_run_gets_its_jobset_and_configmap_and_a_pending_status(cluster: Cluster) -> None:
+    async with running_operator(cluster.namespace, STATUS_SECONDS) as runner:
         await cluster.create_run(run_body("demo", cluster.namespace))
-        sets = await eventually(lambda: _all_present(cluster, "demo"), what="the three StatefulSets")
-        assert {role: replicas(s) for role, s in sets.items()} == ROLE_REPLICAS
-        configmap = await cluster.get("ConfigMap", "demo-spec")
-        service = await cluster.get("Service", "demo-trainer")
-        assert configmap is not None and "spec.yaml" in configmap["data"]
-        assert service is not None and service["spec"]["clusterIP"] == "None"
+        jobset = await eventually(lambda: present(cluster, "JobSet", "demo"), what="the JobSet")
+        configmap = await eventually(lambda: present(cluster, "ConfigMap", "demo-spec"), what="the ConfigMap")
+        assert [r["name"] for r in jobset["spec"]["replicatedJobs"]] == list(ROLES)
+        assert "spec.yaml" in configmap["data"]
         uid = (await cluster.run("demo"))["metadata"]["uid"]
-        for child in [configmap, service, *sets.values()]:
+        for child in (jobset, configmap):
             (owner,) = child["metadata"]["ownerReferences"]
             assert owner["uid"] == uid and owner["controller"] is True
-        run = await eventually(lambda: _with_phase(cluster, "demo"), what="a status")
-        assert run["status"]["phase"] == "Pending"
-        assert run["status"]["totalSteps"] == 4
+        run = await eventually(lambda: with_status(cluster, "demo", phase_is("Pending")), what="Pending")
+        assert run["status"]["totalSteps"] == 4 and run["status"]["workerImage"] == IMAGE
         assert condition(run, "Ready")["status"] == "False"
+        assert "finalizers" not in run["metadata"]  # deleting a run never waits for the operator
+    assert runner.exception is None and runner.exit_code == 0  # a clean stop
     assert REGISTRY.get_sample_value("oreal_runs", {"namespace": cluster.namespace, "phase": "Pending"}) >= 1
-    assert (
-        REGISTRY.get_sample_value("oreal_operator_reconcile_duration_seconds_count", {"handler": "apply"})
-        >= 1
-    )
     if cluster.kmock is not None:
         assert ("Normal", "Pending", "phase None -> Pending: step 0/4 committed") in posted_events(
             cluster.kmock
@@ -106,46 +119,151 @@ async def test_create_renders_owned_children_and_a_pending_status(cluster: Clust
 
 
 @pytest.mark.asyncio
-async def test_spec_update_patches_the_statefulset_and_suspend_scales_to_zero(cluster: Cluster) -> None:
+async def test_a_deleted_jobset_comes_back_within_one_interval(cluster: Cluster) -> None:
     async with running_operator(cluster.namespace, STATUS_SECONDS):
         await cluster.create_run(run_body("demo", cluster.namespace))
-        await eventually(lambda: _all_present(cluster, "demo"), what="the StatefulSets")
-        # Fields the operator does not own, set by someone else, must survive its patches.
-        theirs = {"metadata": {"annotations": {"team": "rl"}}, "spec": {"revisionHistoryLimit": 3}}
-        await cluster.patch_child("StatefulSet", "demo-rollout", theirs)
-        await cluster.patch_run("demo", {"spec": {"rollout": {"replicas": 3}}})
+        first = await eventually(lambda: present(cluster, "JobSet", "demo"), what="the JobSet")
+        await cluster.delete_jobset("demo")
+        again = await eventually(
+            lambda: present(cluster, "JobSet", "demo"), timeout=STATUS_SECONDS + 2, what="it back"
+        )
+        assert again["spec"] == first["spec"] or REAL_CLUSTER  # a real server adds defaults
 
-        async def rollout_scaled() -> bool:
-            return replicas(await cluster.get("StatefulSet", "demo-rollout")) == 3
 
-        await eventually(rollout_scaled, what="rollout replicas 3")
-        rollout = await cluster.get("StatefulSet", "demo-rollout")
-        assert rollout is not None and rollout["metadata"]["annotations"]["team"] == "rl"
-        assert rollout["spec"]["revisionHistoryLimit"] == 3
-        await cluster.patch_run("demo", {"spec": {"suspend": True}})
+@emulated_only
+@pytest.mark.asyncio
+async def test_a_hand_edited_template_is_restored(cluster: Cluster) -> None:
+    async with running_operator(cluster.namespace, STATUS_SECONDS):
+        await cluster.create_run(run_body("demo", cluster.namespace))
+        jobset = await eventually(lambda: present(cluster, "JobSet", "demo"), what="the JobSet")
+        edited = [dict(r) for r in jobset["spec"]["replicatedJobs"]]
+        edited[2] = {**edited[2], "replicas": 3}
+        await cluster.patch_jobset("demo", {"spec": {"replicatedJobs": edited}})
 
-        async def all_zero() -> bool:
-            return all(replicas(s) == 0 for s in (await statefulsets(cluster, "demo")).values())
+        async def restored() -> bool:
+            live = await cluster.get("JobSet", "demo")
+            return live is not None and live["spec"]["replicatedJobs"] == jobset["spec"]["replicatedJobs"]
 
-        await eventually(all_zero, what="every StatefulSet at 0 replicas")
-        run = await eventually(lambda: _with_phase(cluster, "demo", "Suspended"), what="phase Suspended")
-        assert condition(run, "Suspended")["status"] == "True"
-        await cluster.patch_run("demo", {"spec": {"suspend": False}})
-        await eventually(rollout_scaled, what="rollout back to 3 replicas after resume")
+        await eventually(restored, what="the rendered template back")
+        assert any(e[1] == "Recreating" and "edited by hand" in e[2] for e in posted_events(cluster.kmock))
 
 
 @pytest.mark.asyncio
-async def test_invalid_spec_gets_spec_invalid_and_no_children(cluster: Cluster) -> None:
+async def test_a_spec_that_cannot_run_is_spec_invalid_and_not_failed(cluster: Cluster) -> None:
     body = run_body("broken", cluster.namespace, storage={"uri": "file:///data/runs/broken"})
-    async with running_operator(cluster.namespace, STATUS_SECONDS) as runner:
+    async with running_operator(cluster.namespace, STATUS_SECONDS):
         await cluster.create_run(body)
-        run = await eventually(lambda: _with_phase(cluster, "broken", "Failed"), what="phase Failed")
-        invalid = condition(run, "SpecInvalid")
-        assert invalid is not None and invalid["status"] == "True"
-        assert "spec.storage.uri" in invalid["message"]
-        assert await cluster.get("ConfigMap", "broken-spec") is None
-        assert all(s is None for s in (await statefulsets(cluster, "broken")).values())
-    assert "spec.storage.uri" in runner.output
+        run = await eventually(
+            lambda: with_status(cluster, "broken", true("SpecInvalid")), what="SpecInvalid"
+        )
+        assert "spec.storage.uri" in condition(run, "SpecInvalid")["message"]
+        assert condition(run, "Ready")["reason"] == "SpecInvalid"
+        assert condition(run, "Failed")["status"] == "False" and run["status"]["phase"] == "Pending"
+        await asyncio.sleep(3 * STATUS_SECONDS)  # the ticks keep it so
+        run = await cluster.run("broken")
+        assert run["status"]["phase"] == "Pending" and condition(run, "Failed")["status"] == "False"
+        assert (
+            await cluster.get("JobSet", "broken") is None
+            and await cluster.get("ConfigMap", "broken-spec") is None
+        )
+
+
+@pytest.mark.asyncio
+async def test_observed_generation_is_written_only_after_the_jobset_is_applied(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API server answers 500 to the JobSet's create for a while (the operator's client sees
+    the error; kmock would store and announce a refused create, so the failure is injected there)."""
+    failing, tried = {"on": True}, []
+    create = api.Api.create
+
+    async def flaky(self: api.Api, kind: str, namespace: str, body: Any) -> dict[str, Any]:
+        if kind == "JobSet" and failing["on"]:
+            tried.append(body["metadata"]["name"])
+            raise api.ApiError(500, "etcdserver: request timed out", "InternalError")
+        return await create(self, kind, namespace, body)
+
+    monkeypatch.setattr(api.Api, "create", flaky)
+    async with running_operator(cluster.namespace, STATUS_SECONDS):
+        await cluster.create_run(run_body("demo", cluster.namespace))
+        await eventually(lambda: _count(lambda: len(tried) >= 3), what="retries with backoff")
+        run = await cluster.run("demo")
+        assert "observedGeneration" not in (run.get("status") or {})
+        assert await cluster.get("JobSet", "demo") is None
+        failing["on"] = False
+        await eventually(
+            lambda: with_status(cluster, "demo", lambda r: r["status"].get("observedGeneration") == 1),
+            what="observedGeneration 1 once the JobSet exists",
+        )
+        assert await cluster.get("JobSet", "demo") is not None
+
+
+async def _count(check: Any) -> bool:
+    return bool(check())
+
+
+@emulated_only
+@pytest.mark.asyncio
+async def test_an_operator_restart_creates_no_duplicate_and_an_upgrade_changes_nothing(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kmock = cluster.kmock
+    path = JOBSET_PATH.format(ns=cluster.namespace)
+    async with running_operator(cluster.namespace, STATUS_SECONDS):
+        await cluster.create_run(run_body("demo", cluster.namespace))
+        before = await eventually(lambda: present(cluster, "JobSet", "demo"), what="the JobSet")
+        await eventually(lambda: with_status(cluster, "demo", phase_is("Pending")), what="a status")
+    writes = {m: requests_to(kmock, m, path) for m in ("POST", "PATCH", "DELETE")}
+    assert writes == {"POST": 1, "PATCH": 0, "DELETE": 0}
+    # the same operator again, then an upgrade with a new default worker image
+    for image in (IMAGE, "example.org/oreal:next"):
+        monkeypatch.setenv("OREAL_WORKER_IMAGE", image)
+        async with running_operator(cluster.namespace, STATUS_SECONDS):
+            await asyncio.sleep(5 * STATUS_SECONDS)  # several ticks
+        assert {m: requests_to(kmock, m, path) for m in writes} == writes, image
+    assert await cluster.get("JobSet", "demo") == before
+    assert (await cluster.run("demo"))["status"]["workerImage"] == IMAGE
+
+
+@emulated_only
+@pytest.mark.asyncio
+async def test_a_queued_run_stays_suspended_until_kueue_admits_it(cluster: Cluster) -> None:
+    body = run_body("queued", cluster.namespace, labels={"kueue.x-k8s.io/queue-name": "team-a"})
+    async with running_operator(cluster.namespace, STATUS_SECONDS):
+        await cluster.create_run(body)
+        jobset = await eventually(lambda: present(cluster, "JobSet", "queued"), what="the JobSet")
+        assert jobset["spec"]["suspend"] is True
+        assert jobset["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+        run = await eventually(lambda: with_status(cluster, "queued", phase_is("Pending")), what="Pending")
+        await asyncio.sleep(4 * STATUS_SECONDS)
+        assert (await cluster.get("JobSet", "queued"))["spec"]["suspend"] is True  # still waiting
+        assert condition(await cluster.run("queued"), "Ready")["reason"] == "Queued"
+        # Kueue admits the run; the JobSet controller starts its Jobs, the trainer reports a step
+        await cluster.patch_jobset("queued", {"spec": {"suspend": False}})
+        ready = [
+            {"name": r, "ready": 1, "succeeded": 0, "failed": 0, "active": 1, "suspended": 0} for r in ROLES
+        ]
+        await cluster.patch_jobset("queued", {"status": {"replicatedJobsStatus": ready}}, status=True)
+        url = report_url("queued", cluster.namespace, 9400)
+        cluster.reports.by_url[url] = Report(started=True, step=0, policy_version=1, done=False, metrics=None)  # type: ignore[attr-defined]
+        ran = lambda r: true("Ready")(r) and r["status"].get("step") == 0  # noqa: E731
+        run = await eventually(lambda: with_status(cluster, "queued", ran), what="Ready, step 0 reported")
+        assert run["status"]["phase"] == "Running"
+        assert (await cluster.get("JobSet", "queued"))["spec"]["suspend"] is False
+
+
+@emulated_only
+@pytest.mark.asyncio
+async def test_the_jobset_completing_succeeds_the_run(cluster: Cluster) -> None:
+    async with running_operator(cluster.namespace, STATUS_SECONDS):
+        await cluster.create_run(run_body("done", cluster.namespace))
+        await eventually(lambda: present(cluster, "JobSet", "done"), what="the JobSet")
+        completed = {"type": "Completed", "status": "True", "reason": "AllJobsCompleted", "message": "done"}
+        await cluster.patch_jobset(
+            "done", {"status": {"conditions": [completed], "terminalState": "Completed"}}, status=True
+        )
+        run = await eventually(lambda: with_status(cluster, "done", phase_is("Succeeded")), what="Succeeded")
+        assert condition(run, "Complete")["status"] == "True" and run["status"]["completionTime"]
 
 
 @pytest.mark.asyncio
@@ -155,233 +273,20 @@ async def test_a_child_name_taken_by_another_owner_is_left_alone(cluster: Cluste
         "data": {"spec.yaml": "theirs"},
     }
     await cluster.create_configmap(foreign)
-    async with running_operator(cluster.namespace, STATUS_SECONDS) as runner:
+    async with running_operator(cluster.namespace, STATUS_SECONDS):
         await cluster.create_run(run_body("demo", cluster.namespace))
-
-        async def refused() -> bool:
-            return "is not controlled by this OREALRun" in _output_so_far(runner, cluster)
-
-        await eventually(refused, what="the apply handler refusing ConfigMap demo-spec")
+        run = await eventually(
+            lambda: with_status(
+                cluster, "demo", lambda r: (condition(r, "Ready") or {}).get("reason") == "NameTaken"
+            ),
+            what="Ready=False NameTaken",
+        )
+        assert "is not controlled by this OREALRun" in condition(run, "Ready")["message"]
         configmap = await cluster.get("ConfigMap", "demo-spec")
         assert configmap is not None and configmap["data"] == {"spec.yaml": "theirs"}
 
 
-def _output_so_far(runner: Any, cluster: Cluster) -> str:
-    """The events posted so far (the runner's output is only readable after it exits): from kmock's
-    request log, or on a real cluster from the namespace's Events."""
-    if cluster.kmock is None:
-        events = kubernetes.client.CoreV1Api().list_namespaced_event(cluster.namespace)
-        return "\n".join(event.message or "" for event in events.items)
-    return "\n".join(message for _, _, message in posted_events(cluster.kmock))
-
-
-@pytest.mark.skipif(REAL_CLUSTER, reason="creates pods by hand, as only an emulated cluster allows")
-@pytest.mark.asyncio
-async def test_status_follows_pods_and_bucket_then_fails_on_restarts(cluster: Cluster) -> None:
-    body = run_body("demo", cluster.namespace, maxRestarts=1)
-    bucket = Bucket.open("memory://runs/ml/demo")
-    async with running_operator(cluster.namespace, STATUS_SECONDS):
-        await cluster.create_run(body)
-        await eventually(lambda: _all_present(cluster, "demo"), what="the StatefulSets")
-        for role, count in ROLE_REPLICAS.items():
-            for index in range(count):
-                await cluster.create_pod(pod_body("demo", cluster.namespace, role, index, ready=True))
-        run = await eventually(lambda: _condition_true(cluster, "demo", "Ready"), what="Ready")
-        assert run["status"]["phase"] == "Running"
-
-        bucket.write_state(RunState(step=1, policy_version=2))
-        bucket.write_stats(1, {"pass_rate": 0.75, "loss/policy": 0.5, "kl": 0.01, "wall_seconds": 3.0})
-
-        async def progressed() -> dict[str, Any] | None:
-            run = await cluster.run("demo")
-            return run if run.get("status", {}).get("step") == 1 else None
-
-        run = await eventually(progressed, what="step 1 from the bucket")
-        assert run["status"]["progressPercentage"] == 50 and run["status"]["policyVersion"] == 2
-        assert run["status"]["lastMetrics"] == {"passRate": 0.75, "loss": 0.5, "kl": 0.01, "stepSeconds": 3.0}
-
-        await cluster.create_pod(pod_body("demo", cluster.namespace, "trainer", 1, ready=False, restarts=2))
-        run = await eventually(lambda: _with_phase(cluster, "demo", "Failed"), what="phase Failed")
-        assert condition(run, "Failed")["reason"] == "BackoffLimitExceeded"
-        assert any(e[:2] == ("Warning", "BackoffLimitExceeded") for e in posted_events(cluster.kmock))
-
-        async def all_zero() -> bool:
-            return all(replicas(s) == 0 for s in (await statefulsets(cluster, "demo")).values())
-
-        await eventually(all_zero, what="a failed run's StatefulSets at 0 replicas")
-
-
-@pytest.mark.asyncio
-async def test_a_done_bucket_succeeds_and_stops_the_pods(cluster: Cluster) -> None:
-    Bucket.open(f"memory://runs/{cluster.namespace}/done").write_state(
-        RunState(step=3, policy_version=4, done=True)
-    )
-    async with running_operator(cluster.namespace, STATUS_SECONDS):
-        await cluster.create_run(run_body("done", cluster.namespace))
-        run = await eventually(lambda: _with_phase(cluster, "done", "Succeeded"), what="phase Succeeded")
-        assert condition(run, "Complete")["status"] == "True" and run["status"]["completionTime"]
-        assert run["status"]["progressPercentage"] == 100
-
-        async def all_zero() -> bool:
-            sets = await statefulsets(cluster, "done")
-            return all(s is not None and replicas(s) == 0 for s in sets.values())
-
-        await eventually(all_zero, what="a finished run's StatefulSets at 0 replicas")
-
-
-@pytest.mark.asyncio
-async def test_a_change_a_started_run_cannot_take_is_refused_until_reverted(
-    cluster: Cluster, tmp_path: Any
-) -> None:
-    bucket = Bucket.open(f"memory://runs/{cluster.namespace}/started")
-    async with running_operator(cluster.namespace, STATUS_SECONDS):
-        await cluster.create_run(run_body("started", cluster.namespace))
-        await eventually(lambda: _all_present(cluster, "started"), what="the StatefulSets")
-        # What the pods' init container and the trainer do: store the frozen spec, commit policy v0.
-        configmap = await cluster.get("ConfigMap", "started-spec")
-        assert configmap is not None
-        bucket.write_spec(configmap["data"]["spec.yaml"])
-        (tmp_path / "v0").mkdir()
-        (tmp_path / "v0" / "config.json").write_text("{}")
-        bucket.publish_policy(0, tmp_path / "v0")
-
-        await cluster.patch_run("started", {"spec": {"algorithm": {"steps": 8}}})
-        run = await eventually(lambda: _condition_true(cluster, "started", "SpecInvalid"), what="SpecInvalid")
-        message = condition(run, "SpecInvalid")["message"]
-        assert "algorithm.steps changed" in message and "s3://runs/ml/started" in message
-        assert run["status"]["phase"] == "Failed"
-
-        async def all_zero() -> bool:
-            return all(replicas(s) == 0 for s in (await statefulsets(cluster, "started")).values())
-
-        await eventually(all_zero, what="a refused run's StatefulSets at 0 replicas")
-        # The refused spec reached no child, and the timer keeps the refusal while it lasts.
-        assert (await cluster.get("ConfigMap", "started-spec"))["data"] == configmap["data"]
-        await asyncio.sleep(4 * STATUS_SECONDS)
-        assert condition(await cluster.run("started"), "SpecInvalid")["status"] == "True"
-
-        await cluster.patch_run("started", {"spec": {"algorithm": {"steps": 4}}})
-
-        async def resumed() -> bool:
-            sets = await statefulsets(cluster, "started")
-            return {role: replicas(s) for role, s in sets.items()} == ROLE_REPLICAS
-
-        await eventually(resumed, what="the reverted run's StatefulSets scaled up again")
-        run = await eventually(lambda: _with_phase(cluster, "started", "Pending"), what="phase Pending")
-        assert condition(run, "SpecInvalid")["status"] == "False"
-
-
-@pytest.mark.skipif(REAL_CLUSTER, reason="kmock answers the error; a real server would need a bad spec")
-@pytest.mark.asyncio
-async def test_a_child_the_api_server_refuses_makes_the_spec_invalid(cluster: Cluster) -> None:
-    kmock = cluster.kmock
-
-    def refuse(request: Any) -> dict[str, Any]:
-        """A 422 as an API server answers a bad field; kmock stores every create: unstore it."""
-        name = request.data["metadata"]["name"]
-        del kmock.objects["apps/v1/statefulsets", cluster.namespace, name]
-        return {
-            "kind": "Status",
-            "status": "Failure",
-            "reason": "Invalid",
-            "code": 422,
-            "message": f'StatefulSet.apps "{name}" is invalid:\n spec.template.spec.containers[0]'
-            '.resources.limits[cpu]: Invalid value: "two"',
-        }
-
-    creates = kmock[f"post /apis/apps/v1/namespaces/{cluster.namespace}/statefulsets"] << 422 << refuse
-    async with running_operator(cluster.namespace, STATUS_SECONDS) as runner:
-        await cluster.create_run(run_body("refused", cluster.namespace))
-        run = await eventually(lambda: _condition_true(cluster, "refused", "SpecInvalid"), what="SpecInvalid")
-        message = condition(run, "SpecInvalid")["message"]
-        assert message.startswith("the API server refused StatefulSet/refused-rollout: ")
-        assert 'Invalid value: "two"' in message and "\n" not in message
-        # The timer keeps the refusal without creating the refused child at every interval. (Kopf
-        # may run the create handler a few times: kmock's unchanging resourceVersion makes it
-        # see its own earlier patches as new events; a real server does not.)
-        await asyncio.sleep(2 * STATUS_SECONDS)
-        tried = len(creates)
-        await asyncio.sleep(5 * STATUS_SECONDS)
-        assert len(creates) == tried
-        assert condition(await cluster.run("refused"), "SpecInvalid")["status"] == "True"
-    assert 'Invalid value: \\"two\\"' in runner.output or 'Invalid value: "two"' in runner.output
-
-
-async def _all_present(cluster: Cluster, name: str) -> dict[str, dict[str, Any]] | None:
-    sets = await statefulsets(cluster, name)
-    return sets if all(s is not None for s in sets.values()) else None  # type: ignore[return-value]
-
-
-async def _with_phase(cluster: Cluster, name: str, phase: str | None = None) -> dict[str, Any] | None:
-    run = await cluster.run(name)
-    current = run.get("status", {}).get("phase")
-    return run if current is not None and (phase is None or current == phase) else None
-
-
-async def _condition_true(cluster: Cluster, name: str, type_: str) -> dict[str, Any] | None:
-    run = await cluster.run(name)
-    found = condition(run, type_)
-    return run if found is not None and found["status"] == "True" else None
-
-
 # ---------------------------------------------------------------- the pieces, without a server
-
-
-def live(desired: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    """`desired` as the API server would return it after our create (defaults added)."""
-    obj = kube.with_hash(desired)
-    obj = {**obj, "metadata": {**obj["metadata"], "uid": "child-uid", "resourceVersion": "7"}}
-    if obj["kind"] == "StatefulSet":
-        template = {
-            **obj["spec"]["template"],
-            "spec": {**obj["spec"]["template"]["spec"], "dnsPolicy": "ClusterFirst"},
-        }
-        obj = {**obj, "spec": {**obj["spec"], "template": template, "revisionHistoryLimit": 10}}
-    for pointer, value in changes.items():
-        head, key = pointer.rsplit("/", 1)
-        kube.pointer_get(obj, head)[key] = value
-    return obj
-
-
-def rendered() -> list[dict[str, Any]]:
-    from oreal_operator.config import OperatorConfig
-    from oreal_operator.reconcile import parse, render_options
-
-    body = run_body("demo", "ml")
-    body["metadata"]["uid"] = "run-uid"
-    return render_children(parse(body), render_options(body, OperatorConfig(image=IMAGE)))
-
-
-def test_patch_ops_leave_a_defaulted_child_alone_and_replace_what_we_own() -> None:
-    for child in rendered():
-        assert kube.patch_ops(child, live(child)) == []
-    sts = rendered()[2]
-    scaled = live(sts)
-    scaled["spec"]["replicas"] = 5
-    assert kube.patch_ops(sts, scaled) == [{"op": "add", "path": "/spec/replicas", "value": 2}]
-    stale = live(sts)
-    stale["metadata"]["annotations"][kube.HASH_ANNOTATION] = "old"
-    ops = kube.patch_ops(sts, stale)
-    assert [op["path"] for op in ops] == ["/spec/template", "/metadata/annotations/oreal.io~1applied-hash"]
-    assert ops[0]["value"] == sts["spec"]["template"]
-
-
-def test_patch_ops_for_a_child_without_annotations() -> None:
-    configmap = rendered()[0]
-    bare = live(configmap)
-    del bare["metadata"]["annotations"]
-    ops = kube.patch_ops(configmap, bare)
-    assert ops[-1] == {
-        "op": "add",
-        "path": "/metadata/annotations",
-        "value": {kube.HASH_ANNOTATION: kube.owned_hash(configmap)},
-    }
-
-
-def test_children_of_another_owner_are_not_ours() -> None:
-    sts = rendered()[2]
-    assert kube.controlled_by(live(sts), "run-uid")
-    assert not kube.controlled_by(live(sts), "someone-else")
 
 
 def test_config_from_env() -> None:
@@ -399,12 +304,6 @@ def test_config_from_env() -> None:
         15.0,
     )
     assert config.liveness_endpoint == "http://0.0.0.0:8080/healthz"
-    assert (
-        OperatorConfig.from_env(
-            {"OREAL_WORKER_IMAGE": IMAGE, "OREAL_OPERATOR_HEALTH_PORT": "0"}
-        ).liveness_endpoint
-        is None
-    )
     with pytest.raises(ConfigError, match="OREAL_OPERATOR_STATUS_SECONDS"):
         OperatorConfig.from_env({"OREAL_WORKER_IMAGE": IMAGE, "OREAL_OPERATOR_STATUS_SECONDS": "soon"})
 
@@ -418,37 +317,3 @@ def test_main_without_worker_image_exits_2_with_one_line() -> None:
     assert done.stderr.strip().splitlines() == [
         "oreal-operator: OREAL_WORKER_IMAGE is not set: the operator needs the workers' image (e.g. ghcr.io/org/oreal:1.0)"
     ]
-
-
-def test_transition_events_name_the_deciding_condition() -> None:
-    from datetime import UTC, datetime
-
-    from oreal_operator.reconcile import parse, transition
-    from oreal_operator.status import fold_status
-
-    run = parse(run_body("demo", "ml"))
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    pending = fold_status(run, generation=1, pods=[], state=None, stats=None, previous=None, now=now)
-    assert transition(None, pending) == ("Pending", "phase None -> Pending: step 0/4 committed")
-    assert transition(pending, pending) is None
-
-
-def test_bucket_credentials_come_from_the_secret_named_by_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
-    from oreal_operator import reconcile
-
-    secrets = {("ml", "creds"): {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"}}
-    monkeypatch.setattr(kube, "read_secret", lambda namespace, name: secrets.get((namespace, name)))
-    seen: list[dict[str, Any]] = []
-    monkeypatch.setattr(
-        reconcile, "read_bucket", lambda spec, secret: seen.append(secret) or bucket_view.BucketView()
-    )
-    with_secret = reconcile.parse(
-        run_body("demo", "ml", storage={"uri": "s3://runs/demo", "secretRef": {"name": "creds"}})
-    )
-    assert reconcile.observe_bucket(with_secret, "ml").error is None
-    assert seen == [secrets[("ml", "creds")]]
-    missing = reconcile.parse(
-        run_body("demo", "ml", storage={"uri": "s3://runs/demo", "secretRef": {"name": "gone"}})
-    )
-    view = reconcile.observe_bucket(missing, "ml")
-    assert view.error == "Secret ml/gone (spec.storage.secretRef) not found" and len(seen) == 1

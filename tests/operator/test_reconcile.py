@@ -1,305 +1,394 @@
-"""reconcile and kube without a server: refusals (bucket conflict, API 400/422), scaling a refused
-run to 0, the timer's rules, and the bucket left unread for a finished run."""
+"""reconcile_run against an in-memory API (fake_api): what one round writes, request by request.
+
+The controller's caches are filled the way the watches would fill them (`sync`), so each test
+reads as: the cluster is in this state -> one round -> these requests, this status.
+"""
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
+import asyncio
+import copy
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
-from oreal.spec.models import OREALRunStatus
-from oreal_operator import kube, reconcile
-from oreal_operator.bucket_view import BucketView
+from oreal.spec import status as v
+from oreal_operator.api import ApiError
 from oreal_operator.config import OperatorConfig
-from oreal_operator.render import frozen_text
-from oreal_operator.status import fold_status, spec_invalid_status
-from tests.operator.kmock_helpers import run_body
+from oreal_operator.controller import Controller
+from oreal_operator.progress import Report, report_url
+from oreal_operator.reconcile import OLD_FINALIZER, reconcile_run
+from tests.operator.fake_api import FakeApi, FakeReports
 
-NOW = datetime(2026, 11, 28, 5, 0, tzinfo=UTC)
-CONFIG = OperatorConfig(image="example.org/oreal:test")
-URI = "s3://runs/ml/demo"
-# run_body's algorithm with more steps: a change a started run cannot take
-MORE_STEPS = {"steps": 8, "warmupSteps": 1, "promptsPerStep": 8, "samplesPerPrompt": 2}
+IMAGE = "registry.example/oreal:1.0"
+KEY = ("ml", "demo")
 
 
-def body(status: OREALRunStatus | None = None, generation: int = 1, **spec: Any) -> dict[str, Any]:
-    out = run_body("demo", "ml", **spec)
-    out["metadata"].update(uid="run-uid", generation=generation)
-    if status is not None:
-        out["status"] = reconcile.status_patch(status)
-    return out
+def run_body(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "oreal.io/v1alpha1",
+        "kind": "OREALRun",
+        "metadata": {"name": "demo", "namespace": "ml", "labels": spec.pop("labels", {})},
+        "spec": {
+            "model": {"policy": "s3://models/tiny"},
+            "data": {"prompts": "s3://data/prompts.jsonl"},
+            "storage": {"uri": "s3://runs/ml/demo"},
+            "algorithm": {"steps": 4, "warmupSteps": 1, "promptsPerStep": 8, "samplesPerPrompt": 2},
+            "rollout": {"replicas": 2, "gpusPerReplica": 0},
+            "verifier": {"replicas": 1},
+            "trainer": {"nodes": 1, "gpusPerNode": 0},
+            **spec,
+        },
+    }
 
 
-def started_view(spec_text: str) -> BucketView:
-    return BucketView(spec=spec_text, started=True)
+class World:
+    """A fake API server, the controller on it, and helpers to act as kubectl and the watches."""
+
+    def __init__(self, image: str = IMAGE, api: FakeApi | None = None) -> None:
+        self.api = api or FakeApi()
+        self.reports = FakeReports()
+        self.ctl = Controller(self.api, OperatorConfig(image=image), 5.0, self.reports)  # type: ignore[arg-type]
+
+    def sync(self) -> None:
+        """The watches deliver the API's objects to the caches."""
+        self.ctl.runs = {k[1:]: copy.deepcopy(o) for k, o in self.api.objects.items() if k[0] == "OREALRun"}
+        for kind in ("JobSet", "ConfigMap"):
+            self.ctl.children[kind] = {
+                (ns, o["metadata"]["ownerReferences"][0]["name"]): copy.deepcopy(o)
+                for (k, ns, _), o in self.api.objects.items()
+                if k == kind
+            }
+
+    def round(self, *, tick: bool = False) -> list[tuple[str, str, str]]:
+        """One reconcile of the run; the requests it made."""
+        self.sync()
+        self.ctl.remember(KEY).tick = tick
+        before = len(self.api.requests)
+        asyncio.run(reconcile_run(self.ctl, KEY))
+        return self.api.requests[before:]
+
+    def run(self) -> dict[str, Any]:
+        return self.api.get_object("OREALRun", "ml", "demo")  # type: ignore[return-value]
+
+    def jobset(self) -> dict[str, Any] | None:
+        return self.api.get_object("JobSet", "ml", "demo")
+
+    def edit_run(self, spec: dict[str, Any] | None = None, labels: dict[str, str] | None = None) -> None:
+        """kubectl edit: the spec changes and the generation moves."""
+        obj = self.api.objects[("OREALRun", "ml", "demo")]
+        if spec is not None:
+            obj["spec"] = {**obj["spec"], **spec}
+            obj["metadata"]["generation"] += 1
+        if labels is not None:
+            obj["metadata"]["labels"] = labels
+        obj["metadata"]["resourceVersion"] = self.api._bump()
+
+    def jobset_status(self, **status: Any) -> None:
+        """The JobSet controller writes the JobSet's status."""
+        self.api.objects[("JobSet", "ml", "demo")]["status"] = status
+
+    def status(self) -> dict[str, Any]:
+        return self.run().get("status") or {}
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        return next(c for c in self.status()["conditions"] if c["type"] == type_)
 
 
-class FakeKube:
-    """kube's calls the reconcile functions make, recorded; StatefulSets by name -> replicas."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, pods: list[dict[str, Any]] | None = None) -> None:
-        self.pods = pods or []
-        self.applied: list[str] = []
-        self.scaled: list[tuple[str, str, str | None]] = []
-        self.bucket_reads = 0
-        self.view = BucketView()
-        self.fail: ApiException | None = None
-        monkeypatch.setattr(kube, "list_pods", lambda namespace, name: self.pods)
-        monkeypatch.setattr(kube, "apply_child", self.apply_child)
-        monkeypatch.setattr(kube, "scale_to_zero", lambda ns, name, uid: self.scaled.append((ns, name, uid)))
-        monkeypatch.setattr(reconcile, "observe_bucket", self.observe_bucket)
-        reconcile._rejections.clear()
-
-    def apply_child(self, obj: dict[str, Any], owner_uid: str | None) -> str:
-        if self.fail is not None and obj["kind"] == "StatefulSet":
-            raise self.fail
-        self.applied.append(f"{obj['kind']}/{obj['metadata']['name']}")
-        return "created"
-
-    def observe_bucket(self, run: Any, namespace: str) -> BucketView:
-        self.bucket_reads += 1
-        return self.view
+def created(body: dict[str, Any] | None = None, **kwargs: Any) -> World:
+    world = World(**kwargs)
+    world.api.put(body or run_body())
+    return world
 
 
-def api_error(status: int, message: str) -> ApiException:
-    err = ApiException(status=status, reason="Unprocessable Entity")
-    err.body = json.dumps({"kind": "Status", "code": status, "message": message}).encode()
-    return err
+def test_a_new_run_gets_its_children_and_a_status_in_four_requests() -> None:
+    world = created()
+    requests = world.round()
+    assert requests == [
+        ("create", "ConfigMap", "demo-spec"),
+        ("create", "JobSet", "demo"),
+        ("patch", "OREALRun", "demo"),
+        ("create", "Event", "Pending"),
+    ]
+    status = world.status()
+    assert status["phase"] == "Pending" and status["observedGeneration"] == 1
+    assert (status["workerImage"], status["renderVersion"]) == (IMAGE, 1)
+    assert world.jobset()["metadata"]["ownerReferences"][0]["uid"] == world.run()["metadata"]["uid"]
+    # the watches bring it all back: nothing more to do, not even on a status tick
+    assert world.round() == []
+    assert world.round(tick=True) == []
 
 
-def cond(status: OREALRunStatus, type_: str) -> tuple[str, str]:
-    (c,) = [c for c in status.conditions if c.type == type_]
-    return c.status, c.message
+def test_a_deleted_jobset_comes_back_at_the_next_round() -> None:
+    world = created()
+    world.round()
+    del world.api.objects[("JobSet", "ml", "demo")]
+    assert world.round() == [("create", "JobSet", "demo")]
+    assert world.jobset() is not None
 
 
-# ---------------------------------------------------------------- the bucket's stored spec
+def test_a_hand_edited_template_is_restored() -> None:
+    world = created()
+    world.round()
+    pod = world.api.objects[("JobSet", "ml", "demo")]["spec"]["replicatedJobs"][2]["template"]["spec"][
+        "template"
+    ]
+    pod["spec"]["containers"][0]["image"] = "someone/else:1"
+    assert world.round()[:2] == [("delete", "JobSet", "demo"), ("create", "Event", "Recreating")]
+    assert "edited by hand" in world.api.events[-1][2]
+    assert world.round()[0] == ("create", "JobSet", "demo")
+    rendered = world.jobset()["spec"]["replicatedJobs"][2]["template"]["spec"]["template"]
+    assert rendered["spec"]["containers"][0]["image"] == IMAGE
 
 
-def test_a_started_run_refuses_a_spec_changed_beyond_run_control() -> None:
-    run = reconcile.parse(body())
-    stored = frozen_text(run)
-    assert reconcile.bucket_conflict(run, started_view(stored)) is None
-    for control in ({"suspend": True}, {"maxRestarts": 9}, {"activeDeadlineSeconds": 60}):
-        assert reconcile.bucket_conflict(reconcile.parse(body(**control)), started_view(stored)) is None
-    more = reconcile.parse(body(algorithm=MORE_STEPS))
-    message = reconcile.bucket_conflict(more, started_view(stored))
-    assert message is not None and message.startswith(f"{URI}: ") and "algorithm.steps changed" in message
-    # Before policy v0 the pods' init container may still replace the stored spec.
-    assert reconcile.bucket_conflict(more, BucketView(spec=stored, started=False)) is None
-    assert reconcile.bucket_conflict(more, BucketView()) is None
+def test_a_spec_that_cannot_run_is_spec_invalid_not_failed() -> None:
+    world = created(run_body(storage={"uri": "file:///data/runs/demo"}))
+    requests = world.round()
+    assert ("create", "JobSet", "demo") not in requests and (
+        "create",
+        "ConfigMap",
+        "demo-spec",
+    ) not in requests
+    assert world.status()["phase"] == "Pending"
+    assert world.condition("SpecInvalid")["status"] == "True"
+    assert "spec.storage.uri" in world.condition("SpecInvalid")["message"]
+    assert world.condition("Ready")["reason"] == "SpecInvalid"
+    assert world.condition("Failed")["status"] == "False"
+    assert "observedGeneration" not in world.status()
+    assert [e[:2] for e in world.api.events] == [("Normal", "Pending"), ("Warning", "SpecInvalid")]
+    assert world.round() == []  # said once
 
 
-def test_an_unreadable_stored_spec_is_a_conflict_that_says_so() -> None:
-    run = reconcile.parse(body())
-    message = reconcile.bucket_conflict(run, started_view("spec: [unclosed"))
-    assert message is not None and "spec.yaml cannot be read" in message and "\n" not in message
-
-
-def test_apply_refuses_a_conflicting_spec_before_any_child_changes(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeKube(monkeypatch)
-    fake.view = started_view(frozen_text(reconcile.parse(body())))
-    with pytest.raises(reconcile.SpecRejected, match="algorithm.steps changed"):
-        reconcile.apply_run(body(algorithm=MORE_STEPS), CONFIG, now=NOW)
-    assert fake.applied == []
-    assert len(reconcile.apply_run(body(), CONFIG, now=NOW)) == 5
-
-
-# ---------------------------------------------------------------- the API server's refusals
-
-
-def test_a_422_or_400_is_a_spec_rejection_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeKube(monkeypatch)
-    for status in (400, 422):
-        fake.fail = api_error(
-            status, 'StatefulSet.apps "demo-rollout" is invalid:\n cpu: Invalid value: "two"'
-        )
-        with pytest.raises(reconcile.SpecRejected) as err:
-            reconcile.apply_run(body(), CONFIG, now=NOW)
-        assert str(err.value) == (
-            'the API server refused StatefulSet/demo-rollout: StatefulSet.apps "demo-rollout" is invalid: '
-            'cpu: Invalid value: "two"'
-        )
-    fake.fail = api_error(422, "x" * 1000)
-    with pytest.raises(reconcile.SpecRejected) as err:
-        reconcile.apply_run(body(), CONFIG, now=NOW)
-    assert len(str(err.value)) == reconcile.MAX_MESSAGE_CHARS
-
-
-@pytest.mark.parametrize("status", [409, 500, 503])
-def test_conflicts_and_server_errors_stay_temporary(monkeypatch: pytest.MonkeyPatch, status: int) -> None:
-    fake = FakeKube(monkeypatch)
-    fake.fail = api_error(status, "try again")
-    with pytest.raises(ApiException):
-        reconcile.apply_run(body(), CONFIG, now=NOW)
-    assert reconcile._rejections == {}
-
-
-def test_api_message_without_a_status_body() -> None:
-    err = ApiException(status=400, reason="Bad Request")
-    err.body = b"not json"
-    assert kube.api_message(err) == "400 Bad Request"
-
-
-def test_the_timer_keeps_an_api_refusal_until_the_spec_changes(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeKube(monkeypatch)
-    fake.fail = api_error(422, "bad cpu")
-    with pytest.raises(reconcile.SpecRejected):
-        reconcile.apply_run(body(), CONFIG, now=NOW)
-    refused = reconcile.refuse(body(), "the API server refused StatefulSet/demo-rollout: bad cpu", NOW)
-    applied = len(fake.applied)
-    _, new, _ = reconcile.tick(body(refused), CONFIG, NOW)
-    assert new.phase == "Failed" and cond(new, "SpecInvalid") == ("True", cond(refused, "SpecInvalid")[1])
-    assert len(fake.applied) == applied and fake.bucket_reads == 1  # the apply's observation only
-    # A new generation (the spec was edited): tried again, and a success clears the refusal.
-    fake.fail = None
-    _, new, _ = reconcile.tick(body(refused, generation=2), CONFIG, NOW)
-    assert new.phase == "Pending" and cond(new, "SpecInvalid")[0] == "False"
-    assert len(fake.applied) == applied + 5 and reconcile._rejections == {}
-
-
-# ---------------------------------------------------------------- refused runs go to 0 pods
-
-
-def test_refuse_scales_the_runs_statefulsets_and_marks_it_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeKube(monkeypatch)
-    status = reconcile.refuse(body(), "spec.storage.uri: nope", NOW)
-    assert fake.scaled == [("ml", f"demo-{role}", "run-uid") for role in ("rollout", "verifier", "trainer")]
-    assert status.phase == "Failed" and cond(status, "SpecInvalid") == ("True", "spec.storage.uri: nope")
-
-
-def test_the_timer_scales_down_an_invalid_spec_and_scales_up_once_fixed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    fake = FakeKube(monkeypatch)
-    bad = body(storage={"uri": "file:///data/demo"})
-    old, new, event = reconcile.tick(bad, CONFIG, NOW)
-    assert new.phase == "Failed" and cond(new, "SpecInvalid")[0] == "True"
-    assert len(fake.scaled) == 3 and fake.applied == [] and event is not None
-    # Fixed: no longer SpecInvalid, rendered again with its replicas.
-    _, fixed, _ = reconcile.tick(body(new), CONFIG, NOW)
-    assert fixed.phase == "Pending" and len(fake.applied) == 5 and len(fake.scaled) == 3
-    # And once the status says so, nothing more is applied.
-    reconcile.tick(body(fixed), CONFIG, NOW)
-    assert len(fake.applied) == 5
-
-
-def test_a_conflict_seen_by_the_timer_keeps_spec_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeKube(monkeypatch)
-    fake.view = started_view(frozen_text(reconcile.parse(body())))
-    _, new, _ = reconcile.tick(body(algorithm=MORE_STEPS), CONFIG, NOW)
-    assert cond(new, "SpecInvalid")[0] == "True" and "algorithm.steps changed" in cond(new, "SpecInvalid")[1]
-    assert len(fake.scaled) == 3
-    _, again, event = reconcile.tick(body(new, algorithm=MORE_STEPS), CONFIG, NOW)
-    assert again.phase == "Failed" and cond(again, "SpecInvalid") == cond(new, "SpecInvalid")
-    assert event is None and fake.applied == []
-    assert len(fake.scaled) == 6  # kept at 0 while it lasts
-
-
-# ---------------------------------------------------------------- finished runs
-
-
-def _finished(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeKube, OREALRunStatus]:
-    fake = FakeKube(monkeypatch)
-    from oreal.bucket import RunState
-
-    run = reconcile.parse(body())
-    done = fold_status(
-        run, generation=1, pods=[], state=RunState(step=3, done=True), stats=None, previous=None, now=NOW
+def test_an_invalid_edit_of_a_running_run_keeps_its_jobset_and_phase() -> None:
+    world = created()
+    world.round()
+    world.jobset_status(
+        replicatedJobsStatus=[{"name": r, "ready": 1} for r in ("rollout", "verifier", "trainer")]
     )
-    return fake, done
+    world.round()
+    assert world.status()["phase"] == "Running"
+    before = world.jobset()
+    world.edit_run(
+        spec={"trainer": {"nodes": 1, "gpusPerNode": 2, "resources": {"limits": {"nvidia.com/gpu": 4}}}}
+    )
+    requests = world.round()
+    assert not any(r[1] in ("JobSet", "ConfigMap") for r in requests)
+    assert world.jobset() == before
+    status = world.status()
+    assert status["phase"] == "Running" and status["observedGeneration"] == 1  # generation 2 was not applied
+    assert world.condition("SpecInvalid")["status"] == "True"
+    world.edit_run(spec={"trainer": {"nodes": 1, "gpusPerNode": 0}})  # fixed
+    world.round()
+    assert world.status()["observedGeneration"] == 3
+    assert world.condition("SpecInvalid")["status"] == "False"
 
 
-def test_a_finished_run_without_pods_is_not_read_from_the_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake, done = _finished(monkeypatch)
-    _, new, event = reconcile.tick(body(done), CONFIG, NOW)
-    assert fake.bucket_reads == 0 and new == done and event is None and fake.applied == []
+def test_observed_generation_is_written_only_after_the_apply_succeeded() -> None:
+    world = created()
+    world.api.fail("create", "JobSet", ApiError(500, "etcd timeout", "InternalError"))
+    with pytest.raises(ApiError):
+        world.round()
+    assert "observedGeneration" not in world.status()  # nothing written at all
+    world.round()
+    assert world.status()["observedGeneration"] == 1
 
 
-def test_a_finished_run_with_pods_left_is_read_and_stopped_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake, done = _finished(monkeypatch)
-    fake.pods = [{"metadata": {"name": "demo-rollout-0", "labels": {"oreal.io/run": "demo"}}, "status": {}}]
-    _, new, _ = reconcile.tick(body(done), CONFIG, NOW)
-    assert fake.bucket_reads == 1 and new.phase == "Succeeded" and len(fake.applied) == 5
+def test_a_child_the_api_server_refuses_is_spec_invalid_until_the_spec_changes() -> None:
+    world = created()
+    world.api.fail(
+        "create", "JobSet", ApiError(422, 'JobSet.jobset.x-k8s.io "demo" is invalid: x', "Invalid")
+    )
+    world.round()
+    assert world.condition("SpecInvalid")["status"] == "True"
+    assert world.condition("SpecInvalid")["message"].startswith("the API server refused the run's children: ")
+    assert world.round(tick=True) == []  # not asked again at every tick
+    world.edit_run(spec={"maxRestarts": 4})
+    assert ("create", "JobSet", "demo") in world.round()
+    assert world.condition("SpecInvalid")["status"] == "False"
 
 
-def test_a_spec_invalid_failure_is_not_finished(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeKube(monkeypatch)
-    invalid = spec_invalid_status("bad", generation=1, previous=None, now=NOW)
-    run = reconcile.parse(body())
-    assert not reconcile.stopped(run, invalid)
-    _, new, _ = reconcile.tick(body(invalid), CONFIG, NOW)
-    assert fake.bucket_reads == 1 and new.phase == "Pending"
+def test_an_operator_upgrade_leaves_running_runs_alone() -> None:
+    world = created()
+    world.round()
+    before = world.jobset()
+    upgraded = World(image="registry.example/oreal:2.0", api=world.api)  # a new default worker image
+    assert upgraded.round(tick=True) == []
+    assert world.jobset() == before and upgraded.status()["workerImage"] == IMAGE
+    # a run created after the upgrade gets the new image
+    fresh = created(image="registry.example/oreal:2.0")
+    fresh.round()
+    assert fresh.status()["workerImage"] == "registry.example/oreal:2.0"
 
 
-# ---------------------------------------------------------------- kube.scale_to_zero
+def test_a_new_image_or_resources_restart_the_gang_once_on_purpose() -> None:
+    world = created()
+    world.round()
+    world.jobset_status(restarts=1)
+    world.round()
+    world.edit_run(
+        spec={"trainer": {"nodes": 1, "gpusPerNode": 0, "resources": {"limits": {"memory": "64Gi"}}}}
+    )
+    assert world.round()[:3] == [
+        ("patch", "ConfigMap", "demo-spec"),  # the frozen spec: the new pods' init containers store it
+        ("delete", "JobSet", "demo"),
+        ("create", "Event", "Recreating"),
+    ]
+    assert world.status()["observedGeneration"] == 1  # not in place yet
+    world.round()
+    jobset = world.jobset()
+    limits = jobset["spec"]["replicatedJobs"][2]["template"]["spec"]["template"]["spec"]["containers"][0]
+    assert limits["resources"]["limits"]["memory"] == "64Gi"
+    # the restart before counts against maxRestarts (3), and stays in the run's count
+    assert jobset["metadata"]["annotations"]["oreal.io/restarts-before"] == "1"
+    assert jobset["spec"]["failurePolicy"]["maxRestarts"] == 2
+    assert world.status()["restarts"] == 1 and world.status()["observedGeneration"] == 2
 
 
-class FakeStatefulSets:
-    def __init__(self, objects: dict[str, dict[str, Any]]) -> None:
-        self.objects = objects
-        self.patches: list[tuple[str, list[dict[str, Any]]]] = []
-
-    def read(self, name: str, namespace: str, **_: Any) -> Any:
-        if name not in self.objects:
-            raise ApiException(status=404, reason="Not Found")
-        return type("Response", (), {"data": json.dumps(self.objects[name]).encode()})()
-
-    def patch(self, name: str, namespace: str, ops: list[dict[str, Any]], **_: Any) -> None:
-        self.patches.append((name, ops))
+def test_suspend_and_resume_without_a_queue() -> None:
+    world = created()
+    world.round()
+    world.edit_run(spec={"suspend": True})
+    assert ("patch", "JobSet", "demo") in world.round()
+    assert world.jobset()["spec"]["suspend"] is True and world.status()["phase"] == "Suspended"
+    world.edit_run(spec={"suspend": False})
+    world.round()
+    assert world.jobset()["spec"]["suspend"] is False
 
 
-def test_scale_to_zero_patches_only_replicas_of_owned_statefulsets(monkeypatch: pytest.MonkeyPatch) -> None:
-    def sts(replicas: int, uid: str) -> dict[str, Any]:
-        owner = {"uid": uid, "controller": True}
-        return {"metadata": {"ownerReferences": [owner]}, "spec": {"replicas": replicas, "template": {}}}
-
-    api = FakeStatefulSets({"mine": sts(2, "run-uid"), "idle": sts(0, "run-uid"), "theirs": sts(3, "other")})
-    monkeypatch.setattr(kube, "_calls", lambda kind: (api.read, None, api.patch))
-    results = {name: kube.scale_to_zero("ml", name, "run-uid") for name in ("mine", "idle", "theirs", "gone")}
-    assert results == {"mine": "scaled", "idle": "unchanged", "theirs": "foreign", "gone": "absent"}
-    assert kube.scale_to_zero("ml", "mine", None) == "foreign"
-    assert api.patches == [("mine", [{"op": "add", "path": "/spec/replicas", "value": 0}])]
-
-
-# ---------------------------------------------------------------- an unreadable bucket fails closed
-
-
-def started_status() -> OREALRunStatus:
-    return OREALRunStatus(phase="Running", step=0, policy_version=1, total_steps=4)
+def test_a_queued_run_is_created_suspended_and_never_resumed_by_the_operator() -> None:
+    world = created(run_body(labels={"kueue.x-k8s.io/queue-name": "team-a"}))
+    world.round()
+    assert world.jobset()["spec"]["suspend"] is True
+    assert world.jobset()["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert world.condition("Ready")["reason"] == "Queued"
+    assert world.round(tick=True) == []
+    world.api.objects[("JobSet", "ml", "demo")]["spec"]["suspend"] = False  # Kueue admits it
+    world.round()
+    assert world.jobset()["spec"]["suspend"] is False and world.status()["phase"] == "Pending"
+    world.edit_run(spec={"suspend": True})  # Kueue owns suspend: the operator deletes the JobSet
+    assert ("delete", "JobSet", "demo") in world.round()
+    assert world.jobset() is None and world.status()["phase"] == "Suspended"
+    world.edit_run(spec={"suspend": False})
+    world.round()
+    assert world.jobset()["spec"]["suspend"] is True  # queued again
 
 
-def test_apply_on_a_started_run_waits_for_a_readable_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without the bucket the operator cannot tell whether a started run takes the spec: retry, do not apply."""
-    fake = FakeKube(monkeypatch)
-    fake.view = BucketView(error="S3 unreachable")
-    with pytest.raises(reconcile.BucketUnavailable, match="S3 unreachable"):
-        reconcile.apply_run(body(started_status(), algorithm=MORE_STEPS), CONFIG, now=NOW)
-    assert fake.applied == []
-    # A run that has not started yet has nothing in its bucket to contradict: it is applied.
-    assert len(reconcile.apply_run(body(), CONFIG, now=NOW)) == 5
+def test_the_deadline_fails_the_run_and_stops_its_pods() -> None:
+    world = created(run_body(activeDeadlineSeconds=1))
+    world.round()
+    status = world.api.objects[("OREALRun", "ml", "demo")]["status"]
+    status["startTime"] = "2020-01-01T00:00:00Z"
+    requests = world.round()
+    assert ("delete", "JobSet", "demo") in requests
+    assert world.status()["phase"] == "Failed" and world.condition("Failed")["reason"] == "DeadlineExceeded"
+    assert world.round() == []  # finished: nothing comes back
 
 
-def test_a_refused_run_stays_refused_while_its_bucket_cannot_be_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeKube(monkeypatch)
-    refused = spec_invalid_status(f"{URI}: algorithm.steps changed", generation=1, previous=None, now=NOW)
-    fake.view = BucketView(error="S3 unreachable")
-    _, new, _ = reconcile.tick(body(refused, algorithm=MORE_STEPS), CONFIG, NOW)
-    assert cond(new, "SpecInvalid") == ("True", f"{URI}: algorithm.steps changed")
-    assert fake.applied == [] and len(fake.scaled) == 3
-    # Readable again and no longer in conflict (the spec was reverted): rendered again.
-    fake.view = started_view(frozen_text(reconcile.parse(body())))
-    _, new, _ = reconcile.tick(body(refused), CONFIG, NOW)
-    assert cond(new, "SpecInvalid")[0] == "False" and len(fake.applied) == 5
+def failed_pod(exit_code: int, message: str, name: str = "demo-trainer-0-0-abcde") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "ml",
+            "labels": {"oreal.io/run": "demo", "oreal.io/role": "trainer"},
+        },
+        "status": {
+            "phase": "Failed",
+            "initContainerStatuses": [{"name": "init-spec", "state": {"terminated": {"exitCode": 0}}}],
+            "containerStatuses": [
+                {
+                    "name": "worker",
+                    "state": {
+                        "terminated": {
+                            "exitCode": exit_code,
+                            "message": message,
+                            "finishedAt": "2026-01-01T00:00:00Z",
+                        }
+                    },
+                }
+            ],
+        },
+    }
 
 
-def test_a_finished_run_stays_finished_when_its_spec_is_edited(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As a Job: an edit (valid or not) never brings a Succeeded/Failed run back."""
-    fake = FakeKube(monkeypatch)
-    done = OREALRunStatus(phase="Failed", step=1, policy_version=2, total_steps=4)
-    bad = body(done, storage={"uri": "file:///tmp/x"})
-    status = reconcile.refuse(bad, "spec.storage.uri must be a shared bucket", NOW)
-    assert status.phase == "Failed" and not any(c.type == "SpecInvalid" for c in status.conditions)
-    assert len(fake.scaled) == 3
+def test_a_permanent_failure_fails_the_run_with_the_containers_message() -> None:
+    world = created()
+    world.round()
+    world.api.put(failed_pod(3, "s3://runs/ml/demo: it already holds run 'other' with a different spec"))
+    world.jobset_status(
+        restarts=0, conditions=[{"type": "Failed", "status": "True", "reason": "FailJobSetActionTriggered"}]
+    )
+    requests = world.round()
+    assert ("list", "Pod", "") in requests
+    assert world.status()["phase"] == "Failed"
+    failed = world.condition("Failed")
+    assert failed["reason"] == "PermanentError"
+    assert "exited with 3: s3://runs/ml/demo: it already holds run 'other'" in failed["message"]
+    assert ("Warning", "PermanentError") in [e[:2] for e in world.api.events]
+    assert world.round() == []  # looked at once
+
+
+def test_a_gang_restart_is_counted_once_and_named() -> None:
+    world = created()
+    world.round()
+    world.round()  # the operator has seen the JobSet with 0 restarts
+    world.api.put(failed_pod(137, "", name="demo-trainer-0-0-zzzzz"))
+    world.jobset_status(restarts=1)
+    assert ("list", "Pod", "") in world.round()
+    assert world.status()["restarts"] == 1
+    assert (
+        "gang restart 1: demo-trainer-0-0-zzzzz/worker exited with 137"
+        in world.condition("Progressing")["message"]
+    )
+    assert ("list", "Pod", "") not in world.round()
+
+
+def test_the_trainers_report_is_read_on_ticks_only() -> None:
+    world = created(run_body(metrics={"port": 9400}))
+    world.round()
+    url = report_url("demo", "ml", 9400)
+    world.reports.by_url[url] = Report(started=True, step=1, policy_version=2, done=False, metrics=None)
+    world.round()
+    assert world.reports.reads == [] and "step" not in world.status()
+    world.round(tick=True)
+    assert world.reports.reads == [url]
+    assert (world.status()["step"], world.status()["policyVersion"], world.status()["phase"]) == (
+        1,
+        2,
+        "Running",
+    )
+
+
+def test_the_status_write_carries_the_resource_version_it_was_computed_from() -> None:
+    world = created()
+    world.sync()
+    world.edit_run(labels={"x": "y"})  # the run changes after the watch delivered it
+    asyncio.run(_round_with_stale_cache(world))
+    assert "status" not in world.run()  # 409: nothing written from the stale copy
+    world.round()
+    assert world.status()["phase"] == "Pending"
+
+
+async def _round_with_stale_cache(world: World) -> None:
+    world.ctl.remember(KEY).tick = False
+    await reconcile_run(world.ctl, KEY)
+
+
+def test_the_old_operators_finalizer_is_removed() -> None:
+    body = run_body()
+    body["metadata"]["finalizers"] = [OLD_FINALIZER, "other.example/keep"]
+    world = created(body)
+    requests = world.round()
+    assert requests[0] == ("patch", "OREALRun", "demo")
+    assert world.run()["metadata"]["finalizers"] == ["other.example/keep"]
+
+
+def test_a_child_name_held_by_another_owner_is_left_alone() -> None:
+    world = created()
+    world.api.put({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "demo-spec", "namespace": "ml",
+        "ownerReferences": [{"uid": "another", "controller": True, "kind": "OREALRun", "name": "demo"}]},
+        "data": {"spec.yaml": "theirs"}})  # fmt: skip
+    world.round()
+    assert world.api.get_object("ConfigMap", "ml", "demo-spec")["data"] == {"spec.yaml": "theirs"}
+    assert world.condition("Ready")["reason"] == v.NAME_TAKEN and world.jobset() is None

@@ -1,4 +1,4 @@
-"""fold_status: phases, conditions and progress from hand-built pods, RunState and stats."""
+"""fold_status: phases, conditions and progress from hand-built JobSets and trainer reports."""
 
 from __future__ import annotations
 
@@ -7,30 +7,19 @@ from typing import Any
 
 import pytest
 
-from oreal.bucket import RunState
-from oreal.spec.models import OREALRun, OREALRunStatus
-from oreal_operator.pods import role_replicas
-from oreal_operator.status import (
-    CONDITION_TYPES,
-    desired_pods,
-    finished,
-    fold_status,
-    has_true,
-    pod_restarts,
-    readiness,
-    spec_invalid_status,
-    step_metrics,
-    timestamp,
-)
+from oreal.spec import status as v
+from oreal.spec.models import OREALRun, OREALRunStatus, StepMetrics
+from oreal_operator.progress import Report
+from oreal_operator.status import Observed, fold_status, gang_restarts
 
 T0 = datetime(2026, 11, 28, 4, 0, 0, tzinfo=UTC)
 
 
-def make_run(**spec: Any) -> OREALRun:
+def make_run(labels: dict[str, str] | None = None, **spec: Any) -> OREALRun:
     body = {
         "apiVersion": "oreal.io/v1alpha1",
         "kind": "OREALRun",
-        "metadata": {"name": "demo", "namespace": "ml", "generation": 1},
+        "metadata": {"name": "demo", "namespace": "ml", "labels": labels or {}},
         "spec": {
             "model": {"policy": "s3://models/qwen"},
             "data": {"prompts": "s3://data/prompts.jsonl"},
@@ -45,270 +34,226 @@ def make_run(**spec: Any) -> OREALRun:
     return OREALRun.model_validate(body)
 
 
-def pod(
-    role: str,
-    index: int = 0,
+def jobset(
     *,
-    phase: str = "Running",
-    ready: bool = True,
+    ready: tuple[str, ...] = (),
+    suspend: bool = False,
     restarts: int = 0,
-    waiting: str | None = None,
+    before: int = 0,
+    max_restarts: int = 3,
+    condition: tuple[str, str, str] | None = None,
 ) -> dict[str, Any]:
-    state = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
+    """A JobSet as its controller leaves it: which roles' Jobs are ready, restarts, a condition."""
+    status: dict[str, Any] = {
+        "restarts": restarts,
+        "replicatedJobsStatus": [
+            {"name": r, "ready": int(r in ready), "succeeded": 0, "failed": 0, "active": 1, "suspended": 0}
+            for r in ("rollout", "verifier", "trainer")
+        ],
+    }
+    if condition is not None:
+        type_, reason, message = condition
+        status["conditions"] = [{"type": type_, "status": "True", "reason": reason, "message": message}]
     return {
-        "metadata": {
-            "name": f"demo-{role}-{index}",
-            "labels": {"oreal.io/run": "demo", "oreal.io/role": role},
-        },
-        "status": {
-            "phase": phase,
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-            "containerStatuses": [{"name": "worker", "restartCount": restarts, "state": state}],
-        },
+        "metadata": {"name": "demo", "annotations": {"oreal.io/restarts-before": str(before)}},
+        "spec": {"suspend": suspend, "failurePolicy": {"maxRestarts": max_restarts}},
+        "status": status,
     }
 
 
-def all_pods(**overrides: Any) -> list[dict[str, Any]]:
-    return [pod("rollout", 0, **overrides), pod("rollout", 1), pod("verifier"), pod("trainer")]
+def report(step: int | None, *, done: bool = False, **metrics: float) -> Report:
+    return Report(
+        started=True,
+        step=step,
+        policy_version=None if step is None else step + 1,
+        done=done,
+        metrics=StepMetrics(**metrics) if metrics else None,
+    )
 
 
-def fold(run: OREALRun | None = None, **kwargs: Any) -> OREALRunStatus:
-    args: dict[str, Any] = dict(generation=1, pods=[], state=None, stats=None, previous=None, now=T0)
-    args.update(kwargs)
-    return fold_status(run or make_run(), **args)
+def fold(
+    run: OREALRun | None = None, previous: OREALRunStatus | None = None, now: datetime = T0, **seen: Any
+):
+    run = run or make_run()
+    queued = "kueue.x-k8s.io/queue-name" in run.metadata.labels
+    return fold_status(
+        run, generation=1, observed=Observed(**seen), previous=previous, now=now, queued=queued
+    )
 
 
-def cond(status: OREALRunStatus, type_: str) -> tuple[str, str]:
-    (c,) = [c for c in status.conditions if c.type == type_]
-    return c.status, c.reason
+def cond(status: OREALRunStatus, type_: str) -> tuple[str, str, str]:
+    c = v.find(status, type_)
+    assert c is not None
+    return c.status, c.reason, c.message
 
 
-def test_no_pods_and_no_state_is_pending_with_every_condition() -> None:
+def test_no_jobset_is_pending_with_every_condition() -> None:
     status = fold()
     assert status.phase == "Pending"
-    assert [c.type for c in status.conditions] == list(CONDITION_TYPES)
-    assert cond(status, "Ready") == ("False", "PodsNotReady")
-    assert cond(status, "Progressing") == ("True", "Pending")
-    assert status.step is None and status.progress_percentage == 0 and status.total_steps == 20
-    assert all(c.reason for c in status.conditions)  # metav1.Condition needs a reason
+    assert [c.type for c in status.conditions] == list(v.CONDITION_TYPES)
+    assert cond(status, v.READY)[:2] == ("False", "JobsNotReady")
+    assert status.total_steps == 20 and status.step is None and status.restarts == 0
 
 
-def test_running_pods_make_it_running_but_not_ready_until_every_role_is() -> None:
-    pods = [pod("rollout", 0), pod("rollout", 1), pod("verifier"), pod("trainer", ready=False)]
-    status = fold(pods=pods)
-    assert status.phase == "Running"
-    assert cond(status, "Ready") == ("False", "PodsNotReady")
-    ready = next(c for c in status.conditions if c.type == "Ready")
-    assert "3/4 pods ready" in ready.message and "trainer 0/1" in ready.message
+def test_ready_jobs_make_it_running_and_ready_only_when_all_are() -> None:
+    some = fold(jobset=jobset(ready=("rollout",)))
+    assert some.phase == "Running" and cond(some, v.READY)[0] == "False"
+    assert "trainer not ready" in cond(some, v.READY)[2]
+    every = fold(jobset=jobset(ready=("rollout", "verifier", "trainer")))
+    assert every.phase == "Running" and cond(every, v.READY)[:2] == ("True", "AllJobsReady")
 
 
-def test_ready_only_when_each_role_has_its_replicas() -> None:
-    assert cond(fold(pods=all_pods()), "Ready") == ("True", "AllPodsReady")
-    one_rollout_missing = [pod("rollout", 0), pod("verifier"), pod("trainer"), pod("trainer", 1)]
-    assert cond(fold(pods=one_rollout_missing), "Ready")[0] == "False"
-
-
-def test_pods_of_unknown_roles_or_being_deleted_do_not_count() -> None:
-    run = make_run()
-    deleting = pod("rollout", 1)
-    deleting["metadata"]["deletionTimestamp"] = timestamp(T0)
-    stranger = pod("rollout", 2)
-    stranger["metadata"]["labels"]["oreal.io/role"] = "other"
-    ok, message = readiness(run, [pod("rollout", 0), deleting, stranger, pod("verifier"), pod("trainer")])
-    assert not ok and "rollout 1/2" in message
-
-
-def test_pending_pods_are_pending() -> None:
-    status = fold(pods=[pod("rollout", phase="Pending", ready=False)])
-    assert status.phase == "Pending"
-
-
-def test_a_committed_step_means_running_with_progress() -> None:
-    status = fold(state=RunState(step=4, policy_version=5))
+def test_a_reported_step_means_running_with_progress_and_metrics() -> None:
+    status = fold(jobset=jobset(), report=report(4, pass_rate=0.5, loss=0.25))
     assert status.phase == "Running"
     assert (status.step, status.policy_version, status.progress_percentage) == (4, 5, 25)
-    assert "step 5/20" in next(c.message for c in status.conditions if c.type == "Progressing")
+    assert status.last_metrics == StepMetrics(pass_rate=0.5, loss=0.25)
+    assert cond(status, v.PROGRESSING) == ("True", "Running", "step 5/20 committed")
 
 
-def test_restarts_sum_containers_and_init_containers() -> None:
-    p = pod("trainer", restarts=2)
-    p["status"]["initContainerStatuses"] = [{"name": "init", "restartCount": 1}]
-    assert pod_restarts(p) == 3
-    assert fold(pods=[p, pod("rollout", restarts=1)]).restarts == 4
+def test_progress_never_goes_back_and_survives_a_missing_report() -> None:
+    ahead = fold(jobset=jobset(), report=report(7, kl=0.1))
+    assert fold(previous=ahead, jobset=jobset()).step == 7  # no report this time
+    behind = fold(previous=ahead, jobset=jobset(), report=report(3))
+    assert (behind.step, behind.last_metrics) == (7, StepMetrics(kl=0.1))
 
 
-def test_restarts_never_decrease_when_pods_are_replaced() -> None:
-    previous = fold(pods=all_pods(restarts=2))
-    assert fold(pods=all_pods(), previous=previous).restarts == 2
+def test_started_without_a_step_has_policy_version_zero() -> None:
+    status = fold(
+        jobset=jobset(), report=Report(started=True, step=None, policy_version=0, done=False, metrics=None)
+    )
+    assert status.policy_version == 0 and status.step is None
 
 
-def test_too_many_restarts_fail_with_backoff_limit_exceeded() -> None:
-    run = make_run(maxRestarts=2)
-    assert fold(run, pods=all_pods(restarts=2)).phase == "Running"  # == maxRestarts is tolerated
-    status = fold(run, pods=all_pods(restarts=3))
+def test_the_jobset_completing_succeeds_with_completion_time() -> None:
+    status = fold(jobset=jobset(condition=("Completed", "AllJobsCompleted", "jobset completed")))
+    assert status.phase == "Succeeded"
+    assert cond(status, v.COMPLETE) == ("True", "Completed", "all 20 steps committed")
+    assert status.completion_time == v.timestamp(T0)
+    later = fold(previous=status, now=T0 + timedelta(hours=1))  # stays, and keeps its times
+    assert later.phase == "Succeeded" and later.completion_time == status.completion_time
+
+
+def test_the_last_step_reported_succeeds_before_the_jobset_completes() -> None:
+    assert fold(jobset=jobset(), report=report(19, done=True)).phase == "Succeeded"
+
+
+@pytest.mark.parametrize(
+    ("permanent", "restarts", "reason"),
+    [(True, 0, "PermanentError"), (False, 3, "BackoffLimitExceeded"), (False, 1, "JobSetFailed")],
+)
+def test_a_failed_jobset_fails_the_run_with_the_termination_message(
+    permanent: bool, restarts: int, reason: str
+) -> None:
+    failed = jobset(
+        restarts=restarts, condition=("Failed", "FailedJobs", "jobset failed due to a job failure")
+    )
+    message = "demo-trainer-0-0-x/worker exited with 3: s3://runs/demo: it already holds run 'other'"
+    status = fold(jobset=failed, failure=message, permanent=permanent)
     assert status.phase == "Failed"
-    assert cond(status, "Failed") == ("True", "BackoffLimitExceeded")
-    assert cond(status, "Ready")[0] == "False" and cond(status, "Progressing")[0] == "False"
-    assert status.completion_time == timestamp(T0)
+    assert cond(status, v.FAILED)[:2] == ("True", reason)
+    assert message in cond(status, v.FAILED)[2]
+    assert fold(jobset=failed).phase == "Failed" and "jobset failed" in cond(fold(jobset=failed), v.FAILED)[2]
 
 
-def test_failure_is_sticky_when_the_pods_are_gone() -> None:
-    run = make_run(maxRestarts=0)
-    failed = fold(run, pods=all_pods(restarts=1))
-    later = fold(run, pods=[], previous=failed, now=T0 + timedelta(minutes=5), generation=2)
-    assert later.phase == "Failed" and cond(later, "Failed") == ("True", "BackoffLimitExceeded")
-    assert later.completion_time == failed.completion_time
-    assert later.observed_generation == 2
-
-
-def test_deadline_counts_from_start_time() -> None:
-    run = make_run(activeDeadlineSeconds=60)
-    started = fold(run, pods=all_pods())
-    assert started.start_time == timestamp(T0)
-    still = fold(run, pods=all_pods(), previous=started, now=T0 + timedelta(seconds=60))
-    assert still.phase == "Running"
-    late = fold(run, pods=all_pods(), previous=still, now=T0 + timedelta(seconds=61))
-    assert late.phase == "Failed" and cond(late, "Failed") == ("True", "DeadlineExceeded")
-    assert late.start_time == timestamp(T0)
-
-
-def test_done_state_succeeds_with_completion_time_and_keeps_it() -> None:
-    stats = {"step": 19, "pass_rate": 0.5}
-    done = fold(state=RunState(step=19, policy_version=20, done=True), stats=stats)
-    assert done.phase == "Succeeded"
-    assert cond(done, "Complete") == ("True", "Completed")
-    assert cond(done, "Ready") == ("False", "Completed")
-    assert done.progress_percentage == 100 and done.completion_time == timestamp(T0)
-    later = fold(state=RunState(step=19, done=True), previous=done, now=T0 + timedelta(hours=1))
-    assert later.completion_time == timestamp(T0) and later.phase == "Succeeded"
-
-
-def test_succeeded_stays_succeeded_when_the_bucket_cannot_be_read() -> None:
-    done = fold(state=RunState(step=19, policy_version=20, done=True))
-    later = fold(previous=done, bucket_error="connection refused", now=T0 + timedelta(minutes=1))
-    assert later.phase == "Succeeded" and later.step == 19
+def test_gang_restarts_count_across_jobsets_and_name_the_failure() -> None:
+    assert gang_restarts(jobset(restarts=2, before=3)) == 5
+    first = fold(jobset=jobset(restarts=0))
+    restarted = fold(
+        previous=first, jobset=jobset(restarts=1), failure="demo-trainer-0-0/worker exited with 137"
+    )
+    assert restarted.restarts == 1 and restarted.phase != "Failed"
+    assert "gang restart 1: demo-trainer-0-0/worker exited with 137" in cond(restarted, v.PROGRESSING)[2]
+    # a re-created JobSet starts at 0 but carries the run's earlier restarts
+    assert fold(previous=restarted, jobset=jobset(restarts=0, before=1)).restarts == 1
 
 
 def test_suspend_clears_start_time_and_resume_restarts_the_deadline() -> None:
-    run = make_run(activeDeadlineSeconds=100)
-    running = fold(run, pods=all_pods())
+    run = make_run(activeDeadlineSeconds=60)
+    started = fold(run, jobset=jobset())
+    assert started.start_time == v.timestamp(T0)
     suspended = fold(
-        make_run(activeDeadlineSeconds=100, suspend=True), previous=running, now=T0 + timedelta(seconds=90)
+        make_run(activeDeadlineSeconds=60, suspend=True), previous=started, jobset=jobset(suspend=True)
     )
     assert suspended.phase == "Suspended" and suspended.start_time is None
-    assert cond(suspended, "Suspended") == ("True", "Suspended")
-    assert cond(suspended, "Ready") == ("False", "Suspended")
-    resumed = fold(run, previous=suspended, now=T0 + timedelta(seconds=500))
-    assert resumed.phase == "Pending" and resumed.start_time == timestamp(T0 + timedelta(seconds=500))
-    assert cond(resumed, "Suspended") == ("False", "NotSuspended")
+    assert cond(suspended, v.SUSPENDED)[0] == "True" and cond(suspended, v.READY)[1] == "Suspended"
+    resumed = fold(run, previous=suspended, now=T0 + timedelta(hours=2), jobset=jobset())
+    assert resumed.phase == "Pending" and resumed.start_time == v.timestamp(T0 + timedelta(hours=2))
+
+
+def test_the_deadline_fails_the_run() -> None:
+    run = make_run(activeDeadlineSeconds=60)
+    started = fold(run, jobset=jobset())
+    assert fold(run, previous=started, now=T0 + timedelta(seconds=59), jobset=jobset()).phase == "Pending"
+    late = fold(run, previous=started, now=T0 + timedelta(seconds=61), jobset=jobset())
+    assert late.phase == "Failed" and cond(late, v.FAILED)[1] == "DeadlineExceeded"
+
+
+def test_a_queued_run_waits_for_kueue_without_a_start_time_or_deadline() -> None:
+    run = make_run(labels={"kueue.x-k8s.io/queue-name": "team-a"}, activeDeadlineSeconds=60)
+    waiting = fold(run, jobset=jobset(suspend=True))
+    assert waiting.phase == "Pending" and waiting.start_time is None
+    assert cond(waiting, v.READY)[:2] == ("False", "Queued") and "team-a" in cond(waiting, v.READY)[2]
+    hours_later = fold(run, previous=waiting, now=T0 + timedelta(hours=5), jobset=jobset(suspend=True))
+    assert hours_later.phase == "Pending"  # waiting in the queue is not running past the deadline
+    admitted = fold(run, previous=hours_later, now=T0 + timedelta(hours=5), jobset=jobset(ready=("rollout",)))
+    assert admitted.phase == "Running" and admitted.start_time == v.timestamp(T0 + timedelta(hours=5))
+
+
+def test_spec_invalid_keeps_the_phase_and_is_never_failed() -> None:
+    running = fold(jobset=jobset(ready=("rollout", "verifier", "trainer")), report=report(3))
+    invalid = fold(
+        previous=running, jobset=jobset(ready=("rollout", "verifier", "trainer")), invalid="spec.x: bad"
+    )
+    assert invalid.phase == "Running"
+    assert cond(invalid, v.SPEC_INVALID) == ("True", "SpecInvalid", "spec.x: bad")
+    assert cond(invalid, v.READY) == ("False", "SpecInvalid", "spec.x: bad")
+    assert cond(invalid, v.FAILED)[0] == "False"
+    fixed = fold(previous=invalid, jobset=jobset(ready=("rollout", "verifier", "trainer")))
+    assert cond(fixed, v.SPEC_INVALID)[:2] == ("False", "SpecValid") and cond(fixed, v.READY)[0] == "True"
+    fresh = fold(invalid="spec.storage.uri: a local folder")  # invalid from the start: Pending
+    assert fresh.phase == "Pending" and cond(fresh, v.FAILED)[0] == "False"
+
+
+def test_a_finished_run_stays_finished_and_its_conditions_keep_their_reasons() -> None:
+    failed = fold(jobset=jobset(condition=("Failed", "FailedJobs", "x")), failure="exit 3", permanent=True)
+    edited = fold(previous=failed, jobset=None, invalid="spec.trainer.nodes: bad")
+    assert edited.phase == "Failed" and cond(edited, v.FAILED)[1] == "PermanentError"
+    assert cond(edited, v.SPEC_INVALID)[0] == "True"
+    fixed = fold(previous=edited)
+    assert cond(fixed, v.SPEC_INVALID)[0] == "False" and cond(fixed, v.READY)[1] == "PermanentError"
+
+
+def test_a_child_name_held_by_someone_else_says_so_on_ready() -> None:
+    status = fold(blocked="ConfigMap ml/demo-spec exists and is not controlled by this OREALRun")
+    assert cond(status, v.READY)[:2] == ("False", "NameTaken")
+
+
+def test_observed_generation_only_when_applied() -> None:
+    previous = OREALRunStatus(observed_generation=1)
+    run = make_run()
+    not_applied = fold_status(run, generation=2, observed=Observed(), previous=previous, now=T0)
+    assert not_applied.observed_generation == 1
+    applied = fold_status(run, generation=2, observed=Observed(applied=True), previous=previous, now=T0)
+    assert applied.observed_generation == 2
 
 
 def test_last_transition_time_kept_while_status_is_unchanged() -> None:
-    first = fold(pods=all_pods(ready=False))
-    later = T0 + timedelta(minutes=1)
-    second = fold(pods=all_pods(ready=False), previous=first, now=later)
-    assert [c.last_transition_time for c in second.conditions] == [timestamp(T0)] * len(CONDITION_TYPES)
-    third = fold(pods=all_pods(), previous=second, now=later + timedelta(minutes=1))
-    times = {c.type: c.last_transition_time for c in third.conditions}
-    assert times["Ready"] == timestamp(later + timedelta(minutes=1))
-    assert times["Progressing"] == timestamp(T0)
-
-
-def test_observed_generation_on_status_and_conditions() -> None:
-    status = fold(generation=7)
-    assert status.observed_generation == 7
-    assert {c.observed_generation for c in status.conditions} == {7}
-
-
-@pytest.mark.parametrize(("step", "percent"), [(-1, 0), (0, 5), (9, 50), (19, 100)])
-def test_progress_percentage(step: int, percent: int) -> None:
-    assert fold(state=RunState(step=step)).progress_percentage == percent
-
-
-def test_last_metrics_from_trainer_stats_keys() -> None:
-    stats = {
-        "pass_rate": 0.25,
-        "reward": -0.5,
-        "loss/policy": 1.5,
-        "kl": 0.01,
-        "wall_seconds": 12.0,
-        "step": 3,
-    }
-    metrics = step_metrics(stats)
-    assert metrics is not None
-    assert (metrics.pass_rate, metrics.reward, metrics.loss, metrics.kl, metrics.step_seconds) == (
-        0.25,
-        -0.5,
-        1.5,
-        0.01,
-        12.0,
+    first = fold()
+    later = fold(previous=first, now=T0 + timedelta(minutes=5))
+    assert [c.last_transition_time for c in later.conditions] == [
+        c.last_transition_time for c in first.conditions
+    ]
+    ready = fold(
+        previous=later, now=T0 + timedelta(minutes=6), jobset=jobset(ready=("rollout", "verifier", "trainer"))
     )
-    assert fold(stats=stats, state=RunState(step=3)).last_metrics == metrics
+    assert v.find(ready, v.READY).last_transition_time == v.timestamp(T0 + timedelta(minutes=6))
 
 
-def test_last_metrics_drop_non_finite_values_and_missing_keys() -> None:
-    metrics = step_metrics({"pass_rate": float("nan"), "loss": float("inf"), "kl": "x"})
-    assert metrics is not None
-    assert (metrics.pass_rate, metrics.loss, metrics.kl, metrics.reward) == (None, None, None, None)
-    assert step_metrics(None) is None and step_metrics({}) is None
-
-
-def test_unreadable_bucket_keeps_progress_and_says_so() -> None:
-    before = fold(state=RunState(step=4, policy_version=5), stats={"pass_rate": 0.4})
-    after = fold(
-        previous=before, bucket_error="s3://runs/demo: 403 Forbidden", now=T0 + timedelta(seconds=15)
+def test_status_serialises_as_camel_case() -> None:
+    status = fold(jobset=jobset(), report=report(1, pass_rate=0.5))
+    data = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert {"phase", "conditions", "totalSteps", "progressPercentage", "policyVersion", "lastMetrics"} <= set(
+        data
     )
-    assert (after.step, after.policy_version, after.progress_percentage) == (4, 5, 25)
-    assert after.last_metrics == before.last_metrics
-    message = next(c.message for c in after.conditions if c.type == "Progressing")
-    assert "bucket unreadable: s3://runs/demo: 403 Forbidden" in message
-
-
-def test_trouble_reasons_named_in_ready_message() -> None:
-    status = fold(pods=[pod("trainer", ready=False, waiting="ImagePullBackOff")])
-    message = next(c.message for c in status.conditions if c.type == "Ready")
-    assert "demo-trainer-0: ImagePullBackOff" in message
-
-
-def test_spec_invalid_fails_and_recovers_when_fixed() -> None:
-    running = fold(state=RunState(step=2))
-    invalid = spec_invalid_status("spec.storage.uri: missing", generation=2, previous=running, now=T0)
-    assert invalid.phase == "Failed" and invalid.observed_generation == 2
-    assert cond(invalid, "SpecInvalid") == ("True", "SpecInvalid")
-    assert cond(invalid, "Failed") == ("True", "SpecInvalid")
-    assert invalid.step == 2  # progress kept
-    fixed = fold(previous=invalid, generation=3, state=RunState(step=2))
-    assert fixed.phase == "Running"
-    assert cond(fixed, "SpecInvalid") == ("False", "SpecValid") and cond(fixed, "Failed")[0] == "False"
-
-
-def test_status_serialises_as_camel_case_without_nones() -> None:
-    status = fold(pods=all_pods(), state=RunState(step=1), stats={"pass_rate": 0.5})
-    body = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    assert body["progressPercentage"] == 10 and body["lastMetrics"] == {"passRate": 0.5}
-    assert set(body["conditions"][0]) == {
-        "type",
-        "status",
-        "reason",
-        "message",
-        "lastTransitionTime",
-        "observedGeneration",
-    }
-
-
-def test_desired_pods_follow_the_statefulsets_replicas_and_suspend() -> None:
-    run = make_run(rollout={"replicas": 3}, trainer={"nodes": 2})
-    assert desired_pods(run) == {
-        role: role_replicas(run.spec, role) for role in ("rollout", "verifier", "trainer")
-    }
-    assert desired_pods(run) == {"rollout": 3, "verifier": 1, "trainer": 2}
-    assert set(desired_pods(make_run(suspend=True)).values()) == {0}
-
-
-def test_finished_means_succeeded_or_failed_but_not_spec_invalid() -> None:
-    done = fold(state=RunState(step=19, done=True))
-    failed = fold(run=make_run(maxRestarts=0), pods=[pod("trainer", restarts=1)])
-    invalid = spec_invalid_status("bad", generation=1, previous=None, now=T0)
-    assert finished(done) and finished(failed)
-    assert not finished(invalid) and has_true(invalid, "SpecInvalid") and has_true(invalid, "Failed")
-    assert not finished(fold()) and not finished(None) and not has_true(None, "Failed")
+    assert data["conditions"][0]["lastTransitionTime"].endswith("Z")

@@ -64,14 +64,19 @@ def _needs_extra(module: str, _args: argparse.Namespace) -> int:
     return 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+# `oreal validate|crd|render` need nothing but the spec: their parser is built from
+# oreal.spec.commands alone, so they import no worker stack even where it is installed.
+SPEC_COMMANDS = frozenset({"validate", "crd", "render"})
+
+
+def build_parser(modules: Sequence[str] = SUBCOMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oreal",
         description="OREAL: outcome-reward reinforcement learning for math reasoning, on Kubernetes or one machine.",
     )
     parser.add_argument("--version", action="version", version=f"oreal {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in SUBCOMMAND_MODULES:
+    for module_name in modules:
         before = set(subparsers.choices)
         try:
             importlib.import_module(module_name).register(subparsers)
@@ -87,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(
+        ("oreal.spec.commands",) if argv[:1] and argv[0] in SPEC_COMMANDS else SUBCOMMAND_MODULES
+    )
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()

@@ -1,0 +1,236 @@
+"""The operator's writes and reads of the Kubernetes API: one aiohttp session for the process.
+
+Kopf watches the runs and their children (and keeps the controller's caches fresh); everything
+the reconcile writes goes through `Api`: bodies are plain dicts (the renderer writes dicts, the
+status fold reads dicts), connections are pooled, and every request is counted by verb and kind
+(`oreal_operator_api_requests_total`), so that the cost of a run in requests is measurable.
+
+    Api.from_connection(info)       Kopf's credentials (kopf.ConnectionInfo) for the same server
+    get(kind, ns, name)             the object, or None (404)
+    list(kind, ns, labels=, fields=)
+    create(kind, ns, body)          ApiError(409) when the name is taken
+    patch(kind, ns, name, patch, subresource=None)   a JSON merge patch
+    delete(kind, ns, name)          foreground propagation; None when it is already gone
+    post_event(body, type, reason, message)
+
+A service account token read from a file is re-read when the file changes (bound tokens rotate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import ssl
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+from oreal_operator.metrics import API_REQUESTS
+
+# kind -> (API path prefix, plural)
+KINDS: dict[str, tuple[str, str]] = {
+    "ConfigMap": ("api/v1", "configmaps"),
+    "Pod": ("api/v1", "pods"),
+    "Event": ("api/v1", "events"),
+    "JobSet": ("apis/jobset.x-k8s.io/v1alpha2", "jobsets"),
+    "OREALRun": ("apis/oreal.io/v1alpha1", "orealruns"),
+}
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+COMPONENT = "oreal-operator"
+TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+class ApiError(Exception):
+    """The API server refused a request: its HTTP status and its Status.message."""
+
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        super().__init__(f"{status} {reason}: {message}".strip())
+        self.status, self.message, self.reason = status, message, reason
+
+
+def path(kind: str, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+    prefix, plural = KINDS[kind]
+    out = f"/{prefix}/namespaces/{namespace}/{plural}" if namespace else f"/{prefix}/{plural}"
+    if name:
+        out += f"/{name}"
+    if subresource:
+        out += f"/{subresource}"
+    return out
+
+
+class Api:
+    def __init__(
+        self,
+        server: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | bool | None = None,
+        token_file: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.server = server.rstrip("/")
+        self.headers = dict(headers or {})
+        self.ssl = ssl_context
+        self.token_file = token_file
+        self._token_mtime: float | None = None
+        self.timeout = timeout
+        self.requests: Counter[tuple[str, str]] = Counter()  # (verb, kind) -> count
+        self._session: Any = None
+
+    @classmethod
+    def from_connection(cls, info: Any) -> Api:
+        """An Api for the server and credentials of a kopf.ConnectionInfo."""
+        context: ssl.SSLContext | bool | None = None
+        if info.insecure:
+            context = False
+        elif info.ca_path or info.ca_data or info.certificate_path or info.certificate_data:
+            context = ssl.create_default_context(cafile=info.ca_path, cadata=_text(info.ca_data))
+            if info.certificate_path:
+                context.load_cert_chain(info.certificate_path, info.private_key_path)
+        headers = {}
+        if info.token:
+            headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
+        elif info.username:
+            import base64
+
+            pair = base64.b64encode(f"{info.username}:{info.password or ''}".encode()).decode()
+            headers["Authorization"] = f"Basic {pair}"
+        token_file = TOKEN_FILE if info.token and os.path.exists(TOKEN_FILE) else None
+        return cls(info.server, headers=headers, ssl_context=context, token_file=token_file)
+
+    async def _request(
+        self, verb: str, kind: str, url: str, *, body: Any = None, content_type: str | None = None
+    ) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(limit=64, ssl=self.ssl if self.ssl is not None else None),
+            )
+        self._refresh_token()
+        headers = dict(self.headers)
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+            data = json.dumps(body)
+        self.requests[(verb, kind)] += 1
+        API_REQUESTS.labels(verb=verb, kind=kind).inc()
+        method = {"get": "GET", "list": "GET", "create": "POST", "patch": "PATCH", "delete": "DELETE"}[verb]
+        async with self._session.request(method, self.server + url, data=data, headers=headers) as response:
+            text = await response.text()
+            if response.status >= 400:
+                raise _error(response.status, text)
+            return json.loads(text) if text else None
+
+    def _refresh_token(self) -> None:
+        if self.token_file is None:
+            return
+        try:
+            mtime = os.stat(self.token_file).st_mtime
+            if mtime != self._token_mtime:
+                with open(self.token_file) as f:
+                    self.headers["Authorization"] = f"Bearer {f.read().strip()}"
+                self._token_mtime = mtime
+        except OSError:
+            pass  # keep the token we have
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._request("get", kind, path(kind, namespace, name))
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    async def list(
+        self, kind: str, namespace: str, *, labels: str | None = None, fields: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = {k: v for k, v in (("labelSelector", labels), ("fieldSelector", fields)) if v}
+        url = path(kind, namespace) + (f"?{urlencode(query)}" if query else "")
+        return (await self._request("list", kind, url) or {}).get("items") or []
+
+    async def create(self, kind: str, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._request("create", kind, path(kind, namespace), body=body)
+
+    async def patch(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: Any,
+        *,
+        subresource: str | None = None,
+        content_type: str = MERGE_PATCH,
+    ) -> dict[str, Any]:
+        url = path(kind, namespace, name, subresource)
+        return await self._request("patch", kind, url, body=patch, content_type=content_type)
+
+    async def delete(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"}
+        try:
+            return await self._request("delete", kind, path(kind, namespace, name), body=options)
+        except ApiError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    async def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """An Event about `obj` (as `kubectl describe` shows it); a failure to post is only logged."""
+        meta = obj.get("metadata") or {}
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta.get('name')}.{uuid.uuid4().hex[:16]}",
+                "namespace": meta.get("namespace"),
+            },
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": COMPONENT,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        # An event is a courtesy (the status says the same): failing to post one is no error.
+        with contextlib.suppress(TimeoutError, ApiError, OSError, aiohttp.ClientError):
+            await self.create("Event", meta.get("namespace") or "default", event)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _text(data: Any) -> str | None:
+    if data is None:
+        return None
+    return data.decode() if isinstance(data, bytes) else str(data)
+
+
+def _error(status: int, text: str) -> ApiError:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        return ApiError(
+            status, " ".join(str(body.get("message") or "").split()), str(body.get("reason") or "")
+        )
+    return ApiError(status, " ".join(text.split())[:300])

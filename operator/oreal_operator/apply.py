@@ -1,0 +1,89 @@
+"""Apply a run's children: plan (`oreal_operator.plan`) against the caches, then write.
+
+    apply_children(ctl, key, run, body, desired, status) -> (all in place, a JobSet was created)
+
+A finished run's JobSet is left alone (its controller ended the pods), except that a run the
+operator failed itself (DeadlineExceeded) loses it. A suspended run with a Kueue queue loses its
+JobSet too: Kueue owns a queued JobSet's suspend, so the operator cannot suspend it; re-created
+on resume, it queues again. A create that finds the name taken (409: the cache missed it) reads
+the object and plans again; 400/422 and other API errors go to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from oreal.spec import status as v
+from oreal.spec.models import OREALRun, OREALRunStatus
+from oreal_operator.api import ApiError
+from oreal_operator.controller import Controller, Key
+from oreal_operator.plan import Step, plan_configmap, plan_jobset
+from oreal_operator.render import queue_name
+
+
+class StaleCache(Exception):  # noqa: N818 - a signal: plan again with what is there
+    """A create found the name taken: the cache missed an object, which is now read into it."""
+
+
+async def apply_steps(ctl: Controller, key: Key, steps: list[Step]) -> None:
+    """Apply `steps` in order, updating the caches from the answers."""
+    namespace = key[0]
+    for step in steps:
+        cache = ctl.children[step.kind]
+        if step.verb == "create":
+            try:
+                cache[key] = await ctl.api.create(step.kind, namespace, step.body or {})
+            except ApiError as err:
+                live = await ctl.api.get(step.kind, namespace, step.name) if err.status == 409 else None
+                if live is None:
+                    raise
+                cache[key] = live
+                raise StaleCache(step.name) from None
+        elif step.verb == "patch":
+            cache[key] = await ctl.api.patch(step.kind, namespace, step.name, step.body)
+        else:
+            gone = await ctl.api.delete(step.kind, namespace, step.name)
+            if gone is not None and (gone.get("metadata") or {}).get("deletionTimestamp"):
+                cache[key] = gone  # foreground: it goes once its Jobs and pods are gone
+            else:
+                cache.pop(key, None)
+
+
+async def apply_children(
+    ctl: Controller,
+    key: Key,
+    run: OREALRun,
+    body: Mapping[str, Any],
+    desired: list[dict[str, Any]],
+    status: OREALRunStatus,
+) -> tuple[bool, bool]:
+    """Plan and apply (see the module docstring): (every child in place, a JobSet was created)."""
+    configmap, jobset = desired
+    uid = body["metadata"].get("uid")
+    queued = queue_name(run) is not None
+    if v.finished(status):
+        failed = v.find(status, v.FAILED)
+        if failed is not None and failed.status == "True" and failed.reason == v.DEADLINE_EXCEEDED:
+            await apply_steps(
+                ctl, key, plan_jobset(None, ctl.children["JobSet"].get(key), uid, queued=queued)
+            )
+        return False, False
+    wanted = None if (run.spec.suspend and queued) else jobset
+    for attempt in range(2):
+        steps = plan_configmap(configmap, ctl.children["ConfigMap"].get(key), uid)
+        steps += plan_jobset(wanted, ctl.children["JobSet"].get(key), uid, queued=queued)
+        try:
+            await apply_steps(ctl, key, steps)
+        except StaleCache:
+            if attempt:
+                raise
+            continue
+        for step in steps:
+            if step.kind == "JobSet" and step.verb == "delete":
+                reason = "Recreating" if wanted is not None else "Stopping"
+                await ctl.api.post_event(body, "Normal", reason, f"JobSet {step.name}: {step.why}")
+        created = any(step.kind == "JobSet" and step.verb == "create" for step in steps)
+        recreating = wanted is not None and any(step.verb == "delete" for step in steps)
+        return not recreating, created
+    return False, False

@@ -1,0 +1,225 @@
+"""The operator's control loop: caches fed by Kopf's watches, a work queue, one reconcile per run
+at a time.
+
+    Controller(api, config, status_seconds, reports)
+        observe(kind, event_type, obj)   a watch event of an OREALRun, or of a JobSet or ConfigMap the
+                                         operator manages: the cache takes it, its run is queued
+        start() / stop()                 prime the children's caches, start the workers and the
+                                         status tick / cancel them (a clean stop at any scale)
+
+Level-triggered: whatever woke a run up (its own change, a child created, edited or deleted, the
+status tick), the reconcile (`oreal_operator.reconcile`) computes the desired children from the
+run as it is now and restores what differs. A run is never reconciled by two workers at once: a
+run woken up while it is being reconciled is queued once more for when that round ends (so no two
+writers race, and no wake-up is lost). A round that fails is retried with a per-run exponential
+backoff (capped at the status interval).
+
+The status tick queues every run each `status_seconds`; only a tick reads the trainer's report
+(HTTP, not the API server), so an idle run costs no API request between watch events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from oreal_operator.api import Api, ApiError
+from oreal_operator.config import OperatorConfig
+from oreal_operator.metrics import RECONCILE_ERRORS, PhaseCounts
+from oreal_operator.naming import MANAGED_BY, MANAGED_BY_LABEL, owner_run
+from oreal_operator.progress import Report
+
+LOG = logging.getLogger("oreal_operator")
+Key = tuple[str, str]  # (namespace, run name)
+CHILD_KINDS = ("JobSet", "ConfigMap")
+DEFAULT_WORKERS = 16
+MIN_BACKOFF = 0.2
+
+
+@dataclass
+class Memory:
+    """What the operator remembers of a run between rounds; all of it can be observed again."""
+
+    report: Report | None = None  # the trainer's last report
+    restarts_seen: int = -1  # gang restarts when failed pods were last looked at
+    failed_seen: bool = False  # the JobSet's failure was looked at
+    failure: str | None = None  # the failed container's termination message
+    permanent: bool = False
+    refused: tuple[Any, str] | None = None  # ((generation, spec hash), message): the API server said no
+    invalid_posted: str | None = None  # the SpecInvalid message an event was posted for
+    blocked_posted: str | None = None
+    backoff: float = 0.0
+    tick: bool = True  # the next round reads the report
+
+
+@dataclass
+class Controller:
+    api: Api
+    config: OperatorConfig
+    status_seconds: float
+    reports: Any  # .read(url) -> Report | None (progress.HttpReports)
+    workers: int = DEFAULT_WORKERS
+    reconcile: Callable[[Controller, Key], Awaitable[None]] | None = None
+    runs: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    children: dict[str, dict[Key, dict[str, Any]]] = field(
+        default_factory=lambda: {k: {} for k in CHILD_KINDS}
+    )
+    memory: dict[Key, Memory] = field(default_factory=dict)
+    phases: PhaseCounts = field(default_factory=PhaseCounts)
+
+    def __post_init__(self) -> None:
+        if self.reconcile is None:
+            from oreal_operator.reconcile import reconcile_run
+
+            self.reconcile = reconcile_run
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._active: set[Key] = set()
+        self._again: set[Key] = set()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------ events
+
+    def observe(self, kind: str, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace")
+        if kind == "OREALRun":
+            key = (namespace, meta.get("name"))
+            if event_type == "DELETED":
+                self.forget(key)
+                return
+            if self.runs.get(key) == obj:
+                return  # what this operator wrote itself, seen again through the watch
+            self.runs[key] = dict(obj)
+            self.poke(key)
+            return
+        run = owner_run(obj)
+        if run is None or (meta.get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY:
+            return
+        key, cache = (namespace, run), self.children[kind]
+        if event_type == "DELETED":
+            if cache.pop(key, None) is not None or key in self.runs:
+                self.poke(key)
+            return
+        if cache.get(key) == obj:
+            return
+        cache[key] = dict(obj)
+        self.poke(key)
+
+    def forget(self, key: Key) -> None:
+        self.runs.pop(key, None)
+        self.memory.pop(key, None)
+        for cache in self.children.values():
+            cache.pop(key, None)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self.phases.record(key[0], key[1], None)
+
+    def remember(self, key: Key) -> Memory:
+        return self.memory.setdefault(key, Memory())
+
+    # ------------------------------------------------------------ the queue
+
+    def poke(self, key: Key, delay: float = 0.0) -> None:
+        """Queue `key` for a round (after `delay` seconds)."""
+        if delay > 0:
+            if key not in self._timers:
+                loop = asyncio.get_running_loop()
+                self._timers[key] = loop.call_later(delay, self._fire, key)
+            return
+        if key in self._active:
+            self._again.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self.poke(key)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            self._active.add(key)
+            try:
+                await self._round(key)
+            finally:
+                self._active.discard(key)
+                if key in self._again:
+                    self._again.discard(key)
+                    self.poke(key)
+
+    async def _round(self, key: Key) -> None:
+        if key not in self.runs:
+            return
+        memory = self.remember(key)
+        try:
+            await self.reconcile(self, key)  # type: ignore[misc]
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure: log, back off, try again
+            RECONCILE_ERRORS.labels(handler="apply", kind="temporary").inc()
+            memory.backoff = min(self.status_seconds, max(MIN_BACKOFF, memory.backoff * 2))
+            message = err.message if isinstance(err, ApiError) else f"{type(err).__name__}: {err}"
+            LOG.warning("run %s/%s: %s; trying again in %.1f s", *key, message, memory.backoff)
+            self.poke(key, memory.backoff)
+        else:
+            memory.backoff = 0.0
+
+    async def _tick(self) -> None:
+        """Every status_seconds, queue every run for a round that reads its trainer's report."""
+        while True:
+            await asyncio.sleep(self.status_seconds)
+            for key in list(self.runs):
+                self.remember(key).tick = True
+                self.poke(key)
+
+    # ------------------------------------------------------------ life cycle
+
+    async def prime(self) -> None:
+        """Fill the children's caches with one list per kind and namespace, before any round: a
+        restarted operator then finds the children it made instead of asking to create them."""
+        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+        for namespace in self.config.namespaces or (None,):
+            for kind in CHILD_KINDS:
+                try:
+                    items = await self.api.list(kind, namespace, labels=selector)  # type: ignore[arg-type]
+                except (TimeoutError, ApiError, OSError) as err:
+                    LOG.warning("cannot list %ss (%s); the watches will bring them", kind, err)
+                    continue
+                for obj in items:
+                    obj = {"kind": kind, **obj}
+                    run = owner_run(obj)
+                    if run is not None:
+                        key = ((obj.get("metadata") or {}).get("namespace"), run)
+                        self.children[kind].setdefault(key, obj)
+
+    async def start(self) -> None:
+        await self.prime()
+        self._tasks = [asyncio.create_task(self._work(), name=f"reconcile-{i}") for i in range(self.workers)]
+        self._tasks.append(asyncio.create_task(self._tick(), name="status-tick"))
+
+    async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.api.close()
+        close = getattr(self.reports, "close", None)
+        if close is not None:
+            await close()
+
+
+def jitter(seconds: float) -> float:
+    """`seconds` +- 10%, so that retries of many runs spread out."""
+    return seconds * random.uniform(0.9, 1.1)

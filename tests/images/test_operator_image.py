@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, VERSION
-from image_root import ImageRoot, image_config
+from image_root import REPO, VERSION, ImageRoot, image_config
 
 from tests.charts.operator_process import (
     KMOCK_ENTRY,

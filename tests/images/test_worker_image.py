@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, WORKER_CPU_IMAGE, build
-from image_root import ImageRoot
+from image_root import REPO, WORKER_CPU_IMAGE, ImageRoot, build
 
 pytestmark = [
     pytest.mark.slow,

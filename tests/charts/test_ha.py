@@ -151,3 +151,25 @@ async def test_second_replica_stays_idle_until_the_first_goes_away(kmock: Any, t
             await eventually(lambda: children(kmock, run["metadata"]["uid"]), 60, "b's children", logs["b"])
             assert any("/leases" not in w for w in writes_by(kmock, "token-b")), writes_by(kmock, "token-b")
     assert os.path.exists(logs["b"])
+
+
+def test_a_standby_answers_the_liveness_probe() -> None:
+    """While it waits for the Lease a replica serves /healthz on the probe's port, and frees the port
+    for Kopf's own endpoint once it leads."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from oreal_operator.leader import standby_health
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with standby_health(port):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            assert response.status == 200
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp (Kopf's /healthz) binds
+        s.bind(("0.0.0.0", port))  # free again

@@ -75,6 +75,7 @@ build_operator() {
   buildah bud -q --layers=false -f images/operator/Dockerfile \
     --build-arg BASE="$BASE" --build-arg VERSION="$VERSION" --build-arg SOURCE="$SOURCE" \
     -t "$OPERATOR" . >/dev/null
+  prune
 }
 
 build_worker_cpu() {
@@ -87,7 +88,11 @@ build_worker_cpu() {
     --build-arg EXTRAS=worker --build-arg TORCH="torch==2.13.0+cpu" \
     --build-arg TORCH_PIP_ARGS="--find-links /wheels" --volume "$(cd "$WHEELS" && pwd):/wheels:ro" \
     -t "$WORKER_CPU" . >/dev/null
+  prune
 }
+
+# A rebuild leaves the previous image untagged; vfs stores every image whole, so drop those.
+prune() { buildah rmi --prune >/dev/null 2>&1 || true; }
 
 smoke() {
   local ctr out uid

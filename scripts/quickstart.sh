@@ -19,10 +19,10 @@ MODEL=models/smollm2-135m-instruct
 "$PY" -m oreal.data.arithmetic --out models/quickstart/train.jsonl --count 400 --seed 0 >/dev/null
 "$PY" -m oreal.data.arithmetic --out models/quickstart/test.jsonl --count 64 --seed 1 >/dev/null
 
-# The same prompt format and length limits as the run; greedy decoding on 64 held-out problems.
+# The same prompt format, length limits and dtype as the run; greedy decoding on 64 held-out problems.
 evaluate() {
   "$OREAL" eval --model "$1" --data models/quickstart/test.jsonl --spec examples/quickstart.yaml \
-    --dtype bfloat16 --batch-size 64 --output "$2" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["pass@1"])'
+    --batch-size 64 --output "$2" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["pass@1"])'
 }
 mkdir -p runs
 if [ ! -f runs/quickstart-eval-before.txt ]; then

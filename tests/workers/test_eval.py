@@ -61,3 +61,19 @@ def test_eval_of_a_missing_model_is_one_line(tmp_path, capsys):
     args = _parser().parse_args(["eval", "--model", str(tmp_path / "nope"), "--data", "x.jsonl"])
     assert args.func(args) == 1
     assert "not a model folder" in capsys.readouterr().err
+
+
+def test_evaluate_is_a_library_call_and_a_spec_sets_the_run_format(tmp_path, tiny_model, prompts_file):
+    from oreal.spec import run_from_dict
+
+    from .conftest import tiny_spec
+
+    settings = evaluation.EvalSettings(template="{problem}", max_new_tokens=8, dtype="float32", samples=2)
+    summary = evaluation.evaluate(tiny_model, str(prompts_file), settings, tmp_path / "out", limit=3)
+    assert summary["problems"] == 3 and summary["samples"] == 2 and summary["temperature"] == 0.6
+    assert (tmp_path / "out" / "summary.json").is_file()
+
+    spec = run_from_dict(tiny_spec(tiny_model, prompts_file)).spec
+    from_spec = evaluation.EvalSettings.from_spec(spec)
+    assert (from_spec.template, from_spec.dtype, from_spec.chat) == ("{problem}", "float32", True)
+    assert from_spec.max_new_tokens == spec.sampling.max_new_tokens and from_spec.sampling_temperature == 0.0

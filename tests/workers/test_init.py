@@ -76,7 +76,7 @@ def test_init_refuses_a_bucket_holding_another_started_run(tmp_path, capfd):
 @pytest.mark.parametrize(
     ("uri", "flags", "message"),
     [
-        (None, [], "spec.storage.uri is not set"),
+        (None, [], "the run's bucket is not named: set spec.storage.uri, --run or $OREAL_RUN_URI"),
         ("file:///somewhere/else", ["--run", "file:///tmp/x"], "differs from spec.storage.uri"),
     ],
 )

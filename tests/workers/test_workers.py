@@ -200,7 +200,7 @@ def test_a_withdrawn_part_is_found_for_regeneration(tmp_path, tiny_model, prompt
     lr, bucket = _open(tmp_path, tiny_model, prompts_file, **SOLO)
     bucket.publish_policy(0, tiny_model)
     assert worker(["rollout", *_flags(lr, "--index", "0", "--replicas", "1")]) == 0
-    ctx = WorkerContext(bucket, parse_run(bucket.read_spec()), tmp_path, 0.05, lambda: False)
+    ctx = WorkerContext(bucket, lr.location, parse_run(bucket.read_spec()), tmp_path, 0.05, lambda: False)
     assert bucket.rollouts_committed(0)
     assert withdrawn_step(ctx, 1, 0) is None
     bucket.invalidate_part("rollouts", 0, 0)  # what a verifier does with a corrupt part

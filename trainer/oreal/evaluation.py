@@ -1,11 +1,14 @@
-"""`oreal eval`: pass@1 (and unbiased pass@k) of any HF checkpoint on a MATH-500/GSM8K-format file.
+"""Pass@1 (and unbiased pass@k) of an HF checkpoint on a MATH-500/GSM8K-format file.
+
+Library: `evaluate(model, data, settings, output)`, or `evaluate_policy(model, data, spec, output)`
+for a policy of a run (its prompt format, lengths and dtype). Command line, on top of it:
 
     oreal eval --model runs/quickstart/policy/v000005 --data ../shared/data/gsm8k.jsonl --limit 100
 
-Greedy decoding by default (with --samples k > 1 the default temperature becomes 0.6), graded by
-the same verifier the training run uses. Writes OUT/results.jsonl (one line per problem) and
-OUT/summary.json. `--spec RUN.yaml` takes the prompt template, system prompt, chat setting and
-length limits from a run spec, so a checkpoint is evaluated exactly as it was trained.
+Greedy decoding by default (with k > 1 samples the default temperature becomes 0.6), graded by the
+same verifier the training run uses. Writes OUT/results.jsonl (one line per problem) and
+OUT/summary.json. `--spec RUN.yaml` takes the prompt template, system prompt, chat setting, length
+limits and dtype from a run spec, so a checkpoint is evaluated exactly as it was trained.
 """
 
 from __future__ import annotations
@@ -16,9 +19,15 @@ import math
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 DEFAULT_TEMPLATE = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+
+
+class EvalError(RuntimeError):
+    """Bad arguments or inputs for an evaluation."""
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -28,6 +37,175 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How problems are prompted, sampled and graded."""
+
+    template: str = DEFAULT_TEMPLATE
+    system_prompt: str | None = None
+    chat: bool = True
+    max_new_tokens: int = 1024
+    max_prompt_tokens: int | None = None
+    samples: int = 1  # k of pass@k
+    temperature: float | None = None  # None: 0 (greedy) for one sample, 0.6 for several
+    top_p: float = 0.95
+    engine: str = "hf"
+    batch_size: int = 16
+    dtype: str = "auto"
+    seed: int = 0
+    timeout_seconds: float = 5.0  # verifier wall-clock limit per answer
+
+    @classmethod
+    def from_spec(cls, spec, **overrides: Any) -> EvalSettings:
+        """The run's prompt format, length limits and dtype (a run's policies are evaluated as trained)."""
+        fields = {
+            "template": spec.data.prompt_template,
+            "system_prompt": spec.data.system_prompt,
+            "chat": spec.data.use_chat_template,
+            "max_new_tokens": spec.sampling.max_new_tokens,
+            "max_prompt_tokens": spec.sampling.max_prompt_tokens,
+            "dtype": spec.model.dtype,
+        }
+        return cls(**(fields | overrides))
+
+    @property
+    def sampling_temperature(self) -> float:
+        if self.temperature is not None:
+            return self.temperature
+        return 0.0 if self.samples == 1 else 0.6
+
+
+def evaluate(
+    model: Path,
+    data: str,
+    settings: EvalSettings,
+    output: Path,
+    *,
+    limit: int | None = None,
+    prompt_field: str | None = None,
+    answer_field: str = "answer",
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate `model` on `data`; writes `output`/results.jsonl and summary.json, returns the summary."""
+    model = Path(model)
+    if not (model / "config.json").is_file():
+        raise EvalError(f"model {model}: not a model folder (no config.json)")
+    if settings.samples < 1:
+        raise EvalError("samples must be >= 1")
+    prompts = load_problems(data, prompt_field, answer_field, limit, storage_options)
+    outputs, seconds = generate_answers(model, prompts, settings)
+    golds = [p.gold for p in prompts for _ in range(settings.samples)]
+    verdicts = grade(golds, outputs, settings.timeout_seconds)
+    rows = write_results(output, prompts, outputs, verdicts, settings.samples)
+    summary = summarize(rows, outputs, verdicts, settings) | {
+        "model": str(model),
+        "data": str(data),
+        "generate_seconds": round(seconds, 2),
+        "results": str(Path(output) / "results.jsonl"),
+    }
+    (Path(output) / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def evaluate_policy(model: Path, data: str, spec, output: Path, storage_options=None) -> dict[str, Any]:
+    """Greedy pass@1 of a run's policy with the run's prompt format (spec.evaluation)."""
+    return evaluate(model, data, EvalSettings.from_spec(spec), output, storage_options=storage_options)
+
+
+# ----------------------------------------------------------------------------- the steps
+
+
+def load_problems(data: str, prompt_field: str | None, answer_field: str, limit: int | None, options=None):
+    from oreal.data import load_prompts
+    from oreal.data.prompts import guess_fields
+
+    field = prompt_field or guess_fields(data, options)[0]
+    prompts = load_prompts(data, field, answer_field, storage_options=options)
+    return prompts[:limit] if limit is not None else prompts
+
+
+def generate_answers(model: Path, prompts, settings: EvalSettings) -> tuple[list, float]:
+    """`settings.samples` answers per problem (problem-major), and the generation's wall time."""
+    from oreal.data import encode_prompt, render_prompt
+    from oreal.engines import SamplingOptions, make_engine, sample_seed
+
+    engine = make_engine(
+        settings.engine, batch_size=settings.batch_size, seed=settings.seed, dtype=settings.dtype
+    )
+    try:
+        engine.load(model)
+        rows, seeds = [], []
+        for prompt in prompts:
+            text = render_prompt(
+                engine.tokenizer, prompt.problem, settings.template, settings.system_prompt, settings.chat
+            )
+            ids = encode_prompt(engine.tokenizer, text, settings.chat, settings.max_prompt_tokens)
+            for j in range(settings.samples):
+                rows.append(ids)
+                seeds.append(sample_seed(settings.seed, 0, prompt.prompt_id, j))
+        sampling = SamplingOptions(
+            temperature=settings.sampling_temperature,
+            top_p=settings.top_p,
+            max_new_tokens=settings.max_new_tokens,
+        )
+        start = time.perf_counter()
+        outputs = engine.generate(rows, seeds, sampling)
+        return outputs, time.perf_counter() - start
+    finally:
+        engine.close()
+
+
+def grade(golds: list[str], outputs: list, timeout_seconds: float) -> list:
+    from oreal.verifier import Verifier
+
+    with Verifier(timeout_seconds=timeout_seconds, workers=1) as verifier:
+        return verifier.verify_batch([(g, o.text, o.truncated) for g, o in zip(golds, outputs, strict=True)])
+
+
+def write_results(output: Path, prompts, outputs: list, verdicts: list, k: int) -> list[dict[str, Any]]:
+    """results.jsonl: per problem its responses, extracted answers, statuses and pass@1 / pass@k."""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with open(output / "results.jsonl", "w") as f:
+        for i, prompt in enumerate(prompts):
+            outs, vs = outputs[i * k : (i + 1) * k], verdicts[i * k : (i + 1) * k]
+            c = sum(v.correct for v in vs)
+            row = {
+                "id": prompt.prompt_id,
+                "problem": prompt.problem,
+                "gold": prompt.gold,
+                "responses": [o.text for o in outs],
+                "extracted": [v.extracted for v in vs],
+                "status": [v.status for v in vs],
+                "correct": c,
+                "pass@1": c / k,
+                f"pass@{k}": pass_at_k(k, c, k),
+            }
+            rows.append(row)
+            f.write(json.dumps(row) + "\n")
+    return rows
+
+
+def summarize(
+    rows: list[dict[str, Any]], outputs: list, verdicts: list, settings: EvalSettings
+) -> dict[str, Any]:
+    k, n = settings.samples, max(len(rows), 1)
+    return {
+        "problems": len(rows),
+        "samples": k,
+        "temperature": settings.sampling_temperature,
+        "pass@1": sum(r["pass@1"] for r in rows) / n,
+        f"pass@{k}": sum(r[f"pass@{k}"] for r in rows) / n,
+        "statuses": dict(Counter(v.status for v in verdicts)),
+        "truncated": sum(o.truncated for o in outputs),
+        "generated_tokens": sum(len(o.token_ids) for o in outputs),
+    }
+
+
+# ----------------------------------------------------------------------------- command line
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +221,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
     p.add_argument("--samples", type=int, default=1, help="samples per problem (k of pass@k)")
     p.add_argument("--output", type=Path, default=None, help="output folder (default: eval/<model>-<data>)")
-    p.add_argument("--spec", default=None, help="take template, chat setting and lengths from this run spec")
+    p.add_argument(
+        "--spec", default=None, help="take template, chat setting, lengths and dtype from this run spec"
+    )
     p.add_argument("--prompt-field", default=None, help="default: problem, question or prompt (auto)")
     p.add_argument("--answer-field", default="answer")
     p.add_argument(
@@ -56,10 +236,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None, help="default 1024 (or the spec's)")
     p.add_argument("--engine", choices=("hf", "vllm"), default="hf")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--dtype", default="auto")
+    p.add_argument("--dtype", default=None, help="auto, bfloat16, float32 (default: the spec's, else auto)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=5.0, help="verifier wall-clock limit per answer")
     p.set_defaults(func=main)
+
+
+def settings_from_args(args: argparse.Namespace) -> EvalSettings:
+    base = EvalSettings()
+    if args.spec:
+        from oreal.spec import SpecError, load_run
+
+        try:
+            base = EvalSettings.from_spec(load_run(args.spec).spec)
+        except SpecError as err:
+            raise EvalError(str(err)) from None
+    flags = {
+        "template": args.template,
+        "system_prompt": args.system_prompt,
+        "chat": False if args.no_chat_template else None,
+        "max_new_tokens": args.max_new_tokens,
+        "dtype": args.dtype,
+    }
+    return replace(
+        base,
+        **{k: v for k, v in flags.items() if v is not None},
+        samples=args.samples,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        engine=args.engine,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        timeout_seconds=args.timeout,
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -69,155 +278,19 @@ def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from oreal.data import DataError
 
+    output = args.output or Path("eval") / f"{Path(args.model).name}-{Path(args.data).stem}"
     try:
-        summary = evaluate(args)
+        summary = evaluate(
+            Path(args.model),
+            args.data,
+            settings_from_args(args),
+            output,
+            limit=args.limit,
+            prompt_field=args.prompt_field,
+            answer_field=args.answer_field,
+        )
     except (DataError, EvalError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=1))
     return 0
-
-
-class EvalError(RuntimeError):
-    """Bad arguments or inputs for `oreal eval`."""
-
-
-def _settings(args: argparse.Namespace) -> dict:
-    s = {
-        "template": DEFAULT_TEMPLATE,
-        "system_prompt": None,
-        "chat": True,
-        "max_new_tokens": 1024,
-        "max_prompt_tokens": None,
-    }
-    if args.spec:
-        from oreal.spec import SpecError, load_run
-
-        spec = args.spec
-        if isinstance(spec, (str, Path)):
-            try:
-                spec = load_run(spec).spec
-            except SpecError as err:
-                raise EvalError(str(err)) from None
-        s |= {
-            "template": spec.data.prompt_template,
-            "system_prompt": spec.data.system_prompt,
-            "chat": spec.data.use_chat_template,
-            "max_new_tokens": spec.sampling.max_new_tokens,
-            "max_prompt_tokens": spec.sampling.max_prompt_tokens,
-        }
-    if args.template is not None:
-        s["template"] = args.template
-    if args.system_prompt is not None:
-        s["system_prompt"] = args.system_prompt
-    if args.no_chat_template:
-        s["chat"] = False
-    if args.max_new_tokens is not None:
-        s["max_new_tokens"] = args.max_new_tokens
-    return s
-
-
-def evaluate(args: argparse.Namespace) -> dict:
-    from oreal.data import encode_prompt, load_prompts, render_prompt
-    from oreal.data.prompts import guess_fields
-    from oreal.engines import SamplingOptions, make_engine, sample_seed
-    from oreal.verifier import Verifier
-
-    model = Path(args.model)
-    if not (model / "config.json").is_file():
-        raise EvalError(f"--model {model}: not a model folder (no config.json)")
-    if args.samples < 1:
-        raise EvalError("--samples must be >= 1")
-    settings = _settings(args)
-    prompt_field = args.prompt_field or guess_fields(args.data)[0]
-    prompts = load_prompts(args.data, prompt_field, args.answer_field)
-    if args.limit is not None:
-        prompts = prompts[: args.limit]
-    temperature = args.temperature if args.temperature is not None else (0.0 if args.samples == 1 else 0.6)
-    sampling = SamplingOptions(
-        temperature=temperature, top_p=args.top_p, max_new_tokens=settings["max_new_tokens"]
-    )
-
-    engine = make_engine(args.engine, batch_size=args.batch_size, seed=args.seed, dtype=args.dtype)
-    engine.load(model)
-    rows, seeds = [], []
-    for prompt in prompts:
-        text = render_prompt(
-            engine.tokenizer,
-            prompt.problem,
-            settings["template"],
-            settings["system_prompt"],
-            settings["chat"],
-        )
-        ids = encode_prompt(engine.tokenizer, text, settings["chat"], settings["max_prompt_tokens"])
-        for j in range(args.samples):
-            rows.append(ids)
-            seeds.append(sample_seed(args.seed, 0, prompt.prompt_id, j))
-    start = time.perf_counter()
-    outputs = engine.generate(rows, seeds, sampling)
-    generate_seconds = time.perf_counter() - start
-    engine.close()
-    golds = [p.gold for p in prompts for _ in range(args.samples)]
-    with Verifier(timeout_seconds=args.timeout, workers=1) as verifier:
-        verdicts = verifier.verify_batch(
-            [(g, o.text, o.truncated) for g, o in zip(golds, outputs, strict=True)]
-        )
-
-    out_dir = args.output or Path("eval") / f"{model.name}-{Path(args.data).stem}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    k = args.samples
-    per_problem, statuses = [], Counter(v.status for v in verdicts)
-    with open(out_dir / "results.jsonl", "w") as f:
-        for i, prompt in enumerate(prompts):
-            outs, vs = outputs[i * k : (i + 1) * k], verdicts[i * k : (i + 1) * k]
-            c = sum(v.correct for v in vs)
-            row = {
-                "id": prompt.prompt_id,
-                "problem": prompt.problem,
-                "gold": prompt.gold,
-                "responses": [o.text for o in outs],
-                "extracted": [v.extracted for v in vs],
-                "status": [v.status for v in vs],
-                "correct": c,
-                "pass@1": c / k,
-                f"pass@{k}": pass_at_k(k, c, k),
-            }
-            per_problem.append(row)
-            f.write(json.dumps(row) + "\n")
-    n = max(len(per_problem), 1)
-    summary = {
-        "model": str(model),
-        "data": str(args.data),
-        "problems": len(per_problem),
-        "samples": k,
-        "temperature": temperature,
-        "pass@1": sum(r["pass@1"] for r in per_problem) / n,
-        f"pass@{k}": sum(r[f"pass@{k}"] for r in per_problem) / n,
-        "statuses": dict(statuses),
-        "truncated": sum(o.truncated for o in outputs),
-        "generated_tokens": sum(len(o.token_ids) for o in outputs),
-        "generate_seconds": round(generate_seconds, 2),
-        "results": str(out_dir / "results.jsonl"),
-    }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
-
-
-def evaluate_policy(model: Path, data: str, spec, output: Path, limit: int | None = None) -> dict:
-    """Greedy pass@1 of `model` on `data` with the run's prompt format (for spec.evaluation)."""
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    argv = [
-        "eval",
-        "--model",
-        str(model),
-        "--data",
-        data,
-        "--output",
-        str(output),
-        "--dtype",
-        spec.model.dtype,
-    ]
-    args = parser.parse_args(argv + (["--limit", str(limit)] if limit else []))
-    args.spec = spec
-    return evaluate(args)

@@ -23,6 +23,7 @@ from oreal.bucket.parts import StepParts
 from oreal.bucket.retry import RetryPolicy
 from oreal.bucket.state import RunState
 from oreal.bucket.store import ObjectStore
+from oreal.spec.storage import StorageLocation
 from oreal.trajectory import RolloutSample, Verdict
 
 
@@ -57,6 +58,11 @@ class Bucket:
         """
         fs, root, canonical = open_filesystem(uri, endpoint, storage_options, region)
         return cls(fs, root, canonical)
+
+    @classmethod
+    def at(cls, location: StorageLocation) -> Bucket:
+        """Open the bucket of a run's storage location (see oreal.spec.storage)."""
+        return cls.open(location.uri, endpoint=location.endpoint, region=location.region)
 
     @property
     def uri(self) -> str:

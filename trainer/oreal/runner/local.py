@@ -38,6 +38,7 @@ from oreal.runner.status import (
     write_status,
 )
 from oreal.spec import SpecError, load_run, parse_run
+from oreal.spec.storage import StorageLocation, storage_location
 from oreal.workers.init import SpecConflict, store_spec
 
 EXIT_OK = 0
@@ -61,10 +62,14 @@ class DeadlineExceeded(RunFailed):
 @dataclass
 class LocalRun:
     name: str
-    uri: str
+    location: StorageLocation
     run_dir: Path
     spec_text: str
     spec: object
+
+    @property
+    def uri(self) -> str:
+        return self.location.uri
 
 
 def prepare(
@@ -74,15 +79,16 @@ def prepare(
     run = load_run(spec_path)
     name = run.metadata.name
     run_dir = (runs_root / name).resolve()
-    uri = bucket_uri or run.spec.storage.uri or run_dir.as_uri()
+    location = storage_location(bucket_uri or run.spec.storage.uri or run_dir.as_uri(), run.spec.storage)
+    uri = location.uri
     if uri.startswith("file://") or "://" not in uri:
         run_dir = Path(uri.removeprefix("file://")).resolve()
-    bucket = Bucket.open(uri, endpoint=run.spec.storage.endpoint, region=run.spec.storage.region)
+    bucket = Bucket.at(location)
     try:
         text = store_spec(bucket, run, uri)
     except SpecConflict as err:
         raise RunnerError(str(err)) from None
-    return LocalRun(name, uri, run_dir, text, parse_run(text).spec), bucket
+    return LocalRun(name, location, run_dir, text, parse_run(text).spec), bucket
 
 
 def free_ports(start: int, count: int) -> list[int]:
@@ -135,11 +141,7 @@ def build_workers(
     logs = lr.run_dir / "logs"
     workers = []
 
-    storage = spec.storage
-    if storage.endpoint:  # the workers must reach the bucket before they can read the spec in it
-        env["OREAL_STORAGE_ENDPOINT"] = storage.endpoint
-    if storage.region:
-        env["OREAL_STORAGE_REGION"] = storage.region
+    env |= lr.location.env()  # the workers must reach the bucket before they can read the spec in it
 
     def add(
         name: str, role: str, extra: list[str], port: int, n_threads: int, python: str | None = None

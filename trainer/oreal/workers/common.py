@@ -17,6 +17,7 @@ from pathlib import Path
 
 from oreal import metrics
 from oreal.bucket import Bucket, BucketError
+from oreal.spec.storage import ENDPOINT_ENV, StorageLocation, storage_location
 from oreal.workers import termination
 
 log = logging.getLogger("oreal.worker")
@@ -45,7 +46,8 @@ def add_common_args(parser: argparse.ArgumentParser, replicated: bool = True) ->
     parser.add_argument(
         "--endpoint",
         default=os.environ.get("OREAL_STORAGE_ENDPOINT"),
-        help="S3 endpoint URL (default: $OREAL_STORAGE_ENDPOINT; region: $OREAL_STORAGE_REGION)",
+        help="S3 endpoint URL (default: $OREAL_STORAGE_ENDPOINT; region: $OREAL_STORAGE_REGION; "
+        "oreal.spec.storage)",
     )
     if replicated:
         parser.add_argument(
@@ -100,6 +102,7 @@ class WorkerContext:
     """An opened run: its bucket, its validated spec and the local scratch folder."""
 
     bucket: Bucket
+    location: StorageLocation  # the bucket's store: prompts and models are read with its options
     run: object  # oreal.spec.OREALRun
     work_dir: Path
     poll_seconds: float
@@ -118,7 +121,9 @@ def open_run(args: argparse.Namespace, role: str) -> WorkerContext:
         args.index = replica_index(os.environ)
     if getattr(args, "replicas", 1) < 1 or not 0 <= getattr(args, "index", 0) < getattr(args, "replicas", 1):
         raise WorkerError(f"need 0 <= --index < --replicas, got {args.index} and {args.replicas}")
-    bucket = Bucket.open(args.run, endpoint=args.endpoint, region=os.environ.get("OREAL_STORAGE_REGION"))
+    env = {**os.environ, ENDPOINT_ENV: args.endpoint} if args.endpoint else os.environ
+    location = storage_location(args.run, env=env)
+    bucket = Bucket.at(location)
     text = bucket.read_spec()
     if text is None:
         raise WorkerError(f"{bucket.uri}: no spec.yaml; start the run with `oreal run` or the operator")
@@ -137,7 +142,8 @@ def open_run(args: argparse.Namespace, role: str) -> WorkerContext:
     work_dir = args.work_dir or Path(os.environ.get("OREAL_WORK_DIR", f"/tmp/oreal/{run.metadata.name}"))
     work_dir = Path(work_dir) / f"{role}{suffix}"
     work_dir.mkdir(parents=True, exist_ok=True)
-    return WorkerContext(bucket, run, work_dir, max(0.01, args.poll_seconds), stop_requested)
+    location = location.with_spec(run.spec.storage)  # prompts and models on the same store
+    return WorkerContext(bucket, location, run, work_dir, max(0.01, args.poll_seconds), stop_requested)
 
 
 _STOP = {"requested": False}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from oreal.bucket import Bucket
 from oreal.spec.frozen import frozen_spec, spec_conflict
+from oreal.spec.storage import ENDPOINT_ENV, storage_location
 from oreal.workers.common import WorkerError, run_worker
 
 log = logging.getLogger("oreal.worker.init")
@@ -86,18 +87,16 @@ def run(args: argparse.Namespace) -> int:
     except SpecError as err:
         raise WorkerError(str(err)) from None
     storage = spec_run.spec.storage
-    uri = args.run or storage.uri
-    if not uri:
-        raise WorkerError(f"{args.spec}: spec.storage.uri is not set and neither --run nor $OREAL_RUN_URI is")
     if args.run and storage.uri and args.run.rstrip("/") != storage.uri.rstrip("/"):
         raise WorkerError(
             f"--run {args.run} differs from spec.storage.uri {storage.uri}: the spec must name the bucket it lives in"
         )
-    bucket = Bucket.open(
-        uri,
-        endpoint=args.endpoint or storage.endpoint,
-        region=os.environ.get("OREAL_STORAGE_REGION") or storage.region,
-    )
-    store_spec(bucket, spec_run, uri)
+    env = {**os.environ, ENDPOINT_ENV: args.endpoint} if args.endpoint else os.environ
+    try:
+        location = storage_location(args.run, storage, env)
+    except ValueError as err:
+        raise WorkerError(f"{args.spec}: {err}") from None
+    bucket = Bucket.at(location)
+    store_spec(bucket, spec_run, location.uri)
     log.info("run %s: spec stored in %s", spec_run.metadata.name, bucket.uri)
     return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from typing import Any
 
 from oreal import metrics
 from oreal.workers.common import (
@@ -40,25 +39,18 @@ def main(args: argparse.Namespace) -> int:
     return run_worker("rollout", lambda: run(args))
 
 
-def storage_options(spec, uri: str) -> dict[str, Any]:
-    """fsspec options for reading data/policies from the run's object store."""
-    if uri.startswith("s3://") and spec.storage.endpoint:
-        return {"client_kwargs": {"endpoint_url": spec.storage.endpoint}}
-    return {}
-
-
-def load_pool(spec):
+def load_pool(ctx: WorkerContext):
     from oreal.algorithm.resampling import resample_by_pass_rate
     from oreal.data import load_prompts
 
-    d = spec.data
+    d = ctx.spec.data
     pool = load_prompts(
         d.prompts,
         d.prompt_field,
         d.answer_field,
         d.id_field,
         d.pass_rate_field,
-        storage_options(spec, d.prompts),
+        ctx.location.fsspec_options(d.prompts),
     )
     if d.pass_rate_field:
         pool = resample_by_pass_rate(pool)
@@ -202,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         )
     set_threads()
     spec, bucket = ctx.spec, ctx.bucket
-    pool = load_pool(spec)
+    pool = load_pool(ctx)
     engine = make_engine(
         spec.rollout.engine,
         batch_size=spec.rollout.batch_size,

@@ -54,7 +54,7 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def resolve_model(uri: str | None, local: Path, what: str, spec) -> Path | None:
+def resolve_model(uri: str | None, local: Path, what: str, ctx: WorkerContext) -> Path | None:
     """A local folder for a model given as a path or a bucket URI (downloaded once)."""
     if uri is None:
         return None
@@ -65,10 +65,8 @@ def resolve_model(uri: str | None, local: Path, what: str, spec) -> Path | None:
         return path
     import fsspec
 
-    from oreal.workers.rollout import storage_options
-
     if not (local / "config.json").is_file():
-        fs, root = fsspec.core.url_to_fs(uri, **storage_options(spec, uri))
+        fs, root = fsspec.core.url_to_fs(uri, **ctx.location.fsspec_options(uri))
         try:
             fs.get(root.rstrip("/") + "/", str(local) + "/", recursive=True)
         except (FileNotFoundError, OSError) as err:
@@ -177,7 +175,11 @@ def evaluate_datasets(ctx: WorkerContext, step: int) -> dict[str, float]:
         name = Path(uri.rstrip("/")).stem
         try:
             summary = evaluate_policy(
-                ctx.work_dir / "policy-out", uri, ctx.spec, ctx.work_dir / "eval" / name
+                ctx.work_dir / "policy-out",
+                uri,
+                ctx.spec,
+                ctx.work_dir / "eval" / name,
+                storage_options=ctx.location.fsspec_options(uri),
             )
         except (DataError, EvalError) as err:
             log.warning("evaluation on %s skipped: %s", uri, err)
@@ -272,9 +274,9 @@ def run(args: argparse.Namespace) -> int:
     set_threads()
     spec, bucket = ctx.spec, ctx.bucket
     m = spec.model
-    initial = resolve_model(m.policy, ctx.work_dir / "initial-policy", "policy", spec)
-    reference = resolve_model(m.reference, ctx.work_dir / "reference", "reference", spec)
-    reward = resolve_model(m.token_reward_model, ctx.work_dir / "reward-model", "tokenRewardModel", spec)
+    initial = resolve_model(m.policy, ctx.work_dir / "initial-policy", "policy", ctx)
+    reference = resolve_model(m.reference, ctx.work_dir / "reference", "reference", ctx)
+    reward = resolve_model(m.token_reward_model, ctx.work_dir / "reward-model", "tokenRewardModel", ctx)
     if rank() == 0 and not bucket.policy_committed(0):
         with phase("sync"):
             bucket.publish_policy(0, initial)

@@ -8,7 +8,8 @@ spec that cannot run (SpecInvalid), a child name held by someone else, whether t
 was applied. Vocabulary: `oreal.spec.status`. First match wins:
 
 1. Succeeded or Failed before: kept (a finished run stays finished, as a Job does).
-2. the JobSet completed, or the trainer reports the last step  -> Succeeded (Complete/Completed).
+2. the JobSet completed, or the trainer reports the last step  -> Succeeded (Complete/Completed),
+   every step counted as committed (the trainer exits 0 only then, maybe before a last report).
 3. the JobSet failed -> Failed: PermanentError (a pod exited with the permanent code),
    BackoffLimitExceeded (its gang restarts are used up) or JobSetFailed; the message is the failed
    container's termination message when there is one.
@@ -126,6 +127,8 @@ def fold_status(
         start, completion = prev.start_time, prev.completion_time
     else:
         phase, true, false, start, completion = _decide(run, prev, observed, now, queued, step, progress)
+    if phase == v.SUCCEEDED:  # the trainer's Job completes only once every step is committed
+        base |= {"step": total - 1, "policy_version": total, "progress_percentage": 100}
     if observed.invalid is not None:
         true = {k: c for k, c in true.items() if k != v.READY} | {
             v.SPEC_INVALID: (v.SPEC_INVALID_REASON, observed.invalid)

@@ -257,3 +257,9 @@ def test_status_serialises_as_camel_case() -> None:
         data
     )
     assert data["conditions"][0]["lastTransitionTime"].endswith("Z")
+
+
+def test_succeeded_counts_every_step_even_without_the_last_report() -> None:
+    """The trainer exits right after the last step: its last report may never be read."""
+    status = fold(jobset=jobset(condition=("Completed", "AllJobsCompleted", "")), report=report(17))
+    assert (status.step, status.policy_version, status.progress_percentage) == (19, 20, 100)

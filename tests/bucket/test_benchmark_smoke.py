@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from oreal.bucket.seaweedfs import find_weed
+from support.seaweedfs import find_weed
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from bucket_records import make_samples
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from support.seaweedfs import free_ports
 
 from oreal import metrics
 from oreal.bucket import Bucket
-from oreal.bucket.seaweedfs import free_ports
 
 DESIGN_NAMES = [
     "oreal_bucket_bytes_written_total",

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support.seaweedfs import SECRET_KEY, SeaweedFS, free_ports
 
 from oreal.bucket import Bucket, BucketError
-from oreal.bucket.seaweedfs import SECRET_KEY, SeaweedFS, free_ports
 
 pytestmark = pytest.mark.s3
 

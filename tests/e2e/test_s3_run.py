@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from support.seaweedfs import SeaweedFS, find_weed
 from workers.conftest import tiny_spec, write_prompts, write_spec
 
 from oreal.bucket import Bucket
-from oreal.bucket.seaweedfs import SeaweedFS, find_weed
 
 pytestmark = [pytest.mark.slow, pytest.mark.s3]
 RUNNER = "import sys; from oreal.runner.local import run_local; sys.exit(run_local(sys.argv[1], threads=1, poll=0.2))"

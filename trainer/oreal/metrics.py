@@ -64,6 +64,21 @@ TRAINER_EMPTY_STEPS = Counter(
 )
 for _reason in ("warmup", "no_learnable_group"):
     TRAINER_EMPTY_STEPS.labels(_reason)
+TRAINER_LOGPROB_MISMATCH = Gauge(
+    "oreal_trainer_logprob_mismatch",
+    "Rollout engine vs trainer log-probs of the last step's kept samples: statistic=mean_abs_diff is the "
+    "mean over tokens of |log pi_trainer - log pi_rollout|, statistic=sequence_kl the mean over samples "
+    "of the sequence-level KL(rollout || trainer) estimate (nats); samples=on_policy (the engine's "
+    "numerics alone) or stale (sampled by an older policy version). Absent where the step had none.",
+    ["statistic", "samples"],
+)
+# (statistic, samples) -> the stats key of oreal.algorithm.importance.correction_stats
+LOGPROB_MISMATCH_KEYS = {
+    ("mean_abs_diff", "on_policy"): "mismatch/abs_logp",
+    ("sequence_kl", "on_policy"): "mismatch/kl",
+    ("mean_abs_diff", "stale"): "offpolicy/abs_logp",
+    ("sequence_kl", "stale"): "offpolicy/kl",
+}
 
 
 class LastStepGauges(Collector):
@@ -88,13 +103,24 @@ class LastStepGauges(Collector):
             "Token reward model's sequence-level accuracy, last step.",
         ),
         ("oreal_trainer_reward_mean", "reward", "Mean outcome reward (+1/-1), last step."),
+        (
+            "oreal_trainer_importance_weight_bounded_ratio",
+            "offpolicy/bounded",
+            "Fraction of the stale samples' tokens whose importance weight the bound changed "
+            "(spec importanceCap, or the PPO clip), last step.",
+        ),
     )
 
     def __init__(self) -> None:
         self._values: dict[str, float] = {}
 
     def record(self, stats: Mapping[str, object]) -> None:
+        """Keep the step's values; also sets the labelled `oreal_trainer_logprob_mismatch`."""
         self._values = {key: float(stats[key]) for _, key, _ in self.GAUGES if key in stats}
+        TRAINER_LOGPROB_MISMATCH.clear()
+        for labels, key in LOGPROB_MISMATCH_KEYS.items():
+            if key in stats:
+                TRAINER_LOGPROB_MISMATCH.labels(*labels).set(float(stats[key]))
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         return [GaugeMetricFamily(name, doc) for name, _, doc in self.GAUGES]
@@ -115,7 +141,7 @@ def drop_trainer_gauges() -> None:
     Only global rank 0 records a step's results; on the first rank of another node they would
     read 0 forever next to rank 0's real values.
     """
-    for collector in (TRAINER_STEP, TRAINER_EMPTY_STEPS, TRAINER_LAST_STEP):
+    for collector in (TRAINER_STEP, TRAINER_EMPTY_STEPS, TRAINER_LAST_STEP, TRAINER_LOGPROB_MISMATCH):
         with contextlib.suppress(KeyError):  # already dropped
             REGISTRY.unregister(collector)
 

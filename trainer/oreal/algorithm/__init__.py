@@ -6,6 +6,7 @@ plain lists) to tensors, so each one is tested on hand-built inputs. `oreal.trai
 
 from oreal.algorithm.advantages import group_pass_rates, grpo_advantages, rloo_advantages
 from oreal.algorithm.filtering import select_for_training
+from oreal.algorithm.importance import Behaviour, BehaviourCounts, importance_weights
 from oreal.algorithm.losses import (
     PolicyBatch,
     TokenCounts,
@@ -22,9 +23,12 @@ from oreal.algorithm.token_weights import prefix_mean, sequence_logits, token_we
 
 __all__ = [
     "DEFAULT_BUCKETS",
+    "Behaviour",
+    "BehaviourCounts",
     "PolicyBatch",
     "TokenCounts",
     "grpo_advantages",
+    "importance_weights",
     "group_pass_rates",
     "kl_penalty",
     "masked_sum",

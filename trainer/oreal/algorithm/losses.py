@@ -11,8 +11,28 @@ Padding may hold anything (even inf): inputs are zeroed outside the mask before 
 neither values nor gradients ever see it.
 
 ratio_t = exp(log π_θ - stopgrad(log π_θ)) is 1 in value and has gradient ∇ log π_θ: it is the
-importance ratio π_θ/π_old of the released code with π_old = π_θ, exact because training is
-strictly on-policy (one optimiser step per rollout batch).
+importance ratio π_θ/π_old of the released code with π_old = π_θ, exact for samples drawn by the
+weights being trained (one optimiser step per rollout batch). Samples drawn by an older policy
+version (`maxStaleness` > 0), and optionally every sample (`mismatchCorrection`), multiply each
+policy-gradient token by a detached, bounded importance weight w_t (`importance.py`); `importance`
+[B, T] below is that w (None: w = 1, today's exact form).
+
+Which terms take w (decided here, tested in tests/algorithm/test_importance.py):
+- L- / L2 and L_pg: yes. They are policy-gradient estimators E_{y~π_θ}[A ∇log π_θ(y)]; from y ~ μ
+  the expectation is another one (first-order bias in the policy change), and w restores it.
+- L+ / L1 (behaviour cloning on positives): yes, the same w. In the paper's analysis it is not a
+  fixed-data MLE but a policy gradient too: on-policy its expected gradient is
+  E_{y~π_θ|correct}[∇log π_θ(y)] = ∇ log p_θ (p = the prompt's pass rate), the counterpart of the
+  negatives' -∇p/(1-p) (see oreal_negative_loss). Stale positives estimate E_{μ|correct}[∇log π_θ]
+  instead, which points towards μ's correct answers; weighted by r they give (p_θ/p_μ)·∇ log p_θ
+  for one-token answers, the on-policy direction. Correcting only the negatives would tilt the
+  balance between the two terms that OREAL's reshaping is built on.
+- β·KL (k3 to the reference): no. It is a regulariser, not an estimate of an expected gradient
+  of the objective: per token its gradient is (1 - π_ref/π_θ)∇log π_θ, zero wherever π_θ = π_ref
+  whatever sampled the token, so its fixed point (the reference) does not depend on the sampling
+  distribution; μ only changes which prefixes it is applied on. A ratio would add variance and no
+  change of target (verl and OpenRLHF also apply their KL loss unweighted under PPO's off-policy
+  minibatches). The "kl" stat then estimates the KL on μ's samples, as it is read.
 
 Hyperparameters come from the spec (`cfg` is `spec.algorithm`, validated there: name, variant,
 β = klCoef, η = negativeCoef, tokenWeights); this module defines none of its own.
@@ -25,6 +45,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from oreal.algorithm.importance import (
+    Behaviour,
+    BehaviourCounts,
+    correction_stats,
+    importance_weights,
+)
 from oreal.algorithm.reduction import normalized_sum
 from oreal.algorithm.token_weights import sequence_logits
 from oreal.spec.models import AlgorithmSpec
@@ -40,6 +66,7 @@ class TokenCounts:
     negative: float
     total: float
     sequences: float
+    behaviour: BehaviourCounts = BehaviourCounts()
 
 
 @dataclass
@@ -54,14 +81,17 @@ class PolicyBatch:
     ref_logp: torch.Tensor | None = None
     pos_weights: torch.Tensor | None = None
     neg_weights: torch.Tensor | None = None
+    behaviour: Behaviour | None = None  # who sampled each row (importance.py); None: all on-policy
 
 
 def _clean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.bool(), x, torch.zeros_like(x))
 
 
-def _ratio(logp: torch.Tensor) -> torch.Tensor:
-    return torch.exp(logp - logp.detach())
+def _ratio(logp: torch.Tensor, importance: torch.Tensor | None = None) -> torch.Tensor:
+    """w_t · exp(log π_θ - sg(log π_θ)): value w_t, gradient w_t ∇log π_θ (w = 1 when None)."""
+    ratio = torch.exp(logp - logp.detach())
+    return ratio if importance is None else ratio * importance.detach()
 
 
 def oreal_positive_loss(
@@ -71,14 +101,19 @@ def oreal_positive_loss(
     mask: torch.Tensor,
     count: float,
     cfg: AlgorithmSpec,
+    importance: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Stats]:
     """Behaviour cloning on correct samples; `mask` covers only the positives' tokens, count = N+.
 
-    reference (released code, `pos_mult_adv=True`):  L+ = (1/N+) Σ_i A_i Σ_t ω+_{i,t} (-log π_θ(y_t))
-    paper (Eq. 11, first term):                      L1 = (1/N+) Σ_i Σ_t ω+_{i,t} (-log π_θ(y_t))
+    reference (released code, `pos_mult_adv=True`):  L+ = (1/N+) Σ_i A_i Σ_t w_{i,t} ω+_{i,t} (-log π_θ(y_t))
+    paper (Eq. 11, first term):                      L1 = (1/N+) Σ_i Σ_t w_{i,t} ω+_{i,t} (-log π_θ(y_t))
+
+    w = `importance` (detached, 1 on-policy): why positives take it, see the module docstring.
     """
     logp = _clean(logp, mask)
     w = _clean(weights, mask) if cfg.token_weights else mask.to(logp.dtype)
+    if importance is not None:
+        w = w * _clean(importance.detach(), mask)
     scale = advantages[:, None].to(logp.dtype) if cfg.variant == "reference" else 1.0
     loss = normalized_sum(scale * w * (-logp), mask, count)
     return loss, {"loss/positive": loss.detach()}
@@ -92,11 +127,13 @@ def oreal_negative_loss(
     mask: torch.Tensor,
     count: float,
     cfg: AlgorithmSpec,
+    importance: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Stats]:
     """Policy gradient on wrong samples; `mask` covers only the negatives' tokens, count = N-.
 
-    reference (released code):  L- = -(η/N-) Σ_i Σ_t ratio_t · A_i · ω-_{i,t}     (A_i < 0)
-    paper (§2.3, Eq. 6 / L2):   L2 = -(η/N-) Σ_i Σ_t ratio_t · R*_i · ω-_{i,t},  R*_i = (1 - p_i) R_i, R_i = -1
+    reference (released code):  L- = -(η/N-) Σ_i Σ_t w_t ratio_t · A_i · ω-_{i,t}     (A_i < 0)
+    paper (§2.3, Eq. 6 / L2):   L2 = -(η/N-) Σ_i Σ_t w_t ratio_t · R*_i · ω-_{i,t},  R*_i = (1 - p_i) R_i, R_i = -1
+    (w_t = `importance`, 1 on-policy; for a stale sample p_i is its group's pass rate under μ.)
 
     Reading of the paper implemented here: Eq. 11 keeps only the reshaped outcome reward on
     negatives (no RLOO baseline), p_i is the pass rate of sample i's whole group before filtering
@@ -118,7 +155,8 @@ def oreal_negative_loss(
     logp = _clean(logp, mask)
     w = _clean(weights, mask) if cfg.token_weights else mask.to(logp.dtype)
     coef = advantages.to(logp.dtype) if cfg.variant == "reference" else -(1.0 - pass_rate.to(logp.dtype))
-    loss = -cfg.negative_coef * normalized_sum(_ratio(logp) * coef[:, None] * w, mask, count)
+    ratio = _ratio(logp, None if importance is None else _clean(importance, mask))
+    loss = -cfg.negative_coef * normalized_sum(ratio * coef[:, None] * w, mask, count)
     return loss, {"loss/negative": loss.detach()}
 
 
@@ -138,11 +176,18 @@ def kl_penalty(
 
 
 def policy_gradient_loss(
-    logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, count: float, cfg: AlgorithmSpec
+    logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    count: float,
+    cfg: AlgorithmSpec,
+    importance: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Stats]:
-    """Baselines (grpo, reinforce): L_pg = -(1/N) Σ_i Σ_t A_i · ratio_t over all kept tokens."""
+    """Baselines (grpo, reinforce): L_pg = -(1/N) Σ_i Σ_t w_t · ratio_t · A_i over all kept tokens
+    (w_t = `importance`, 1 on-policy)."""
     logp = _clean(logp, mask)
-    loss = -normalized_sum(_ratio(logp) * advantages[:, None].to(logp.dtype), mask, count)
+    ratio = _ratio(logp, None if importance is None else _clean(importance, mask))
+    loss = -normalized_sum(ratio * advantages[:, None].to(logp.dtype), mask, count)
     return loss, {"loss/pg": loss.detach()}
 
 
@@ -171,19 +216,30 @@ def policy_loss(batch: PolicyBatch, counts: TokenCounts, cfg: AlgorithmSpec) -> 
     oreal:     L+ + L- + β·KL   (or L1 + L2 + β·KL for variant=paper)
     grpo:      L_pg (group-normalised advantages) + β·KL
     reinforce: L_pg (RLOO advantages), no KL, no token weights: Table 2's first row.
+
+    With `batch.behaviour`, the policy-gradient terms (not the KL) take the importance weights w of
+    `importance.py`; the sign each row's term takes decides PPO's clip side (offPolicyCorrection: clip).
     """
     mask = batch.mask
     logp = _clean(batch.logp, mask)
     is_pos = (batch.rewards > 0)[:, None] & mask.bool()
     is_neg = (batch.rewards <= 0)[:, None] & mask.bool()
     stats: Stats = {}
+    iw = None
+    if batch.behaviour is not None:
+        if cfg.name == "oreal" and cfg.variant == "paper":  # L1 pulls up, L2 pushes down
+            direction = torch.where(batch.rewards > 0, 1.0, -1.0)
+        else:
+            direction = torch.sign(batch.advantages.to(logp.dtype))
+        iw = importance_weights(logp, batch.behaviour, direction, mask, cfg)
+        stats |= correction_stats(logp, batch.behaviour, iw, mask, counts.behaviour, cfg)
     if cfg.name == "oreal":
         ones = mask.to(logp.dtype)
         wp = batch.pos_weights if batch.pos_weights is not None else ones
         wn = batch.neg_weights if batch.neg_weights is not None else ones
-        lp, sp = oreal_positive_loss(logp, batch.advantages, wp, is_pos, counts.positive, cfg)
+        lp, sp = oreal_positive_loss(logp, batch.advantages, wp, is_pos, counts.positive, cfg, iw)
         ln, sn = oreal_negative_loss(
-            logp, batch.advantages, batch.pass_rate, wn, is_neg, counts.negative, cfg
+            logp, batch.advantages, batch.pass_rate, wn, is_neg, counts.negative, cfg, iw
         )
         loss = lp + ln
         stats |= sp | sn
@@ -191,7 +247,7 @@ def policy_loss(batch: PolicyBatch, counts: TokenCounts, cfg: AlgorithmSpec) -> 
             stats["omega/positive"] = normalized_sum(_clean(wp, is_pos), is_pos, counts.positive).detach()
             stats["omega/negative"] = normalized_sum(_clean(wn, is_neg), is_neg, counts.negative).detach()
     else:
-        loss, s = policy_gradient_loss(logp, batch.advantages, mask, counts.total, cfg)
+        loss, s = policy_gradient_loss(logp, batch.advantages, mask, counts.total, cfg, iw)
         stats |= s
     if batch.ref_logp is not None:
         lk, sk = kl_penalty(logp, batch.ref_logp, mask, counts.total, cfg)

@@ -187,6 +187,27 @@ class AlgorithmSpec(SpecModel):
     max_staleness: NonNegativeInt = Field(
         default=0, description="Policy versions rollout may run ahead of training (0 = strictly on-policy)."
     )
+    off_policy_correction: Literal["truncate", "clip", "none"] = Field(
+        default="truncate",
+        description="How the policy-gradient terms of a stale sample (sampled by an older policy version, "
+        "maxStaleness > 0) use the importance ratio pi_theta/pi_behaviour of each token: truncate weights "
+        "them by min(ratio, importanceCap) (truncated IS, as IMPALA and Yao et al. 2025); clip uses "
+        "PPO's clipped ratio (clipRange, dual clip at importanceCap); none ignores the ratio (biased).",
+    )
+    importance_cap: float = Field(
+        default=2.0,
+        ge=1,
+        le=100,
+        description="C, the largest importance ratio a token's policy-gradient term may carry.",
+    )
+    clip_range: float = Field(
+        default=0.2, gt=0, lt=1, description="PPO's epsilon for offPolicyCorrection: clip."
+    )
+    mismatch_correction: bool = Field(
+        default=False,
+        description="Also weight on-policy samples by min(pi_trainer/pi_rollout, importanceCap) per token "
+        "(truncated IS for the rollout engine's log-prob mismatch).",
+    )
     seed: NonNegativeInt = 42
 
     @model_validator(mode="after")

@@ -6,7 +6,9 @@ Per step (Algorithm 1 of the paper, strictly on-policy):
      kept sequences are all-reduced so every micro-batch's loss is its share of the global loss;
   3. reward-model pass, per micro-batch: forward → its BCE loss (Eq. 12) → backward, and token
      weights ω± from the same (pre-update) scores;
-  4. policy pass, per micro-batch: reference forward (no grad); policy forward → OREAL loss → backward;
+  4. policy pass, per micro-batch: reference forward (no grad); policy forward → OREAL loss → backward
+     (a sample drawn by an older policy version, maxStaleness > 0, weights its policy-gradient terms
+     by its importance ratio from the rollout's log-probs: algorithm/importance.py);
   5. one optimiser step for each network. During the first `warmup_steps` only the reward model
      learns: the policy is not even run forward.
 """
@@ -26,7 +28,7 @@ from oreal.algorithm import PolicyBatch, TokenCounts, policy_loss, reward_model_
 from oreal.dtypes import resolve_dtype
 from oreal.spec.models import OptimizerSpec, OREALRunSpec
 from oreal.training import checkpoint as ckpt
-from oreal.training.batch import KeptSample, micro_batches, prepare, shard
+from oreal.training.batch import KeptSample, behaviour, behaviour_counts, micro_batches, prepare, shard
 from oreal.training.distributed import (
     all_reduce_max,
     all_reduce_sum,
@@ -47,7 +49,7 @@ from oreal.training.reward_model import TokenRewardModel
 from oreal.trajectory import ScoredSample
 
 # Stats that are per-step sums over micro-batches and ranks (each micro-batch adds its share).
-_ADDITIVE_PREFIXES = ("loss/", "rm/", "omega/", "kl", "entropy")
+_ADDITIVE_PREFIXES = ("loss/", "rm/", "omega/", "kl", "entropy", "mismatch/", "offpolicy/")
 _DUMMY = KeptSample(prompt_ids=[0], response_ids=[], reward=-1.0, advantage=0.0, pass_rate=0.0)
 
 
@@ -185,7 +187,9 @@ class OREALTrainer:
             device=self.device,
         )
         all_reduce_sum(counts_t)
-        counts = TokenCounts(*[float(c) for c in counts_t.tolist()])
+        counts = TokenCounts(
+            *[float(c) for c in counts_t.tolist()], behaviour=behaviour_counts(prepared.kept)
+        )
         n_micro = int(all_reduce_max(torch.tensor([len(chunks)], device=self.device)).item())
 
         sums: dict[str, torch.Tensor] = {}
@@ -258,6 +262,7 @@ class OREALTrainer:
             ref_logp=ref_logp,
             pos_weights=weights[0] if weights is not None else None,
             neg_weights=weights[1] if weights is not None else None,
+            behaviour=behaviour(chunk, batch.num_response, self.device),
         )
         loss, pstats = policy_loss(pb, counts, self.algorithm)
         self.policy.backward(loss, last=last)

@@ -8,11 +8,11 @@ from fractions import Fraction
 import pytest
 
 from oreal.verifier import algebra, budget
-from oreal.verifier.evaluate import decimals, exact, numeric, symbols
 from oreal.verifier.latex import ParseError, parse_expression, tokenize
 from oreal.verifier.normalize import normalize
 from oreal.verifier.rules import check, prepare
 from oreal.verifier.structure import parse_answer
+from oreal.verifier.values import decimals, exact, numeric, symbols
 
 
 def expr(text: str) -> tuple:

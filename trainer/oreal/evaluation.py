@@ -129,9 +129,9 @@ def load_problems(data: str, prompt_field: str | None, answer_field: str, limit:
 def generate_answers(model: Path, prompts, settings: EvalSettings) -> tuple[list, float]:
     """`settings.samples` answers per problem (problem-major), and the generation's wall time."""
     from oreal.data import encode_prompt, render_prompt
-    from oreal.engines import SamplingOptions, make_engine, sample_seed
+    from oreal.engines import SamplingOptions, make_generation_engine, sample_seed
 
-    engine = make_engine(
+    engine = make_generation_engine(
         settings.engine, batch_size=settings.batch_size, seed=settings.seed, dtype=settings.dtype
     )
     try:

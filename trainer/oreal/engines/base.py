@@ -44,7 +44,7 @@ def sample_seed(seed: int, step: int, prompt_id: str, sample_index: int) -> int:
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & ((1 << 63) - 1)
 
 
-class Engine(ABC):
+class GenerationEngine(ABC):
     """Load a policy, then generate; `load` may be called again with new weights."""
 
     version: int | None = None
@@ -68,14 +68,14 @@ class Engine(ABC):
         """Release the engine's resources."""
 
 
-def make_engine(
+def make_generation_engine(
     name: str,
     batch_size: int = 16,
     gpu_memory_utilization: float = 0.85,
     seed: int = 0,
     dtype: str = "auto",
     max_model_len: int | None = None,
-) -> Engine:
+) -> GenerationEngine:
     """Build an engine by name (`hf` or `vllm`); heavy imports happen here, not at module import."""
     if name == "hf":
         from oreal.engines.hf import HFEngine

@@ -15,7 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LogitsProcessor
 
 from oreal.dtypes import resolve_dtype
-from oreal.engines.base import Engine, Generation, SamplingOptions
+from oreal.engines.base import Generation, GenerationEngine, SamplingOptions
 
 
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -65,7 +65,7 @@ class PerRowSampler(LogitsProcessor):
         return forced
 
 
-class HFEngine(Engine):
+class HFEngine(GenerationEngine):
     """transformers engine; `batch_size` rows are decoded together (left padding)."""
 
     def __init__(self, batch_size: int = 16, device: str | None = None, dtype: str = "auto"):

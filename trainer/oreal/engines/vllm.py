@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from oreal.engines.base import Engine, Generation, SamplingOptions
+from oreal.engines.base import Generation, GenerationEngine, SamplingOptions
 
 log = logging.getLogger(__name__)
 
 
-class VLLMEngine(Engine):
+class VLLMEngine(GenerationEngine):
     def __init__(
         self,
         gpu_memory_utilization: float = 0.85,

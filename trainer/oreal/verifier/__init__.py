@@ -1,13 +1,13 @@
 """Math answer verifier: the binary outcome reward of OREAL (arXiv 2502.06781).
 
-    from oreal.verifier import Verifier, Verdict
+    from oreal.verifier import Verifier, Judgement
 
     with Verifier(timeout_seconds=5.0) as verifier:
-        verdict = verifier.verify(gold="\\frac{1}{2}", response="... so the answer is $\\boxed{0.5}$.")
-        verdict.correct, verdict.status  # (True, "correct")
+        judgement = verifier.verify(gold="\\frac{1}{2}", response="... so the answer is $\\boxed{0.5}$.")
+        judgement.correct, judgement.status  # (True, "correct")
 
 Module map: extract (final answer), normalize (strings), latex (safe parser), structure (sets,
-intervals, tuples, ...), algebra + evaluate (exact and numeric arithmetic), budget (time budget of
+intervals, tuples, ...), algebra + values (exact and numeric arithmetic), budget (time budget of
 the in-process rules), rules (the cascade), symbolic (sympy, workers only), worker + pool (killable
 processes), judge (optional LLM), metrics (Prometheus), verifier (the API), cli (`oreal verify`).
 """
@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .judge import JudgeConfig
-    from .verifier import STATUSES, Verdict, Verifier
+    from .verifier import STATUSES, Judgement, Verifier
 
-__all__ = ["STATUSES", "JudgeConfig", "Verdict", "Verifier"]
+__all__ = ["STATUSES", "JudgeConfig", "Judgement", "Verifier"]
 
 
 def __getattr__(name: str) -> Any:
@@ -29,7 +29,7 @@ def __getattr__(name: str) -> Any:
         from .judge import JudgeConfig
 
         return JudgeConfig
-    if name in ("STATUSES", "Verdict", "Verifier"):
+    if name in ("STATUSES", "Judgement", "Verifier"):
         from . import verifier
 
         return getattr(verifier, name)

@@ -4,7 +4,7 @@
 not decide and sympy is needed": the caller then runs the same check in a killable worker process
 with `symbolic=True`, where the undecided scalar comparisons go to `oreal.verifier.symbolic`.
 
-Cascade for two scalars (paper-independent; see the module docstrings of `algebra`/`evaluate`):
+Cascade for two scalars (paper-independent; see the module docstrings of `algebra`/`values`):
 1. exact string match after normalisation (in `check`);
 2. exact arithmetic in Q(i, sqrt)[symbols] — decides most answers outright;
 3. numeric evaluation: a reliable difference at a test point refutes equality; a decimal answer
@@ -23,10 +23,10 @@ import mpmath
 from .algebra import TooBig, Unsupported
 from .budget import OutOfTime, deadline
 from .budget import check as check_budget
-from .evaluate import MAX_MAGNITUDE_BITS, decimals, exact, numeric, relative_difference, symbols, walk
 from .latex import ParseError
 from .normalize import comparison_key, normalize
 from .structure import parse_answer
+from .values import MAX_MAGNITUDE_BITS, decimals, exact, numeric, relative_difference, symbols, walk
 
 Tri = bool | None
 ScalarOracle = Callable[[tuple, tuple], bool]

@@ -26,8 +26,9 @@ for _status in STATUSES:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """One judgement. Same field names as `oreal.trajectory.Verdict`, so `Verdict(**v.as_dict(), ...)` works."""
+class Judgement:
+    """The verifier's judgement of one answer. `oreal.trajectory.Verdict` (the record stored in the
+    bucket) has the same fields plus the sample's key: `Verdict(step, prompt_id, index, **j.as_dict())`."""
 
     correct: bool
     status: str  # correct | incorrect | no_answer | timeout | error
@@ -87,20 +88,20 @@ class Verifier:
         self.close()
 
     # -- checks --------------------------------------------------------------------------------
-    def verify(self, gold: str, response: str, truncated: bool = False) -> Verdict:
+    def verify(self, gold: str, response: str, truncated: bool = False) -> Judgement:
         verdict = self._finish(self._fast(gold, response, truncated), gold)
         _record(verdict)
         return verdict
 
-    def verify_batch(self, items: Sequence[tuple[str, str, bool]]) -> list[Verdict]:
+    def verify_batch(self, items: Sequence[tuple[str, str, bool]]) -> list[Judgement]:
         """Verify many responses; undecided checks and judge calls run in parallel."""
-        results: list[Verdict | None] = [None] * len(items)
-        futures: dict[int, Future[Verdict]] = {}
+        results: list[Judgement | None] = [None] * len(items)
+        futures: dict[int, Future[Judgement]] = {}
         for index, item in enumerate(items):
             gold, response = item[0], item[1]
             truncated = bool(item[2]) if len(item) > 2 else False
             first = self._fast(gold, response, truncated)
-            if isinstance(first, Verdict) and not self._wants_judge(first):
+            if isinstance(first, Judgement) and not self._wants_judge(first):
                 results[index] = first
             else:
                 futures[index] = self._threads().submit(self._finish, first, gold)
@@ -117,13 +118,13 @@ class Verifier:
             self._executor = ThreadPoolExecutor(self.workers + extra, thread_name_prefix="oreal-verifier")
         return self._executor
 
-    def _fast(self, gold: str, response: str, truncated: bool) -> Verdict | _Pending:
+    def _fast(self, gold: str, response: str, truncated: bool) -> Judgement | _Pending:
         start = time.perf_counter()
         if truncated:  # cut at the length limit: never a final answer
-            return Verdict(False, "no_answer", None, time.perf_counter() - start)
+            return Judgement(False, "no_answer", None, time.perf_counter() - start)
         extracted = extract_answer(response)
         if extracted is None:
-            return Verdict(False, "no_answer", None, time.perf_counter() - start)
+            return Judgement(False, "no_answer", None, time.perf_counter() - start)
         reference = gold_answer(gold)
         try:
             result = check(reference, extracted, budget=self.fast_budget_seconds)
@@ -132,37 +133,37 @@ class Verifier:
         elapsed = time.perf_counter() - start
         if result is None:
             return _Pending(reference, extracted, elapsed)
-        return Verdict(result, "correct" if result else "incorrect", extracted, elapsed)
+        return Judgement(result, "correct" if result else "incorrect", extracted, elapsed)
 
-    def _finish(self, first: Verdict | _Pending, gold: str) -> Verdict:
-        verdict = first if isinstance(first, Verdict) else self._slow(first)
+    def _finish(self, first: Judgement | _Pending, gold: str) -> Judgement:
+        verdict = first if isinstance(first, Judgement) else self._slow(first)
         if self._wants_judge(verdict):
             verdict = self._ask_judge(verdict, gold_answer(gold))
         return verdict
 
-    def _slow(self, pending: _Pending) -> Verdict:
+    def _slow(self, pending: _Pending) -> Judgement:
         remaining = self.timeout_seconds - pending.fast_seconds
         metrics.POOL_CHECKS.inc()
         try:
             correct, seconds = self._pool.run(pending.gold, pending.extracted, remaining)
         except CheckTimeout:
-            return Verdict(False, "timeout", pending.extracted, pending.fast_seconds + remaining)
+            return Judgement(False, "timeout", pending.extracted, pending.fast_seconds + remaining)
         except CheckFailed:
-            return Verdict(False, "error", pending.extracted, pending.fast_seconds)
+            return Judgement(False, "error", pending.extracted, pending.fast_seconds)
         status = "correct" if correct else "incorrect"
-        return Verdict(correct, status, pending.extracted, pending.fast_seconds + seconds)
+        return Judgement(correct, status, pending.extracted, pending.fast_seconds + seconds)
 
-    def _wants_judge(self, verdict: Verdict) -> bool:
+    def _wants_judge(self, verdict: Judgement) -> bool:
         return self.judge is not None and verdict.status == "incorrect" and verdict.extracted is not None
 
-    def _ask_judge(self, verdict: Verdict, gold: str) -> Verdict:
+    def _ask_judge(self, verdict: Judgement, gold: str) -> Judgement:
         assert self.judge is not None and verdict.extracted is not None
         start = time.perf_counter()
         agrees = ask_judge(self.judge, gold, verdict.extracted)
         seconds = verdict.seconds + time.perf_counter() - start
         if agrees:
-            return Verdict(True, "correct", verdict.extracted, seconds)
-        return Verdict(False, "incorrect", verdict.extracted, seconds)
+            return Judgement(True, "correct", verdict.extracted, seconds)
+        return Judgement(False, "incorrect", verdict.extracted, seconds)
 
 
 def default_workers() -> int:
@@ -184,7 +185,7 @@ def default_workers() -> int:
 MAX_DEFAULT_WORKERS = 16
 
 
-def _record(verdict: Verdict) -> None:
+def _record(verdict: Judgement) -> None:
     metrics.VERDICTS.labels(result=verdict.status).inc()
     metrics.CHECK_DURATION.observe(verdict.seconds)
     if verdict.status == "timeout":

@@ -185,7 +185,7 @@ def load_policy(ctx: WorkerContext, engine, version: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oreal.engines import make_engine
+    from oreal.engines import make_generation_engine
 
     ctx = open_run(args, "rollout")
     if args.replicas != ctx.spec.rollout.replicas:
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     set_threads()
     spec, bucket = ctx.spec, ctx.bucket
     pool = load_pool(ctx)
-    engine = make_engine(
+    engine = make_generation_engine(
         spec.rollout.engine,
         batch_size=spec.rollout.batch_size,
         gpu_memory_utilization=spec.rollout.gpu_memory_utilization,

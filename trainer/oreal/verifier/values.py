@@ -1,4 +1,4 @@
-"""Evaluate expression trees exactly (see `algebra`) or numerically with mpmath, both with guards.
+"""The value of an expression tree, exactly (see `algebra`) or numerically with mpmath, both with guards.
 
 Numeric evaluation is used to *refute* equality cheaply (two values that differ at a random point
 are different) and to compare against decimal approximations. It runs at two precisions: a value
@@ -152,7 +152,7 @@ class _Numeric:
             raise TooBig("magnitude")
         return value
 
-    def eval(self, node: tuple, env: dict[str, object]):  # noqa: ANN201 - an mpmath number
+    def value(self, node: tuple, env: dict[str, object]):  # noqa: ANN201 - an mpmath number
         check_budget()
         c = self.ctx
         kind = node[0]
@@ -166,42 +166,42 @@ class _Numeric:
                 raise Unsupported("infinity")
             return {"pi": c.pi, "e": c.e, "i": c.mpc(0, 1)}[name]
         if kind == "add":
-            return self._guard(c.fsum(self.eval(t, env) for t in node[1]))
+            return self._guard(c.fsum(self.value(t, env) for t in node[1]))
         if kind == "neg":
-            return -self.eval(node[1], env)
+            return -self.value(node[1], env)
         if kind == "mul":
             result = c.mpf(1)
             for factor in node[1]:
-                result = self._guard(result * self.eval(factor, env))
+                result = self._guard(result * self.value(factor, env))
             return result
         if kind == "div":
-            denominator = self.eval(node[2], env)
+            denominator = self.value(node[2], env)
             if denominator == 0:
                 raise Unsupported("division by zero")
-            return self._guard(self.eval(node[1], env) / denominator)
+            return self._guard(self.value(node[1], env) / denominator)
         if kind == "pow":
-            return self._power(self.eval(node[1], env), self.eval(node[2], env))
+            return self._power(self.value(node[1], env), self.value(node[2], env))
         if kind == "root":
-            x, n = self.eval(node[1], env), node[2]
+            x, n = self.value(node[1], env), node[2]
             if n % 2 == 1 and c.im(x) == 0 and c.re(x) < 0:
                 return -c.root(-c.re(x), n)  # the real odd root, as \sqrt[3]{-8} = -2
             return c.root(x, n) if n != 2 else c.sqrt(x)
         if kind == "fact":
-            x = self.eval(node[1], env)
+            x = self.value(node[1], env)
             if c.im(x) != 0 or c.re(x) < 0 or c.re(x) > MAX_NUMERIC_FACTORIAL:
                 raise TooBig("factorial")
             return self._guard(c.factorial(c.re(x)))
         if kind == "binom":
-            return self._guard(c.binomial(self.eval(node[1], env), self.eval(node[2], env)))
+            return self._guard(c.binomial(self.value(node[1], env), self.value(node[2], env)))
         if kind == "abs":
-            return abs(self.eval(node[1], env))
+            return abs(self.value(node[1], env))
         if kind == "func":
-            arg = self.eval(node[2], env)
+            arg = self.value(node[2], env)
             if node[1] == "exp" and abs(c.re(arg)) > MAX_MAGNITUDE_BITS:
                 raise TooBig("exp")
             return self._guard(self.functions[node[1]](arg))
         if kind == "log":
-            return c.log(self.eval(node[1], env)) / c.log(self.eval(node[2], env))
+            return c.log(self.value(node[1], env)) / c.log(self.value(node[2], env))
         if kind == "base":
             return c.mpf(base_value(node[1], node[2]))
         raise Unsupported(kind)
@@ -233,8 +233,8 @@ _LOW, _HIGH = _Numeric(30), _Numeric(60)
 
 def numeric(node: tuple, names: list[str], point: int) -> tuple[complex, bool]:
     """(value, reliable) of an expression at a test point; reliable means both precisions agree."""
-    low = _LOW.eval(node, _LOW.point(names, point))
-    high = _HIGH.eval(node, _HIGH.point(names, point))
+    low = _LOW.value(node, _LOW.point(names, point))
+    high = _HIGH.value(node, _HIGH.point(names, point))
     scale = max(abs(high), abs(low))
     reliable = scale == 0 or abs(high - low) <= scale * mpmath.mpf(10) ** -20
     return high, reliable

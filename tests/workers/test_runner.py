@@ -153,3 +153,21 @@ def test_terminal_display_shows_a_bar_per_step_and_the_metrics_line():
     assert "step 1/3" in text and "step 2/3" in text
     assert "4/4" in text and "1/4" in text  # rollout parts + verdict parts + trained
     assert "pass 0.250" in text
+
+
+def test_status_json_has_no_loss_for_a_step_without_a_policy_update(tmp_path):
+    from oreal.runner.status import run_status
+
+    empty = {
+        "pass_rate": 0.0,
+        "reward": -1.0,
+        "skipped": 1.0,
+        "wall_seconds": 2.5,
+        "loss/policy": float("nan"),
+    }
+    status = run_status(
+        "Running", "Started", "", step=3, total_steps=5, restarts=0, start_time="t", stats=empty
+    )
+    dumped = status.model_dump(by_alias=True, exclude_none=True)
+    assert dumped["lastMetrics"] == {"passRate": 0.0, "reward": -1.0, "stepSeconds": 2.5}  # no NaN, no loss
+    assert "NaN" not in status.model_dump_json()

@@ -85,6 +85,10 @@ def test_deadline_stops_the_run_and_a_later_run_resumes_it(tmp_path, tiny_model,
     assert bucket.list_stats() == [0, 1]
     status = json.loads((bucket_dir / STATUS_FILE).read_text())
     assert status["phase"] == "Succeeded" and status["conditions"][0]["type"] == "Complete"
+    # the same fields as the resource's .status: the last step's metrics, finite numbers only
+    last = bucket.read_stats(1)
+    assert status["policyVersion"] == 2 and status["lastMetrics"]["passRate"] == last["pass_rate"]
+    assert ("loss" in status["lastMetrics"]) == ("loss/policy" in last)
     assert _processes_of(bucket_dir / "work") == []
 
 

@@ -32,10 +32,9 @@ from oreal.runner.progress import Display, StepProgress
 from oreal.runner.report import collect_stats, write_report
 from oreal.runner.status import (
     DEADLINE_EXCEEDED,
+    StatusRecorder,
     now,
     record_stop_reason,
-    run_status,
-    write_status,
 )
 from oreal.spec import SpecError, load_run, parse_run
 from oreal.spec.storage import StorageLocation, storage_location
@@ -235,80 +234,57 @@ def finish(lr: LocalRun, bucket: Bucket, started: float) -> Path:
     return write_report(lr.name, rows, lr.run_dir, facts)
 
 
-def run_local(
-    spec_path: str,
-    bucket_uri: str | None = None,
-    threads: int | None = None,
-    metrics_port: int | None = None,
-    poll: float = 0.5,
-    rollout_python_path: str | None = None,
-) -> int:
-    """Run (or resume) a run on this machine; returns the exit code (EXIT_*)."""
-    started = time.time()
-    clock = time.monotonic()
-    start_time = now()
+def open_local_run(spec_path: str, bucket_uri: str | None) -> tuple[LocalRun, Bucket] | int:
+    """The prepared run and its bucket, or EXIT_FAILED after one line on stderr."""
     try:
-        lr, bucket = prepare(spec_path, bucket_uri)
+        return prepare(spec_path, bucket_uri)
     except (SpecError, RunnerError, BucketError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILED
     except OSError as err:
         print(f"error: cannot prepare the run folder: {err}", file=sys.stderr)
-        return EXIT_FAILED
-    spec = lr.spec
-    display = Display(spec.algorithm.steps, spec.rollout.replicas, spec.verifier.replicas)
+    return EXIT_FAILED
+
+
+def nothing_to_do(lr: LocalRun, bucket: Bucket, display: Display, started: float) -> bool:
+    """A finished or suspended run starts no worker."""
     state = bucket.read_state()
     if state and state.done:
         display.note(f"run {lr.name} is already complete ({lr.uri}); report: {finish(lr, bucket, started)}")
-        return EXIT_OK
-    if spec.suspend:
+        return True
+    if lr.spec.suspend:
         display.note(f"run {lr.name} is suspended (spec.suspend: true); nothing to do")
-        return EXIT_OK
-    try:
-        python = interpreter.rollout_python(
-            rollout_python_path, spec.rollout.engine, __version__, sys.executable
-        )
-    except InterpreterError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_BAD_INTERPRETER
+        return True
+    return False
+
+
+def announce(lr: LocalRun, bucket: Bucket, display: Display, python: str) -> None:
+    state = bucket.read_state()
     resumed = f" (resuming after step {state.step})" if state and state.step >= 0 else ""
-    display.note(f"run {lr.name}: {spec.algorithm.steps} steps, bucket {lr.uri}{resumed}")
+    display.note(f"run {lr.name}: {lr.spec.algorithm.steps} steps, bucket {lr.uri}{resumed}")
     if state and state.message:
         display.note(f"the previous session stopped: {state.message}")
     if python != sys.executable:
         display.note(f"rollout workers run with {python}")
-    deadline = None
-    if spec.active_deadline_seconds is not None:
-        deadline = clock + spec.active_deadline_seconds
-        display.note(f"deadline: {spec.active_deadline_seconds} s from now (spec.activeDeadlineSeconds)")
-    workers = build_workers(lr, threads or os.cpu_count() or 1, metrics_port, python)
-    supervisor = Supervisor(workers, spec.max_restarts)
+    if lr.spec.active_deadline_seconds is not None:
+        display.note(f"deadline: {lr.spec.active_deadline_seconds} s from now (spec.activeDeadlineSeconds)")
 
-    def status(phase: str, reason: str, message: str) -> None:
-        current = bucket.read_state()
-        step = current.step if current else -1
-        write_status(
-            lr.run_dir,
-            run_status(
-                phase,
-                reason,
-                message,
-                step=step,
-                total_steps=spec.algorithm.steps,
-                restarts=supervisor.restarts,
-                start_time=start_time,
-            ),
-        )
 
-    code = EXIT_OK
-    failure: RunFailed | None = None
+def run_workers(
+    lr: LocalRun,
+    bucket: Bucket,
+    supervisor: Supervisor,
+    display: Display,
+    poll: float,
+    deadline: float | None,
+) -> tuple[int, RunFailed | None]:
+    """Start the workers, watch them until the run ends, stop them; (exit code, failure)."""
+    code, failure = EXIT_OK, None
     try:
-        status("Running", "Started", f"oreal run started {len(workers)} workers")
         supervisor.start()
         with display:
             supervise(lr, bucket, supervisor, display, poll, deadline)
         grace = time.monotonic() + 60
-        while any(w.running() for w in workers) and time.monotonic() < grace:
+        while any(w.running() for w in supervisor.workers) and time.monotonic() < grace:
             time.sleep(0.2)
     except KeyboardInterrupt:
         display.note("interrupted: stopping the workers; run the same command again to resume")
@@ -323,7 +299,19 @@ def run_local(
         code = EXIT_FAILED
     finally:
         supervisor.stop()
-    try:  # every worker has stopped: the runner may now write the run's state
+    return code, failure
+
+
+def record_outcome(
+    code: int,
+    failure: RunFailed | None,
+    lr: LocalRun,
+    bucket: Bucket,
+    status: StatusRecorder,
+    display: Display,
+) -> None:
+    """status.json (and, for a deadline, state.json's message) once every worker has stopped."""
+    try:
         if code == EXIT_DEADLINE:
             record_stop_reason(bucket, DEADLINE_EXCEEDED, str(failure))
             status("Failed", DEADLINE_EXCEEDED, str(failure))
@@ -332,7 +320,7 @@ def run_local(
                 f"(exit {EXIT_DEADLINE}); run it again to resume"
             )
         elif code == EXIT_OK:
-            status("Succeeded", "Completed", f"all {spec.algorithm.steps} steps committed")
+            status("Succeeded", "Completed", f"all {lr.spec.algorithm.steps} steps committed")
         elif code == EXIT_INTERRUPTED:
             status("Suspended", "Interrupted", "stopped by Ctrl-C; run the same command again to resume")
         else:
@@ -340,6 +328,41 @@ def run_local(
             status("Failed", reason, str(failure or "bucket error"))
     except (BucketError, OSError) as err:
         display.note(f"could not record the run's status: {err}")
+
+
+def run_local(
+    spec_path: str,
+    bucket_uri: str | None = None,
+    threads: int | None = None,
+    metrics_port: int | None = None,
+    poll: float = 0.5,
+    rollout_python_path: str | None = None,
+) -> int:
+    """Run (or resume) a run on this machine; returns the exit code (EXIT_*)."""
+    started, clock, start_time = time.time(), time.monotonic(), now()
+    opened = open_local_run(spec_path, bucket_uri)
+    if isinstance(opened, int):
+        return opened
+    lr, bucket = opened
+    spec = lr.spec
+    display = Display(spec.algorithm.steps, spec.rollout.replicas, spec.verifier.replicas)
+    if nothing_to_do(lr, bucket, display, started):
+        return EXIT_OK
+    try:
+        python = interpreter.rollout_python(
+            rollout_python_path, spec.rollout.engine, __version__, sys.executable
+        )
+    except InterpreterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INTERPRETER
+    announce(lr, bucket, display, python)
+    deadline = None if spec.active_deadline_seconds is None else clock + spec.active_deadline_seconds
+    workers = build_workers(lr, threads or os.cpu_count() or 1, metrics_port, python)
+    supervisor = Supervisor(workers, spec.max_restarts)
+    status = StatusRecorder(lr.run_dir, spec.algorithm.steps, bucket, start_time, supervisor)
+    status("Running", "Started", f"oreal run started {len(workers)} workers")
+    code, failure = run_workers(lr, bucket, supervisor, display, poll, deadline)
+    record_outcome(code, failure, lr, bucket, status, display)
     try:
         report = finish(lr, bucket, started)
         if code == EXIT_OK:

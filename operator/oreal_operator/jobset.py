@@ -27,7 +27,7 @@ from oreal_operator.pods import pod_template, role_fields, role_replicas
 
 API_VERSION = "jobset.x-k8s.io/v1alpha2"
 KIND = "JobSet"
-# `oreal worker` exit code for failures that retrying cannot fix (oreal.workers.common.EXIT_PERMANENT;
+# `oreal worker` exit code for failures that retrying cannot fix (oreal.workers.termination.EXIT_PERMANENT;
 # the operator does not import the workers, a test keeps the two equal).
 PERMANENT_EXIT_CODE = 3
 PERMANENT_RULE = "PermanentError"

@@ -235,7 +235,7 @@ def test_a_failure_restarts_the_gang_and_a_permanent_exit_fails_at_once(gpu_run,
 
 
 def test_the_permanent_exit_code_is_the_workers(gpu_run, opts):
-    from oreal.workers.common import EXIT_PERMANENT
+    from oreal.workers.termination import EXIT_PERMANENT
     from oreal_operator.jobset import PERMANENT_EXIT_CODE
 
     assert PERMANENT_EXIT_CODE == EXIT_PERMANENT
@@ -739,7 +739,7 @@ def pod_environment(c: dict, index: int) -> dict[str, str]:
 def test_pod_commands_parse_with_the_worker_cli(opts, monkeypatch, role):
     """`oreal worker ...` in the pods is a command the CLI accepts, with the pod's env as defaults."""
     from oreal.cli import build_parser
-    from oreal.workers.common import replica_index
+    from oreal.workers.flags import replica_index
 
     children = render_run(cpu_run(), opts)  # plain `oreal worker ROLE` for every role here
     for c in pod_spec(children, role)["initContainers"] + pod_spec(children, role)["containers"]:

@@ -10,8 +10,8 @@ import pytest
 from oreal.bucket import Bucket
 from oreal.spec import parse_run
 from oreal.workers.__main__ import main as worker
-from oreal.workers.common import EXIT_PERMANENT
 from oreal.workers.init import frozen_spec
+from oreal.workers.termination import EXIT_PERMANENT
 
 from .conftest import tiny_spec, write_spec
 
@@ -100,7 +100,7 @@ def test_only_local_rank_zero_serves_metrics(tmp_path, monkeypatch):
     import argparse
 
     from oreal.metrics import stop_metrics
-    from oreal.workers.common import open_run
+    from oreal.workers.context import open_run
 
     uri = (tmp_path / "bucket").as_uri()
     assert worker(["init", "--spec", str(_spec_file(tmp_path, uri))]) == 0
@@ -147,7 +147,8 @@ def test_other_ranks_export_no_trainer_gauges():
 
 def test_replica_index_from_env_or_the_pod_name():
     """OREAL_INDEX comes from the pod-index label (Kubernetes >= 1.28); without it, from the pod name."""
-    from oreal.workers.common import WorkerError, replica_index
+    from oreal.workers.flags import replica_index
+    from oreal.workers.lifecycle import WorkerError
 
     assert replica_index({"OREAL_INDEX": "2", "HOSTNAME": "run-rollout-5"}) == 2
     pod = {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}

@@ -6,15 +6,8 @@ import pytest
 
 from oreal.bucket import BucketError
 from oreal.workers import termination
-from oreal.workers.common import (
-    EXIT_ERROR,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_PERMANENT,
-    Stopped,
-    WorkerError,
-    run_worker,
-)
+from oreal.workers.lifecycle import Stopped, WorkerError, run_worker
+from oreal.workers.termination import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PERMANENT
 
 
 @pytest.fixture

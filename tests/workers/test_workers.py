@@ -194,7 +194,7 @@ def test_bucket_is_plain_folder_layout(tmp_path, tiny_model, prompts_file):
 
 def test_a_withdrawn_part_is_found_for_regeneration(tmp_path, tiny_model, prompts_file):
     from oreal.spec import parse_run
-    from oreal.workers.common import WorkerContext
+    from oreal.workers.context import WorkerContext
     from oreal.workers.rollout import withdrawn_step
 
     lr, bucket = _open(tmp_path, tiny_model, prompts_file, **SOLO)

@@ -20,7 +20,7 @@ from pathlib import Path
 from oreal.bucket import Bucket
 from oreal.spec.frozen import frozen_spec, spec_conflict
 from oreal.spec.storage import ENDPOINT_ENV, storage_location
-from oreal.workers.common import WorkerError, run_worker
+from oreal.workers.lifecycle import WorkerError, run_worker
 
 log = logging.getLogger("oreal.worker.init")
 

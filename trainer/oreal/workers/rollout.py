@@ -14,17 +14,11 @@ import logging
 import time
 
 from oreal import metrics
-from oreal.workers.common import (
-    WorkerContext,
-    WorkerError,
-    add_common_args,
-    open_run,
-    phase,
-    run_done,
-    run_worker,
-    set_threads,
-    wait_for,
-)
+from oreal.workers.context import WorkerContext, open_run
+from oreal.workers.flags import add_common_args
+from oreal.workers.lifecycle import WorkerError, run_worker, set_threads
+from oreal.workers.polling import run_done, wait_for
+from oreal.workers.timing import timed_phase
 
 log = logging.getLogger("oreal.worker.rollout")
 
@@ -185,17 +179,28 @@ def load_policy(ctx: WorkerContext, engine, version: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oreal.engines import make_generation_engine
-
     ctx = open_run(args, "rollout")
     if args.replicas != ctx.spec.rollout.replicas:
         raise WorkerError(
             f"--replicas {args.replicas} does not match spec.rollout.replicas ({ctx.spec.rollout.replicas})"
         )
     set_threads()
-    spec, bucket = ctx.spec, ctx.bucket
     pool = load_pool(ctx)
-    engine = make_generation_engine(
+    engine = open_engine(ctx.spec)
+    try:
+        step: int | None = 0
+        while step is not None:
+            step = next_step(ctx, engine, pool, step, args)
+    finally:
+        engine.close()
+    log.info("run is done")
+    return 0
+
+
+def open_engine(spec):
+    from oreal.engines import make_generation_engine
+
+    return make_generation_engine(
         spec.rollout.engine,
         batch_size=spec.rollout.batch_size,
         gpu_memory_utilization=spec.rollout.gpu_memory_utilization,
@@ -203,53 +208,52 @@ def run(args: argparse.Namespace) -> int:
         dtype=spec.model.dtype,
         max_model_len=spec.sampling.max_prompt_tokens + spec.sampling.max_new_tokens,
     )
+
+
+def next_step(ctx: WorkerContext, engine, pool, step: int, args: argparse.Namespace) -> int | None:
+    """Do what `step` needs from this replica; return the step to look at next, None when the run is done."""
+    if step >= ctx.spec.algorithm.steps:  # after our last part: stay until the run is done
+        if args.exit_after_last_step:
+            return None
+        return regenerate(wait_for_end(ctx, ctx.spec.algorithm.steps, args.index), args.index)
+    if args.index in ctx.bucket.rollout_parts_committed(step):
+        ctx.bucket.commit_rollouts(step, args.replicas)  # in case we died between part and commit
+        return step + 1
     try:
-        step = 0
-        while True:
-            if step >= spec.algorithm.steps:
-                again = (
-                    None if args.exit_after_last_step else wait_for_end(ctx, spec.algorithm.steps, args.index)
-                )
-                if again is None:
-                    log.info("run is done")
-                    return 0
-                log.warning("part %d of step %d was withdrawn; generating it again", args.index, again)
-                step = again
-                continue
-            if args.index in bucket.rollout_parts_committed(step):
-                bucket.commit_rollouts(step, args.replicas)  # in case we died between part and commit
-                step += 1
-                continue
-            timings: dict[str, float] = {}
-            try:
-                with phase("wait", timings):
-                    version = pick_version(ctx, step, args.index)
-            except Withdrawn as again:
-                log.warning("part %d of step %d was withdrawn; generating it again", args.index, again.step)
-                step = again.step
-                continue
-            if version is None:
-                log.info("run is done")
-                return 0
-            if engine.version != version:
-                with phase("sync", timings):
-                    load_policy(ctx, engine, version)
-            metrics.ROLLOUT_POLICY_STALENESS.set(step - version)
-            with phase("generate", timings):
-                samples = generate_step(ctx, engine, pool, step, args.index, args.replicas, version)
-            tokens = sum(len(s.response_token_ids) for s in samples)
-            with phase("sync", timings):
-                bucket.write_rollout_part(step, args.index, samples)
-                bucket.commit_rollouts(step, args.replicas)
-            metrics.ROLLOUT_SAMPLES.inc(len(samples))
-            metrics.ROLLOUT_GENERATED_TOKENS.inc(tokens)
-            record = {**timings, "samples": len(samples), "tokens": tokens, "policy_version": version}
-            bucket.write_timings(step, "rollout", args.index, record)
-            log.info(
-                "step %d part %d: %d samples, %d tokens in %.1fs (policy v%d)",
-                step, args.index, len(samples), tokens, timings.get("generate", 0.0), version,
-            )  # fmt: skip
-            step += 1
-    finally:
-        engine.close()
-    return 0
+        return generate_part(ctx, engine, pool, step, args)
+    except Withdrawn as again:
+        return regenerate(again.step, args.index)
+
+
+def regenerate(step: int | None, index: int) -> int | None:
+    if step is not None:
+        log.warning("part %d of step %d was withdrawn; generating it again", index, step)
+    return step
+
+
+def generate_part(ctx: WorkerContext, engine, pool, step: int, args: argparse.Namespace) -> int | None:
+    """Sample this replica's part of `step` with the newest usable policy and commit it; the next step."""
+    timings: dict[str, float] = {}
+    with timed_phase("wait", timings):
+        version = pick_version(ctx, step, args.index)
+    if version is None:
+        return None
+    if engine.version != version:
+        with timed_phase("sync", timings):
+            load_policy(ctx, engine, version)
+    metrics.ROLLOUT_POLICY_STALENESS.set(step - version)
+    with timed_phase("generate", timings):
+        samples = generate_step(ctx, engine, pool, step, args.index, args.replicas, version)
+    with timed_phase("sync", timings):
+        ctx.bucket.write_rollout_part(step, args.index, samples)
+        ctx.bucket.commit_rollouts(step, args.replicas)
+    tokens = sum(len(s.response_token_ids) for s in samples)
+    metrics.ROLLOUT_SAMPLES.inc(len(samples))
+    metrics.ROLLOUT_GENERATED_TOKENS.inc(tokens)
+    record = {**timings, "samples": len(samples), "tokens": tokens, "policy_version": version}
+    ctx.bucket.write_timings(step, "rollout", args.index, record)
+    log.info(
+        "step %d part %d: %d samples, %d tokens in %.1fs (policy v%d)",
+        step, args.index, len(samples), tokens, timings.get("generate", 0.0), version,
+    )  # fmt: skip
+    return step + 1

@@ -1,6 +1,6 @@
 """Why a worker stopped, where Kubernetes shows it: the container's termination log.
 
-Exit codes (`oreal.workers.common`), the same for every role and for `oreal worker init`:
+Exit codes, the same for every role and for `oreal worker init`:
 
     0    done: the run is complete (or init stored the spec)
     1    retriable: the bucket or the disk failed; a new pod may well succeed (the Job replaces
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 
+EXIT_OK, EXIT_ERROR, EXIT_PERMANENT, EXIT_INTERRUPTED = 0, 1, 3, 130
 TERMINATION_LOG_ENV = "OREAL_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 MAX_BYTES = 4096  # the kubelet keeps at most 4096 bytes of a container's termination message

@@ -25,17 +25,11 @@ from oreal import metrics
 from oreal.bucket.manifest import FileEntry
 from oreal.step_outcome import describe_step, step_outcome
 from oreal.workers import report
-from oreal.workers.common import (
-    WorkerContext,
-    WorkerError,
-    add_common_args,
-    open_run,
-    phase,
-    run_done,
-    run_worker,
-    set_threads,
-    wait_for,
-)
+from oreal.workers.context import WorkerContext, open_run
+from oreal.workers.flags import add_common_args
+from oreal.workers.lifecycle import WorkerError, run_worker, set_threads
+from oreal.workers.polling import run_done, wait_for
+from oreal.workers.timing import timed_phase
 
 log = logging.getLogger("oreal.worker.trainer")
 
@@ -191,47 +185,83 @@ def evaluate_datasets(ctx: WorkerContext, step: int) -> dict[str, float]:
 
 
 def train_one(ctx: WorkerContext, trainer, step: int) -> None:
-    from oreal.bucket import RunState
-    from oreal.trajectory import join_verdicts
-
-    bucket, spec = ctx.bucket, ctx.spec
+    """One step: wait for its verdicts, train, publish v(step+1), checkpoint when due, commit the step."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    with phase("wait", timings):
-
-        def ready() -> bool:
-            return bucket.verdicts_committed(step) or bucket.commit_verdicts(step, spec.verifier.replicas)
-
-        wait_for(ctx, f"verdicts of step {step}", ready)
-    with phase("sync", timings):
-        scored = join_verdicts(bucket.read_rollouts(step), bucket.read_verdicts(step))
+    scored = read_scored_step(ctx, step, timings)
     # Decided before training: no rank can have published v(k+1) yet (save_policy is collective),
     # so every rank takes the same branch below.
-    replay = bucket.policy_committed(step + 1)
-    with phase("train", timings):
+    replay = ctx.bucket.policy_committed(step + 1)
+    with timed_phase("train", timings):
         stats = trainer.train_step(scored, step)
-    main = rank() == 0
-    # Policies are published in the rollout's compute dtype (bf16 under autocast: half the bytes);
-    # when that is the weights' own dtype, a checkpoint of this step reuses the published files.
-    out, cast = ctx.work_dir / "policy-out", trainer.published_dtype
-    with phase("sync", timings):
-        if not replay:
-            shutil.rmtree(out, ignore_errors=True)  # new files each step: the bucket may hard-link them
-            trainer.save_policy(out, dtype=cast)
-            if main:
-                bucket.publish_policy(step + 1, out, link=True)
+    published = None if replay else publish_policy(ctx, trainer, step, timings)
+    # A checkpoint reuses the files just published when they hold the weights losslessly.
+    save_when_due(ctx, trainer, step, published if trainer.published_dtype is None else None, timings)
+    if rank() == 0:
+        commit_step(ctx, step, stats, timings, samples=len(scored), started=started, replay=replay)
+
+
+def read_scored_step(ctx: WorkerContext, step: int, timings: dict[str, float]):
+    """Wait until the step's verdicts are committed (any trainer may commit them), then join them."""
+    from oreal.trajectory import join_verdicts
+
+    bucket, replicas = ctx.bucket, ctx.spec.verifier.replicas
+    with timed_phase("wait", timings):
+        wait_for(
+            ctx,
+            f"verdicts of step {step}",
+            lambda: bucket.verdicts_committed(step) or bucket.commit_verdicts(step, replicas),
+        )
+    with timed_phase("sync", timings):
+        return join_verdicts(bucket.read_rollouts(step), bucket.read_verdicts(step))
+
+
+def publish_policy(ctx: WorkerContext, trainer, step: int, timings: dict[str, float]) -> Path:
+    """Save and publish policy v(step+1); returns the local folder it was saved to.
+
+    Policies are published in the rollout's compute dtype (bf16 under autocast: half the bytes).
+    """
+    out = ctx.work_dir / "policy-out"
+    with timed_phase("sync", timings):
+        shutil.rmtree(out, ignore_errors=True)  # new files each step: the bucket may hard-link them
+        trainer.save_policy(out, dtype=trainer.published_dtype)
+        if rank() == 0:
+            ctx.bucket.publish_policy(step + 1, out, link=True)
+    return out
+
+
+def save_when_due(
+    ctx: WorkerContext, trainer, step: int, reuse: Path | None, timings: dict[str, float]
+) -> None:
+    """The final weights after the last step, a resumable checkpoint every checkpoint.every steps."""
+    spec = ctx.spec
     last = step == spec.algorithm.steps - 1
-    if last or (step + 1) % spec.checkpoint.every == 0:
-        checkpoint_start = time.perf_counter()
-        reuse = None if replay or cast else out
-        with phase("sync", timings):
-            if last:
-                save_final(ctx, trainer, step, saved_policy=reuse)
-            else:
-                save_checkpoint(ctx, trainer, step, saved_policy=reuse)
-        timings["checkpoint"] = time.perf_counter() - checkpoint_start  # part of sync, reported apart
-    if not main:
+    if not (last or (step + 1) % spec.checkpoint.every == 0):
         return
+    start = time.perf_counter()
+    with timed_phase("sync", timings):
+        if last:
+            save_final(ctx, trainer, step, saved_policy=reuse)
+        else:
+            save_checkpoint(ctx, trainer, step, saved_policy=reuse)
+    timings["checkpoint"] = time.perf_counter() - start  # part of sync, reported apart
+
+
+def commit_step(
+    ctx: WorkerContext,
+    step: int,
+    stats: dict,
+    timings: dict[str, float],
+    *,
+    samples: int,
+    started: float,
+    replay: bool,
+) -> None:
+    """Rank 0: evaluate when due, write stats/step-k.json, metrics, /status and state.json."""
+    from oreal.bucket import RunState
+
+    bucket, spec = ctx.bucket, ctx.spec
+    last = step == spec.algorithm.steps - 1
     stats = {k: float(v) for k, v in stats.items()}
     every = spec.evaluation.every
     if every and ((step + 1) % every == 0 or last) and not replay:
@@ -243,7 +273,7 @@ def train_one(ctx: WorkerContext, trainer, step: int) -> None:
     stats |= {
         "step": step,
         "policy_version": step + 1,
-        "samples": len(scored),
+        "samples": samples,
         "wall_seconds": time.perf_counter() - started,
     }
     if bucket.read_stats(step) is None:
@@ -278,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
     reference = resolve_model(m.reference, ctx.work_dir / "reference", "reference", ctx)
     reward = resolve_model(m.token_reward_model, ctx.work_dir / "reward-model", "tokenRewardModel", ctx)
     if rank() == 0 and not bucket.policy_committed(0):
-        with phase("sync"):
+        with timed_phase("sync"):
             bucket.publish_policy(0, initial)
         log.info("published the initial policy as v0")
     trainer = OREALTrainer(spec, initial, reference_path=reference, reward_model_path=reward)

@@ -10,16 +10,11 @@ import argparse
 import logging
 
 from oreal.bucket import CorruptPartError
-from oreal.workers.common import (
-    WorkerContext,
-    WorkerError,
-    add_common_args,
-    open_run,
-    phase,
-    run_done,
-    run_worker,
-    wait_for,
-)
+from oreal.workers.context import WorkerContext, open_run
+from oreal.workers.flags import add_common_args
+from oreal.workers.lifecycle import WorkerError, run_worker
+from oreal.workers.polling import run_done, wait_for
+from oreal.workers.timing import timed_phase
 
 log = logging.getLogger("oreal.worker.verifier")
 
@@ -100,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             timings: dict[str, float] = {}
             samples = None
             while samples is None:
-                with phase("wait", timings):
+                with timed_phase("wait", timings):
 
                     def ready(step: int = step) -> bool:
                         # Any replica may commit the rollout step once all its parts are in.
@@ -111,11 +106,11 @@ def run(args: argparse.Namespace) -> int:
                     if not wait_for(ctx, f"rollouts of step {step}", ready, lambda: run_done(bucket)):
                         log.info("run is done")
                         return 0
-                with phase("sync", timings):
+                with timed_phase("sync", timings):
                     samples = read_parts(ctx, step, parts)
-            with phase("verify", timings):
+            with timed_phase("verify", timings):
                 verdicts = score(verifier, samples)
-            with phase("sync", timings):
+            with timed_phase("sync", timings):
                 bucket.write_verdict_part(step, args.index, verdicts)
                 bucket.commit_verdicts(step, args.replicas)
             correct = sum(v.correct for v in verdicts)

@@ -48,8 +48,9 @@ class ModelSpec(SpecModel):
     )
     token_reward_model: str | None = Field(
         default=None,
-        description="Initial token-level reward model backbone. Default: a copy of the initial policy "
-        "with a zero-initialised scalar head.",
+        description="Initial token-level reward model: a folder written by `oreal reward-model fit` "
+        "(backbone + reward_head.safetensors), or an HF model with the policy's vocabulary (its head "
+        "starts at zero). Default: a copy of the initial policy with a zero-initialised scalar head.",
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         default="auto", description="Weights dtype: auto is bfloat16 on GPU, float32 on CPU."
@@ -168,13 +169,38 @@ class AlgorithmSpec(SpecModel):
     samples_per_prompt: Annotated[int, Field(ge=2)] = 16
     keep_per_prompt: Annotated[int, Field(ge=1)] | Literal["all"] = Field(
         default=1,
-        description="OREAL keeps this many correct and this many wrong samples per prompt ('all' keeps all).",
+        description="OREAL keeps this many correct and this many wrong samples per prompt ('all' keeps all). "
+        "The released OREAL w/o token reward model config is keepPerPrompt: all, uniformGroups: keep, "
+        "tokenWeights: false.",
     )
     advantage: Literal["rloo", "grpo"] | None = Field(
         default=None, description="Advantage estimator. Default: grpo for name=grpo, else rloo."
     )
+    uniform_groups: Literal["drop", "keep"] | None = Field(
+        default=None,
+        description="Groups whose samples are all correct or all wrong: drop them before the update (the "
+        "released filter_trajectory=True) or keep them (filter_trajectory=False, the released OREAL "
+        "w/o token reward model config, with keepPerPrompt: all); kept, they add no gradient of their "
+        "own (zero advantage) but count in the token normalisation and the KL. Default: drop for oreal, "
+        "keep for grpo and reinforce.",
+    )
     token_weights: bool = Field(
         default=True, description="Weight token losses by the token-level reward model."
+    )
+    token_weighting: Literal["threshold", "topk"] = Field(
+        default="threshold",
+        description="How reward-model probabilities q_t (prefix mean) become token weights, as in the "
+        "released code: threshold: max(2q-1, 0) on correct and max(1-2q, 0) on wrong samples "
+        "(threshold_rescale); topk: per sequence, the topkRatio share of tokens with the highest q "
+        "(correct) or 1-q (wrong), min-max rescaled to [0, 1], 0 elsewhere (topk_rescale: needs only "
+        "the ranking of tokens, not a calibrated reward model).",
+    )
+    topk_ratio: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="tokenWeighting: topk: share of each sequence's tokens that get a weight "
+        "(the released configs' correct/incorrect_topk_ratio).",
     )
     kl_coef: float = Field(
         default=0.01, ge=0, allow_inf_nan=False, description="beta, the KL(k3) coefficient to the reference."
@@ -254,7 +280,9 @@ class AlgorithmSpec(SpecModel):
 
     @property
     def drop_uniform_groups(self) -> bool:
-        """OREAL drops all-correct and all-wrong groups (no learning signal after RLOO)."""
+        """Drop all-correct and all-wrong groups: uniformGroups, by default only for OREAL."""
+        if self.uniform_groups is not None:
+            return self.uniform_groups == "drop"
         return self.name == "oreal"
 
 

@@ -45,7 +45,7 @@ from oreal.training.models import (
     load_causal_lm,
     load_reference,
 )
-from oreal.training.reward_model import TokenRewardModel
+from oreal.training.reward_model import TokenRewardModel, vocabulary_mismatch
 from oreal.trajectory import ScoredSample
 
 # Stats that are per-step sums over micro-batches and ranks (each micro-batch adds its share).
@@ -98,6 +98,8 @@ class OREALTrainer:
 
         self.reward_model: Engine | None = None
         if alg.uses_reward_model:
+            if reward_model_path is not None:  # e.g. `oreal reward-model fit`'s output
+                check_same_vocabulary(self.policy_path, Path(reward_model_path))
             rm = TokenRewardModel.from_pretrained(
                 reward_model_path or self.policy_path, torch.float32, self.device
             )
@@ -234,9 +236,20 @@ class OREALTrainer:
             rm_loss, rm_stats = reward_model_loss(scores, mask, rewards, counts.sequences)
             self.reward_model.backward(rm_loss, last=i == len(micro) - 1)
             _accumulate(sums, rm_stats)
-            pos_w, neg_w = token_weights(scores, mask)
-            out.append((pos_w, neg_w))
+            out.append(self.select_token_weights(chunk, scores.detach(), mask))
         return out
+
+    def select_token_weights(
+        self, chunk: list[KeptSample], scores: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ω+, ω-) [B, T] of one micro-batch from the reward model's pre-update scores [B, T].
+
+        spec.algorithm.tokenWeighting picks the function. A subclass may return other weights for
+        a diagnostic (benchmarks/learning.py: ω ≡ 1, fixed ω, oracle weights); `chunk` holds the
+        samples of the rows.
+        """
+        alg = self.algorithm
+        return token_weights(scores, mask, alg.token_weighting, alg.topk_ratio)
 
     def _policy_micro_step(
         self,
@@ -358,6 +371,13 @@ class OREALTrainer:
         ckpt.load_rng(directory, self.dist.rank)
         self.next_step = int(state["next_step"])
         return self.next_step
+
+
+def check_same_vocabulary(policy_path: Path, reward_model_path: Path) -> None:
+    """The reward model reads the policy's token ids: refuse one built for another vocabulary."""
+    why = vocabulary_mismatch(policy_path, reward_model_path)
+    if why is not None:
+        raise ValueError(f"spec.model.tokenRewardModel {reward_model_path}: {why}")
 
 
 def check_same_batch(samples: Sequence[ScoredSample], device: torch.device) -> None:

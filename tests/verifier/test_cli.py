@@ -52,13 +52,13 @@ def test_verify_writes_verdicts_and_passes_fields_through(tmp_path: Path, capsys
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (['{"gold": "1", "response": "x"}', "not json"], ":2: not valid JSON"),
-        (['{"gold": "1"}'], ":1: missing field 'response'"),
-        (['{"response": "x"}'], ":1: missing field 'gold'"),
-        (['{"gold": 1, "response": "x"}'], ":1: field 'gold' must be a string"),
-        (['{"gold": "1", "response": "x", "truncated": "yes"}'], ":1: field 'truncated'"),
-        (["[1, 2]"], ":1: expected a JSON object"),
-        (b'{"gold": "1", "response": "x"}\n{"gold": "\xff", "response": "x"}\n', ":2: not valid UTF-8"),
+        (['{"gold": "1", "response": "x"}', "not json"], " line 2: invalid JSON"),
+        (['{"gold": "1"}'], " line 1: missing field 'response'"),
+        (['{"response": "x"}'], " line 1: missing field 'gold'"),
+        (['{"gold": 1, "response": "x"}'], " line 1: field 'gold' must be a string"),
+        (['{"gold": "1", "response": "x", "truncated": "yes"}'], " line 1: field 'truncated'"),
+        (["[1, 2]"], " line 1: expected a JSON object"),
+        (b'{"gold": "1", "response": "x"}\n{"gold": "\xff", "response": "x"}\n', " line 2: not UTF-8 text"),
     ],
 )
 def test_bad_input_is_a_clear_error(tmp_path: Path, capsys, content, message: str) -> None:

@@ -8,11 +8,11 @@ reduced to the number after the last `####`; other answers are used as given.
 from __future__ import annotations
 
 import io
-import json
 from typing import Any
 
 import fsspec
 
+from oreal.jsonl import JSONLError, json_objects
 from oreal.trajectory import Prompt
 
 MAX_PROMPTS_BYTES = 2 * 1024**3
@@ -46,22 +46,10 @@ def read_bytes(uri: str, storage_options: dict[str, Any] | None = None) -> bytes
 
 
 def _jsonl_rows(uri: str, data: bytes) -> list[tuple[str, dict[str, Any]]]:
-    rows = []
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise DataError(f"{uri} line {number}: not UTF-8 text (byte {err.start})") from None
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{uri} line {number}: invalid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{uri} line {number}: expected a JSON object, got {type(row).__name__}")
-        rows.append((f"line {number}", row))
-    return rows
+    try:
+        return [(f"line {number}", row) for number, row in json_objects(data.split(b"\n"))]
+    except JSONLError as err:
+        raise DataError(f"{uri} {err}") from None
 
 
 def _parquet_rows(uri: str, data: bytes) -> list[tuple[str, dict[str, Any]]]:

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from oreal.jsonl import JSONLError, json_objects
+
 BATCH = 256
 
 
@@ -35,27 +37,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001 - 
 def read_records(path: Path) -> list[dict[str, Any]]:
     records = []
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise InputError(f"{path}:{number}: not valid UTF-8 ({err.reason})") from None
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{path}:{number}: expected a JSON object")
-            for field in ("gold", "response"):
-                if field not in record:
-                    raise InputError(f"{path}:{number}: missing field '{field}'")
-                if not isinstance(record[field], str):
-                    raise InputError(f"{path}:{number}: field '{field}' must be a string")
-            if not isinstance(record.get("truncated", False), bool):
-                raise InputError(f"{path}:{number}: field 'truncated' must be true or false")
-            records.append(record)
+        try:
+            for number, record in json_objects(handle):
+                for field in ("gold", "response"):
+                    if field not in record:
+                        raise InputError(f"{path} line {number}: missing field '{field}'")
+                    if not isinstance(record[field], str):
+                        raise InputError(f"{path} line {number}: field '{field}' must be a string")
+                if not isinstance(record.get("truncated", False), bool):
+                    raise InputError(f"{path} line {number}: field 'truncated' must be true or false")
+                records.append(record)
+        except JSONLError as err:
+            raise InputError(f"{path} {err}") from None
     return records
 
 

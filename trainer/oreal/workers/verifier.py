@@ -45,18 +45,10 @@ def score(verifier, samples):
     """Verdict records (oreal.trajectory.Verdict) for rollout samples, in order."""
     from oreal.trajectory import Verdict
 
-    results = verifier.verify_batch([(s.gold, s.response_text, s.truncated) for s in samples])
+    judgements = verifier.verify_batch([(s.gold, s.response_text, s.truncated) for s in samples])
     return [
-        Verdict(
-            step=s.step,
-            prompt_id=s.prompt_id,
-            sample_index=s.sample_index,
-            correct=r.correct,
-            status=r.status,
-            extracted=r.extracted,
-            seconds=r.seconds,
-        )
-        for s, r in zip(samples, results, strict=True)
+        Verdict(s.step, s.prompt_id, s.sample_index, **j.as_dict())
+        for s, j in zip(samples, judgements, strict=True)
     ]
 
 

@@ -151,7 +151,12 @@ def test_render_runs_without_the_worker_stack() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [("worker", "rollout", "--run", "file:///nowhere"), ("run", "examples/quickstart.yaml")]
+    "argv",
+    [
+        ("worker", "rollout", "--run", "file:///nowhere"),
+        ("run", "examples/quickstart.yaml"),
+        ("reward-model", "fit", "--policy", "models/sft", "--data", "scored.jsonl", "--out", "rm"),
+    ],
 )
 def test_worker_commands_name_the_extra_they_need(argv: tuple[str, ...]) -> None:
     result = run_base("oreal.cli", *argv)

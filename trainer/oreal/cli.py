@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "oreal.workers",
     "oreal.verifier.cli",
     "oreal.evaluation",
+    "oreal.reward_model_fit",
 )
 # Top-level modules of the worker stack, by the extra that installs them. A base install (`pip
 # install oreal`: spec, validate, crd, render, operator) lacks them; a subcommand that needs one says

@@ -171,11 +171,6 @@ def test_operator_help_runs_without_the_worker_stack() -> None:
     assert "OREAL_WORKER_IMAGE" in result.stdout
 
 
-@pytest.mark.xfail(
-    (ROOT / "operator" / "oreal_operator" / "bucket_view.py").exists(),
-    strict=True,
-    reason="the operator still reads the bucket (bucket_view imports fsspec/pyarrow); issue #16 removes it",
-)
 def test_operator_imports_without_the_worker_stack() -> None:
     """What `python -m oreal_operator` imports before it starts Kopf: the handlers and everything below."""
     result = run_base("oreal_operator.handlers", env={"OREAL_WORKER_IMAGE": "example.org/oreal:test"})

@@ -121,11 +121,6 @@ def test_the_image_holds_the_base_install_only(operator_image: str) -> None:
     assert crd.stdout == (REPO / "crds" / "orealrun.yaml").read_text()
 
 
-@pytest.mark.xfail(
-    (REPO / "operator" / "oreal_operator" / "bucket_view.py").exists(),
-    strict=True,
-    reason="the operator still reads the bucket (bucket_view imports fsspec, a worker extra); issue #16 removes it",
-)
 @pytest.mark.asyncio
 async def test_the_image_reconciles_a_run_against_kmock(
     operator_image: str, kmock: object, tmp_path: Path

@@ -18,6 +18,7 @@ from oreal.spec import status as v
 from oreal.spec.models import OREALRun, OREALRunStatus
 from oreal_operator.api import ApiError
 from oreal_operator.controller import Controller, Key
+from oreal_operator.packing import pack
 from oreal_operator.plan import Step, plan_configmap, plan_jobset
 from oreal_operator.render import queue_name
 
@@ -33,19 +34,19 @@ async def apply_steps(ctl: Controller, key: Key, steps: list[Step]) -> None:
         cache = ctl.children[step.kind]
         if step.verb == "create":
             try:
-                cache[key] = await ctl.api.create(step.kind, namespace, step.body or {})
+                cache[key] = pack(await ctl.api.create(step.kind, namespace, step.body or {}))
             except ApiError as err:
                 live = await ctl.api.get(step.kind, namespace, step.name) if err.status == 409 else None
                 if live is None:
                     raise
-                cache[key] = live
+                cache[key] = pack(live)
                 raise StaleCache(step.name) from None
         elif step.verb == "patch":
-            cache[key] = await ctl.api.patch(step.kind, namespace, step.name, step.body)
+            cache[key] = pack(await ctl.api.patch(step.kind, namespace, step.name, step.body))
         else:
             gone = await ctl.api.delete(step.kind, namespace, step.name)
             if gone is not None and (gone.get("metadata") or {}).get("deletionTimestamp"):
-                cache[key] = gone  # foreground: it goes once its Jobs and pods are gone
+                cache[key] = pack(gone)  # foreground: it goes once its Jobs and pods are gone
             else:
                 cache.pop(key, None)
 
@@ -70,9 +71,12 @@ async def apply_children(
             )
         return False, False
     wanted = None if (run.spec.suspend and queued) else jobset
+    memory = ctl.remember(key)
     for attempt in range(2):
+        live = ctl.children["JobSet"].get(key)
+        checked = memory.checked is not None and memory.checked[0] is live and memory.checked[1] is wanted
         steps = plan_configmap(configmap, ctl.children["ConfigMap"].get(key), uid)
-        steps += plan_jobset(wanted, ctl.children["JobSet"].get(key), uid, queued=queued)
+        steps += plan_jobset(wanted, live, uid, queued=queued, check_drift=not checked)
         try:
             await apply_steps(ctl, key, steps)
         except StaleCache:
@@ -85,5 +89,7 @@ async def apply_children(
                 await ctl.api.post_event(body, "Normal", reason, f"JobSet {step.name}: {step.why}")
         created = any(step.kind == "JobSet" and step.verb == "create" for step in steps)
         recreating = wanted is not None and any(step.verb == "delete" for step in steps)
+        if not any(step.kind == "JobSet" for step in steps):
+            memory.checked = (live, wanted)
         return not recreating, created
     return False, False

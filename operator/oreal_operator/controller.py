@@ -31,6 +31,7 @@ from oreal_operator.api import Api, ApiError
 from oreal_operator.config import OperatorConfig
 from oreal_operator.metrics import RECONCILE_ERRORS, PhaseCounts
 from oreal_operator.naming import MANAGED_BY, MANAGED_BY_LABEL, owner_run
+from oreal_operator.packing import pack
 from oreal_operator.progress import Report
 
 LOG = logging.getLogger("oreal_operator")
@@ -54,6 +55,11 @@ class Memory:
     blocked_posted: str | None = None
     backoff: float = 0.0
     tick: bool = True  # the next round reads the report
+    # Caches that spare an idle round the CPU of parsing, rendering and comparing: the rendering
+    # of the run as it was last seen (key: what the rendering depends on), and the live JobSet
+    # object (a new one comes with every watch event) last found to cover that rendering.
+    rendered: tuple[str, Any] | None = None
+    checked: tuple[Any, Any] | None = None
 
 
 @dataclass
@@ -106,9 +112,10 @@ class Controller:
             if cache.pop(key, None) is not None or key in self.runs:
                 self.poke(key)
             return
-        if cache.get(key) == obj:
+        packed = pack(obj)
+        if cache.get(key) == packed:
             return
-        cache[key] = dict(obj)
+        cache[key] = packed
         self.poke(key)
 
     def forget(self, key: Key) -> None:
@@ -199,7 +206,7 @@ class Controller:
                     run = owner_run(obj)
                     if run is not None:
                         key = ((obj.get("metadata") or {}).get("namespace"), run)
-                        self.children[kind].setdefault(key, obj)
+                        self.children[kind].setdefault(key, pack(obj))
 
     async def start(self) -> None:
         await self.prime()

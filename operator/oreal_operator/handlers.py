@@ -33,6 +33,22 @@ from oreal_operator.naming import MANAGED_BY, MANAGED_BY_LABEL
 from oreal_operator.progress import HttpReports
 
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Kopf deep-copies every event's object to diff it against the last handled state; only
+    change-detecting handlers (on.create/update) use that diff, and the operator has none."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 JOBSETS = ("jobset.x-k8s.io", "v1alpha2", "jobsets")
 CONFIGMAPS = ("", "v1", "configmaps")
 OURS = {MANAGED_BY_LABEL: MANAGED_BY}
@@ -41,8 +57,13 @@ OURS = {MANAGED_BY_LABEL: MANAGED_BY}
 async def startup(
     settings: kopf.OperatorSettings, memo: kopf.Memo, status_seconds: float, logger: logging.Logger, **_: Any
 ) -> None:
+    # Event handlers only (the controller reconciles): no diff base to build, store or patch.
+    settings.persistence.diffbase_storage = NoDiffBase()
     # Events are posted by the controller itself (api.post_event), as oreal-operator.
     settings.posting.enabled = False
+    # Kopf logs every event handler's success at INFO: a line per watch event of every run and
+    # child. Warnings and errors still show.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     # Watches end server-side after ~5 min and are reopened; a client timeout slightly longer
     # catches a connection that died silently (a load balancer dropping idle streams).
     settings.watching.server_timeout = 300

@@ -32,6 +32,7 @@ from typing import Any
 from oreal_operator.drift import covers, drifted
 from oreal_operator.errors import ForeignObjectError
 from oreal_operator.naming import controlled_by
+from oreal_operator.packing import unpack
 from oreal_operator.render import RENDERED_BY, SPEC_HASH
 
 
@@ -92,11 +93,14 @@ def plan_jobset(
     owner_uid: str | None,
     *,
     queued: bool,
+    check_drift: bool = True,
 ) -> list[Step]:
+    """The steps for the JobSet (see the module docstring). `check_drift=False` skips comparing the
+    live spec field by field: the caller compared this very live object with this rendering before."""
     if live is None:
         if desired is None:
             return []
-        return [Step("create", "JobSet", desired["metadata"]["name"], dict(desired), "missing")]
+        return [Step("create", "JobSet", desired["metadata"]["name"], unpack(desired), "missing")]
     _check_owner(live, owner_uid)
     name = _meta(live)["name"]
     if _meta(live).get("deletionTimestamp"):
@@ -107,10 +111,11 @@ def plan_jobset(
         return [
             Step("delete", "JobSet", name, why="the run's spec changed: re-created, the gang restarts once")
         ]
-    if _annotation(live, RENDERED_BY) == _annotation(desired, RENDERED_BY):
-        want = {k: v for k, v in desired["spec"].items() if k != "suspend"}
-        if not covers(want, live.get("spec")):
-            where = ", ".join(f"spec.{p}" for p in drifted(want, live.get("spec")))
+    if check_drift and _annotation(live, RENDERED_BY) == _annotation(desired, RENDERED_BY):
+        want = {k: v for k, v in unpack(desired)["spec"].items() if k != "suspend"}
+        have = unpack(live).get("spec")
+        if not covers(want, have):
+            where = ", ".join(f"spec.{p}" for p in drifted(want, have))
             return [Step("delete", "JobSet", name, why=f"edited by hand ({where}): re-created as rendered")]
     patch = metadata_patch(desired, live)
     suspend = bool(desired["spec"].get("suspend"))

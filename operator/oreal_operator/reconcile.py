@@ -40,6 +40,7 @@ from oreal_operator.errors import ForeignObjectError, RenderError
 from oreal_operator.metrics import RECONCILE_DURATION, RECONCILE_ERRORS
 from oreal_operator.naming import owner_reference
 from oreal_operator.observe import observe_failures, one_line, read_report
+from oreal_operator.packing import pack
 from oreal_operator.render import (
     RENDER_VERSION,
     RESTARTS_BEFORE,
@@ -129,20 +130,11 @@ async def reconcile_run(ctl: Controller, key: Key) -> None:
     generation = body["metadata"].get("generation")
     jobset = ctl.children["JobSet"].get(key)
     image = pinned_image(previous, jobset, ctl.config.image)
-    try:
-        run = parse(body)
-    except SpecError as err:
-        invalid = one_line(str(err))
-        await _write(
-            ctl, key, body, previous, invalid_only(previous, invalid, generation, now), invalid=invalid
-        )
+    run, desired, invalid = _render(ctl, key, body, image, previous, jobset)
+    if run is None:
+        status = invalid_only(previous, invalid or "", generation, now)
+        await _write(ctl, key, body, previous, status, invalid=invalid)
         return
-    desired: list[dict[str, Any]] = []
-    invalid: str | None = None
-    try:
-        desired = render_run(run, _options(ctl, key, body, image, previous, jobset))
-    except RenderError as err:
-        invalid = one_line(str(err))
     identity = (generation, _annotation(desired[1], SPEC_HASH) if desired else None)
     if invalid is None and mem.refused is not None and mem.refused[0] == identity:
         invalid = mem.refused[1]
@@ -170,6 +162,37 @@ async def reconcile_run(ctl: Controller, key: Key) -> None:
     if created or (applied and new.worker_image is None and ctl.children["JobSet"].get(key) is not None):
         new = new.model_copy(update={"worker_image": image, "render_version": RENDER_VERSION})
     await _write(ctl, key, body, previous, new, invalid=invalid, blocked=blocked)
+
+
+def _render(
+    ctl: Controller,
+    key: Key,
+    body: Mapping[str, Any],
+    image: str,
+    previous: OREALRunStatus | None,
+    jobset: Mapping[str, Any] | None,
+) -> tuple[OREALRun | None, list[dict[str, Any]], str | None]:
+    """(the parsed run or None, its children or [], why it cannot run or None), from the run's
+    memory when nothing the rendering reads has changed since the last round."""
+    opts = _options(ctl, key, body, image, previous, jobset)
+    meta = body["metadata"]
+    inputs = [body.get("spec"), meta.get("labels"), meta.get("annotations"), meta.get("uid"), opts]
+    cache_key = json.dumps(inputs, sort_keys=True, default=repr)
+    mem = ctl.remember(key)
+    if mem.rendered is not None and mem.rendered[0] == cache_key:
+        return mem.rendered[1]
+    try:
+        run: OREALRun | None = parse(body)
+    except SpecError as err:
+        result: tuple[OREALRun | None, list[dict[str, Any]], str | None] = (None, [], one_line(str(err)))
+    else:
+        try:
+            configmap, jobset = render_run(run, opts)  # type: ignore[arg-type]
+            result = (run, [configmap, pack(jobset)], None)
+        except RenderError as err:
+            result = (run, [], one_line(str(err)))
+    mem.rendered = (cache_key, result)
+    return result
 
 
 def _options(

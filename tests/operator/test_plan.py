@@ -155,3 +155,24 @@ def test_drift_rules():
     assert not covers({"a": True}, {"a": 1})  # a bool is not a number
     assert not covers({"a": {"b": 1}}, {"a": "x"})
     assert drifted({"x": [{"y": 1}, {"y": 2}]}, {"x": [{"y": 1}, {"y": 3}]}) == ["x[1].y"]
+
+
+def test_packed_children_plan_as_plain_ones():
+    """The caches keep JobSets packed (packing.py): every plan is the same as with plain objects."""
+    from oreal_operator.packing import Packed, pack, unpack
+
+    _, jobset = desired()
+    live = as_stored(jobset)
+    assert isinstance(pack(live)["spec"]["replicatedJobs"], Packed) and unpack(pack(live)) == live
+    assert pack(live) == pack(copy.deepcopy(live))  # equal objects pack equal: the caches compare them
+    edited = copy.deepcopy(live)
+    edited["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"][0]["image"] = (
+        "x:1"
+    )
+    for a, b in ((jobset, live), (jobset, edited)):
+        plain = plan_jobset(a, b, UID, queued=False)
+        packed = plan_jobset(pack(a), pack(b), UID, queued=False)
+        assert [(s.verb, s.why) for s in packed] == [(s.verb, s.why) for s in plain]
+    del live["metadata"]  # a missing JobSet is created from the unpacked rendering
+    [create] = plan_jobset(pack(jobset), None, UID, queued=False)
+    assert create.body == jobset

@@ -34,6 +34,9 @@ MUTABLE_PATHS: tuple[tuple[str, ...], ...] = (
 )
 # metadata keys a started run may change.
 MUTABLE_METADATA = ("labels", "annotations", "namespace")
+# libyaml's emitter when PyYAML has it (4x faster; the operator freezes every run it renders), else
+# PyYAML's own: both write the same text (tests/spec/test_frozen.py), so stores compare equal.
+DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def frozen_spec(run: OREALRun, uri: str) -> str:
@@ -41,7 +44,7 @@ def frozen_spec(run: OREALRun, uri: str) -> str:
     data = run.model_dump(by_alias=True, exclude_none=True, mode="json")
     data.pop("status", None)
     data["spec"].setdefault("storage", {})["uri"] = uri
-    return yaml.safe_dump(data, sort_keys=True)
+    return yaml.dump(data, Dumper=DUMPER, sort_keys=True)
 
 
 def spec_conflict(stored: str, frozen: str, source: str = "<stored spec>") -> str | None:

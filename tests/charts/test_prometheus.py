@@ -45,6 +45,7 @@ pytestmark = pytest.mark.slow
 
 RUN, NAMESPACE = "prom", "team-a"  # the run's target labels (the PodMonitor's run/namespace)
 STEPS = 4
+WORKERS = 4  # tiny_spec: 2 rollout, 1 verifier, 1 trainer
 RATE_INTERVAL = "15s"  # Grafana's $__rate_interval for a 1 s scrape interval and a short run
 # Metrics a short, healthy local run cannot produce, with why: a panel that reads only these may stay
 # empty. Every other panel must return series.
@@ -152,7 +153,7 @@ def prometheus(
     prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Prometheus, dict]]:
     root = tmp_path_factory.mktemp("prometheus")
-    workers = 4  # tiny_spec: 2 rollout, 1 verifier, 1 trainer
+    workers = WORKERS
     ports = {"workers": free_block(workers), "operator": free_port(), "prometheus": free_port()}
     config = root / "prometheus.yml"
     config.write_text(yaml.safe_dump(scrape_config(workers, ports["workers"], ports["operator"])))
@@ -215,8 +216,10 @@ def scraped(
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     time.sleep(2)  # a last scrape after the run is gone
-    run_at = client.last_sample_time(f'oreal_trainer_step{{run="{RUN}"}}', start)
-    assert run_at is not None, "Prometheus scraped no trainer step"
+    # The last scrape with every worker up: when the run ends its workers stop one by one, and the
+    # series of a stopped target are stale from then on.
+    run_at = client.last_sample_time(f'count(up{{job="oreal-runs"}} == 1) == {WORKERS}', start)
+    assert run_at is not None, "Prometheus never scraped all the run's workers at once"
     return client, run_at, operator_at
 
 

@@ -35,7 +35,11 @@ def established(name: str) -> str | None:
 
 
 def main() -> int:
-    problems = [p for p in (healthy(os.environ["OREAL_TEST_HEALTH_URL"]), established(os.environ["OREAL_TEST_CRD"])) if p]
+    problems = [
+        p
+        for p in (healthy(os.environ["OREAL_TEST_HEALTH_URL"]), established(os.environ["OREAL_TEST_CRD"]))
+        if p
+    ]
     for problem in problems:
         print(f"FAIL {problem}", file=sys.stderr)
     if not problems:

@@ -123,10 +123,10 @@ def test_a_later_commit_keeps_the_first(gcs_uri: str) -> None:
     c1, c2 = open_bucket(gcs_uri), open_bucket(gcs_uri)
     c1.write_rollout_part(step, 0, samples(step, seed=first))
     assert c1.commit_rollouts(step, 1)
-    commit = c1.get_bytes(layout.step_commit("rollouts", step))
+    commit = c1.store.get_bytes(layout.step_commit("rollouts", step))
     c2.write_rollout_part(step, 0, samples(step, seed=zombie))  # a zombie's version, lower name
     assert c2.commit_rollouts(step, 1)
-    assert c2.get_bytes(layout.step_commit("rollouts", step)) == commit
+    assert c2.store.get_bytes(layout.step_commit("rollouts", step)) == commit
     assert c2.read_rollouts(step) == samples(step, seed=first)
 
 
@@ -194,7 +194,7 @@ def test_commit_race_on_the_emulator_overwrites(gcs_uri: str) -> None:
     def c2_create(key: str, data: bytes) -> bytes | None:
         c2_listed.set()
         t1.join(30)
-        results["after_c1"] = c2.get_bytes(key)
+        results["after_c1"] = c2.store.get_bytes(key)
         return c2_real_create(key, data)
 
     c2.store.create_bytes = c2_create  # type: ignore[method-assign]

@@ -6,7 +6,9 @@ Lease (the protocol of client-go's leaderelection, kept small).
     exit(1 if lost.is_set() else 0)
 
 - acquire: read the Lease, create it when absent, take it over when its holder let it go (no
-  holderIdentity) or stopped renewing it (renewTime + leaseDurationSeconds has passed). The replace
+  holderIdentity) or stopped renewing it: its record (holder, renewTime) has not changed for
+  leaseDurationSeconds by this replica's own clock, as client-go judges it (immune to clock skew
+  between nodes; a replica that starts meanwhile waits one whole duration). The replace
   carries the resourceVersion that was read, so of two replicas taking over at once one gets 409.
 - renew: every `retry` seconds. When renewing has failed for `renew_deadline` seconds, or another
   holder is seen, leadership is lost: `lost` is set and the process sends itself SIGTERM, on which
@@ -117,17 +119,27 @@ def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text)
 
 
-def held_by_other(lease: dict[str, Any], me: str, now: datetime) -> str | None:
-    """The identity of another replica that holds `lease` now, or None when it is free or ours."""
+def held_by_other(lease: dict[str, Any], me: str, observed_for: timedelta) -> str | None:
+    """The identity of another replica that holds `lease`, or None when it is free, ours, or expired.
+
+    `observed_for`: how long this replica has seen the Lease's record unchanged, on its own clock.
+    As client-go does, expiry is judged by that and not by the holder's renewTime, so clocks that
+    differ between nodes cannot make a live holder look expired (or a dead one alive).
+    """
     spec = lease.get("spec") or {}
     holder = spec.get("holderIdentity")
     if not holder or holder == me:
         return None
-    renewed = _time(spec.get("renewTime")) or _time(spec.get("acquireTime"))
-    duration = float(spec.get("leaseDurationSeconds") or 0)
-    if renewed is None or renewed + timedelta(seconds=duration) < now:
+    duration = timedelta(seconds=float(spec.get("leaseDurationSeconds") or 0))
+    if observed_for > duration:
         return None  # expired: its holder stopped renewing
     return holder
+
+
+def _record(lease: dict[str, Any]) -> tuple[Any, ...]:
+    """What changes whenever a holder writes the Lease (its renewals included)."""
+    spec = lease.get("spec") or {}
+    return (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseTransitions"))
 
 
 class Elector:
@@ -138,6 +150,15 @@ class Elector:
     ):
         self.client, self.identity, self.timing, self.now = client, identity, timing, now
         self.lease: dict[str, Any] | None = None  # as last written by us
+        self._observed: tuple[Any, ...] | None = None  # the Lease's record as last read
+        self._observed_at: datetime | None = None  # when it was first read so, on our clock
+
+    def _observed_for(self, lease: dict[str, Any]) -> timedelta:
+        """How long the Lease's record has stayed as it is now, by this replica's clock."""
+        now, record = self.now(), _record(lease)
+        if record != self._observed or self._observed_at is None:
+            self._observed, self._observed_at = record, now
+        return now - self._observed_at
 
     def _spec(self, lease: dict[str, Any] | None, acquired: bool) -> dict[str, Any]:
         now = self.now().strftime(_MICROTIME)
@@ -166,7 +187,7 @@ class Elector:
                 }
                 self.lease = self.client.create(body)
                 return True
-            holder = held_by_other(lease, self.identity, self.now())
+            holder = held_by_other(lease, self.identity, self._observed_for(lease))
             if holder is not None:
                 return False
             ours = (lease.get("spec") or {}).get("holderIdentity") == self.identity

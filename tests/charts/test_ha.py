@@ -77,7 +77,8 @@ async def test_one_holder_until_it_releases_or_stops_renewing(api: Any) -> None:
     await step(a.release)  # a clean exit: b takes over at once
     assert await step(b.try_acquire)
     assert lease_holder(api, LEASE) == "b"
-    # b dies without releasing: a waits the lease duration out, then takes over
+    # b dies without releasing: a, watching, waits the lease duration out on its own clock
+    assert not await step(a.try_acquire)
     clock.advance(14)
     assert not await step(a.try_acquire)
     clock.advance(2)
@@ -87,15 +88,46 @@ async def test_one_holder_until_it_releases_or_stops_renewing(api: Any) -> None:
     assert lease["leaseTransitions"] == 2 and lease["leaseDurationSeconds"] == 15
 
 
-def test_a_lease_expires_by_its_own_duration() -> None:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
+def test_a_lease_expires_by_its_own_duration_on_the_observers_clock() -> None:
     lease = {
         "spec": {"holderIdentity": "x", "leaseDurationSeconds": 5, "renewTime": "2026-01-01T00:00:00.000000Z"}
     }
-    assert held_by_other(lease, "me", now + timedelta(seconds=4)) == "x"
-    assert held_by_other(lease, "me", now + timedelta(seconds=6)) is None
-    assert held_by_other(lease, "x", now) is None  # ours
-    assert held_by_other({"spec": {"holderIdentity": None}}, "me", now) is None  # released
+    assert held_by_other(lease, "me", timedelta(seconds=4)) == "x"
+    assert held_by_other(lease, "me", timedelta(seconds=6)) is None
+    assert held_by_other(lease, "x", timedelta(0)) is None  # ours
+    assert held_by_other({"spec": {"holderIdentity": None}}, "me", timedelta(0)) is None  # released
+
+
+def test_expiry_ignores_the_holders_clock_and_restarts_with_each_renewal() -> None:
+    """A holder whose clock runs an hour behind still holds the Lease while it renews; one that
+    stops renewing loses it a lease duration after the observer last saw it change."""
+    clock = Clock()
+
+    class Reader:
+        namespace, name = NAMESPACE, "l"
+
+        def __init__(self) -> None:
+            self.lease = {
+                "spec": {
+                    "holderIdentity": "x",
+                    "leaseDurationSeconds": 5,
+                    "renewTime": "2025-12-31T23:00:00Z",
+                }
+            }
+
+        def read(self) -> dict[str, Any]:
+            return self.lease
+
+    reader = Reader()
+    watcher = Elector(reader, "me", Timing(5), now=clock)  # type: ignore[arg-type]
+    assert watcher._observed_for(reader.lease) == timedelta(0)
+    clock.advance(4)
+    assert held_by_other(reader.lease, "me", watcher._observed_for(reader.lease)) == "x"
+    reader.lease = {"spec": {**reader.lease["spec"], "renewTime": "2025-12-31T23:00:04Z"}}  # a renewal
+    clock.advance(4)
+    assert held_by_other(reader.lease, "me", watcher._observed_for(reader.lease)) == "x"  # counted anew
+    clock.advance(6)
+    assert held_by_other(reader.lease, "me", watcher._observed_for(reader.lease)) is None
 
 
 @pytest.mark.asyncio
@@ -103,8 +135,10 @@ async def test_lost_lease_sets_the_stop_flag(api: Any) -> None:
     clock = Clock()
     a = elector("a", clock)
     assert await asyncio.to_thread(a.try_acquire)
+    b = elector("b", clock)
+    assert not await asyncio.to_thread(b.try_acquire)  # b sees a's Lease
     clock.advance(16)  # a stalled past its lease: b takes it
-    assert await asyncio.to_thread(elector("b", clock).try_acquire)
+    assert await asyncio.to_thread(b.try_acquire)
     lost, done = threading.Event(), threading.Event()
     a.timing = Timing(1.5)  # renew every 0.2 s
     thread = threading.Thread(target=a.renew_until_lost, args=(lost, done))

@@ -40,7 +40,7 @@ from oreal.algorithm import reward_model_loss, token_weights  # noqa: E402
 from oreal.algorithm.token_weights import sequence_logits  # noqa: E402
 from oreal.spec.models import OptimizerSpec  # noqa: E402
 from oreal.training.distributed import init_distributed  # noqa: E402
-from oreal.training.engine import make_engine  # noqa: E402
+from oreal.training.engine import make_training_engine  # noqa: E402
 from oreal.training.logprobs import collate, response_logprobs  # noqa: E402
 from oreal.training.models import load_causal_lm  # noqa: E402
 from oreal.training.reward_model import TokenRewardModel  # noqa: E402
@@ -170,7 +170,7 @@ def train_rm(
     torch.manual_seed(seed)
     rm = TokenRewardModel.from_pretrained(policy_path, torch.float32, torch.device("cpu"))
     rm.train()
-    engine = make_engine(
+    engine = make_training_engine(
         rm,
         OptimizerSpec(lr=lr, min_lr=lr, weight_decay=0.0),
         init_distributed(torch.device("cpu")),

@@ -34,7 +34,7 @@ from oreal.dtypes import resolve_dtype
 from oreal.spec.models import OREALRunSpec
 from oreal.training import OREALTrainer
 from oreal.training.batch import micro_batches, prepare
-from oreal.training.engine import make_engine
+from oreal.training.engine import make_training_engine
 from oreal.training.logprobs import collate, response_logprobs
 from oreal.training.models import compile_decoder_layers, enable_activation_checkpointing, load_causal_lm
 from oreal.trajectory import RolloutSample, ScoredSample, Verdict
@@ -133,7 +133,7 @@ class SFTStep:
         if spec.trainer.gradient_checkpointing:
             enable_activation_checkpointing(model)
         model.train()
-        self.engine = make_engine(
+        self.engine = make_training_engine(
             model,
             spec.algorithm.policy_optimizer,
             dist_info,

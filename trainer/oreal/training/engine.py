@@ -22,8 +22,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from oreal.training.distributed import DistInfo, is_distributed
 from oreal.spec.models import OptimizerSpec
+from oreal.training.distributed import DistInfo, is_distributed
 
 BUCKET_ELEMENTS = 50_000_000
 
@@ -40,7 +40,7 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return groups
 
 
-class Engine(Protocol):
+class TrainingEngine(Protocol):
     module: nn.Module
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
@@ -201,7 +201,7 @@ def shard_frozen_module(module: nn.Module, bf16: bool) -> Any:
     return engine
 
 
-def make_engine(
+def make_training_engine(
     module: nn.Module,
     opt: OptimizerSpec,
     dist_info: DistInfo,
@@ -209,7 +209,7 @@ def make_engine(
     backend: str,
     zero_stage: int,
     compute_dtype: torch.dtype,
-) -> Engine:
+) -> TrainingEngine:
     """The one switch: `backend` is "torch" or "deepspeed"."""
     if compute_dtype == torch.float16:
         raise ValueError("float16 training needs loss scaling, which the trainer does not do: use bfloat16")

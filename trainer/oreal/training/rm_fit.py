@@ -28,7 +28,7 @@ from oreal.algorithm import reward_model_loss
 from oreal.algorithm.token_weights import sequence_logits
 from oreal.spec.models import OptimizerSpec
 from oreal.training.distributed import DistInfo
-from oreal.training.engine import make_engine
+from oreal.training.engine import make_training_engine
 from oreal.training.logprobs import collate
 from oreal.training.models import copy_tokenizer_files
 from oreal.training.reward_model import TokenRewardModel, vocabulary_mismatch
@@ -326,7 +326,7 @@ def fit(
         min_lr=cfg.lr / 5 if cfg.min_lr is None else cfg.min_lr,
         weight_decay=cfg.weight_decay,
     )
-    engine = make_engine(
+    engine = make_training_engine(
         model, opt, DistInfo(0, 1, 0), backend="torch", zero_stage=0, compute_dtype=torch.float32
     )
     per_epoch = -(-len(train) // cfg.batch_size)

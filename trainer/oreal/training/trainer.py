@@ -36,7 +36,7 @@ from oreal.training.distributed import (
     init_distributed,
     is_distributed,
 )
-from oreal.training.engine import Engine, make_engine, shard_frozen_module
+from oreal.training.engine import TrainingEngine, make_training_engine, shard_frozen_module
 from oreal.training.logprobs import collate, response_logprobs
 from oreal.training.models import (
     compile_decoder_layers,
@@ -85,7 +85,7 @@ class OREALTrainer:
         if engine.gradient_checkpointing:
             enable_activation_checkpointing(policy)
         policy.train()
-        self.policy: Engine = self._engine(policy, alg.policy_optimizer)
+        self.policy: TrainingEngine = self._engine(policy, alg.policy_optimizer)
 
         self.reference = None
         if alg.uses_kl:
@@ -96,7 +96,7 @@ class OREALTrainer:
                 low = self.compute_dtype in (torch.bfloat16, torch.float16)
                 self.reference = shard_frozen_module(self.reference, bf16=low and self.device.type == "cuda")
 
-        self.reward_model: Engine | None = None
+        self.reward_model: TrainingEngine | None = None
         if alg.uses_reward_model:
             if reward_model_path is not None:  # e.g. `oreal reward-model fit`'s output
                 check_same_vocabulary(self.policy_path, Path(reward_model_path))
@@ -114,8 +114,8 @@ class OREALTrainer:
                     compile_decoder_layers(net)
         self.next_step = 0
 
-    def _engine(self, module: torch.nn.Module, opt: OptimizerSpec) -> Engine:
-        return make_engine(
+    def _engine(self, module: torch.nn.Module, opt: OptimizerSpec) -> TrainingEngine:
+        return make_training_engine(
             module,
             opt,
             self.dist,

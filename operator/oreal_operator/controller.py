@@ -176,7 +176,7 @@ class Controller:
             memory.backoff = min(self.status_seconds, max(MIN_BACKOFF, memory.backoff * 2))
             message = err.message if isinstance(err, ApiError) else f"{type(err).__name__}: {err}"
             LOG.warning("run %s/%s: %s; trying again in %.1f s", *key, message, memory.backoff)
-            self.poke(key, memory.backoff)
+            self.poke(key, jitter(memory.backoff))
         else:
             memory.backoff = 0.0
 

@@ -6,7 +6,8 @@ A finished run's JobSet is left alone (its controller ended the pods), except th
 operator failed itself (DeadlineExceeded) loses it. A suspended run with a Kueue queue loses its
 JobSet too: Kueue owns a queued JobSet's suspend, so the operator cannot suspend it; re-created
 on resume, it queues again. A create that finds the name taken (409: the cache missed it) reads
-the object and plans again; 400/422 and other API errors go to the caller.
+the object and plans again; a create answered 404 (the kind is not served: the JobSet CRD is not
+installed) raises ApiNotServed; 400/422 and other API errors go to the caller.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from oreal.spec import status as v
 from oreal.spec.models import OREALRun, OREALRunStatus
 from oreal_operator.api import ApiError
 from oreal_operator.controller import Controller, Key
+from oreal_operator.errors import ApiNotServed
 from oreal_operator.packing import pack
 from oreal_operator.plan import Step, plan_configmap, plan_jobset
 from oreal_operator.render import queue_name
@@ -36,6 +38,11 @@ async def apply_steps(ctl: Controller, key: Key, steps: list[Step]) -> None:
             try:
                 cache[key] = pack(await ctl.api.create(step.kind, namespace, step.body or {}))
             except ApiError as err:
+                if err.status == 404:  # a create's collection itself is not there
+                    raise ApiNotServed(
+                        f"the cluster does not serve {step.kind} ({err.message}): install its controller and "
+                        "CRD (README, Running on Kubernetes); the operator tries again"
+                    ) from None
                 live = await ctl.api.get(step.kind, namespace, step.name) if err.status == 409 else None
                 if live is None:
                     raise

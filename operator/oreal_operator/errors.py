@@ -9,3 +9,7 @@ class RenderError(ValueError):
 
 class ForeignObjectError(RuntimeError):
     """A child's name is taken by an object this run does not control."""
+
+
+class ApiNotServed(RuntimeError):
+    """The cluster does not serve a kind the operator creates (e.g. the JobSet CRD is not installed)."""

@@ -36,7 +36,7 @@ from oreal.spec.models import OREALRun, OREALRunStatus
 from oreal_operator.api import JSON_PATCH, ApiError
 from oreal_operator.apply import apply_children
 from oreal_operator.controller import Controller, Key, Memory
-from oreal_operator.errors import ForeignObjectError, RenderError
+from oreal_operator.errors import ApiNotServed, ForeignObjectError, RenderError
 from oreal_operator.metrics import RECONCILE_DURATION, RECONCILE_ERRORS
 from oreal_operator.naming import owner_reference
 from oreal_operator.observe import observe_failures, one_line, read_report
@@ -141,14 +141,17 @@ async def reconcile_run(ctl: Controller, key: Key) -> None:
 
     await observe_failures(ctl, key, jobset, mem)
     await read_report(ctl, key, run, jobset, mem)
-    blocked: str | None = None
+    blocked: tuple[str, str] | None = None
     applied = created = False
     if invalid is None:
         status = _fold(ctl, key, run, body, previous, now, Observed())
         try:
             applied, created = await apply_children(ctl, key, run, body, desired, status)
         except ForeignObjectError as err:
-            blocked = one_line(str(err))
+            blocked = (v.NAME_TAKEN, one_line(str(err)))
+        except ApiNotServed as err:
+            blocked = (v.API_MISSING, one_line(str(err)))
+            ctl.poke(key, ctl.status_seconds)
         except ApiError as err:
             if err.status not in REJECTED_STATUSES:
                 raise
@@ -250,7 +253,7 @@ async def _write(
     new: OREALRunStatus,
     *,
     invalid: str | None = None,
-    blocked: str | None = None,
+    blocked: tuple[str, str] | None = None,
 ) -> None:
     """Write the status when it changed, and post the events of this round."""
     started = time.perf_counter()
@@ -276,9 +279,10 @@ async def _write(
             await ctl.api.post_event(body, kind, *event)
     if invalid is not None and invalid != mem.invalid_posted:
         RECONCILE_ERRORS.labels(handler="apply", kind="permanent").inc()  # once per refusal
+    blocked_reason, blocked_message = blocked if blocked is not None else ("", None)
     for message, reason, posted in (
         (invalid, v.SPEC_INVALID_REASON, "invalid_posted"),
-        (blocked, v.NAME_TAKEN, "blocked_posted"),
+        (blocked_message, blocked_reason, "blocked_posted"),
     ):
         if message is not None and message != getattr(mem, posted):
             await ctl.api.post_event(body, "Warning", reason, message)

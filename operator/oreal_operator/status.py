@@ -19,8 +19,8 @@ was applied. Vocabulary: `oreal.spec.status`. First match wins:
    admitted a queued run: its startTime waits for the admission).
 
 Overlays, whatever the phase: a spec that cannot run sets SpecInvalid=True and Ready=False with
-reason SpecInvalid and keeps the phase (never Failed); a child name held by someone else sets
-Ready=False with reason NameTaken. `restarts` counts gang restarts, one per incident, across the
+reason SpecInvalid and keeps the phase (never Failed); a child name held by someone else, or a kind
+the cluster does not serve, sets Ready=False with reason NameTaken or APINotServed. `restarts` counts gang restarts, one per incident, across the
 run's JobSets (those of earlier JobSets are on the JobSet as `oreal.io/restarts-before`).
 `observedGeneration` moves only when the generation was applied.
 """
@@ -46,7 +46,9 @@ class Observed:
     failure: str | None = None  # the failed container's termination message
     permanent: bool = False  # it exited with the permanent code
     invalid: str | None = None  # why the spec cannot run
-    blocked: str | None = None  # a child's name is held by an object the run does not control
+    # (reason, message) when the children cannot be made: a name held by an object the run does not
+    # control (NameTaken), or a kind the cluster does not serve (APINotServed)
+    blocked: tuple[str, str] | None = None
     applied: bool = False  # this generation's children are in place
 
 
@@ -136,7 +138,7 @@ def fold_status(
         false = {**false, v.READY: (v.SPEC_INVALID_REASON, observed.invalid)}
     elif observed.blocked is not None:
         true = {k: c for k, c in true.items() if k != v.READY}
-        false = {**false, v.READY: (v.NAME_TAKEN, observed.blocked)}
+        false = {**false, v.READY: observed.blocked}
     return OREALRunStatus(
         phase=phase,
         conditions=v.conditions(prev.conditions, true, false, now=now, generation=generation),

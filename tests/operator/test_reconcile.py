@@ -392,3 +392,25 @@ def test_a_child_name_held_by_another_owner_is_left_alone() -> None:
     world.round()
     assert world.api.get_object("ConfigMap", "ml", "demo-spec")["data"] == {"spec.yaml": "theirs"}
     assert world.condition("Ready")["reason"] == v.NAME_TAKEN and world.jobset() is None
+
+
+def test_a_cluster_without_the_jobset_api_says_so_on_ready_and_tries_again() -> None:
+    world = created()
+    world.api.fail(
+        "create", "JobSet", ApiError(404, "the server could not find the requested resource", "NotFound")
+    )
+    asyncio.run(_round_and_stop(world))
+    ready = world.condition("Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "APINotServed")
+    assert "does not serve JobSet" in ready["message"] and "observedGeneration" not in world.status()
+    assert ("Warning", "APINotServed") in [e[:2] for e in world.api.events]
+    world.round()  # installed since: the next round creates it
+    assert world.jobset() is not None and world.condition("Ready")["reason"] == "JobsNotReady"
+
+
+async def _round_and_stop(world: World) -> None:
+    world.sync()
+    world.ctl.remember(KEY).tick = False
+    await reconcile_run(world.ctl, KEY)
+    for timer in world.ctl._timers.values():  # the retry it scheduled: this test runs the next round
+        timer.cancel()

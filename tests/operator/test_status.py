@@ -225,7 +225,9 @@ def test_a_finished_run_stays_finished_and_its_conditions_keep_their_reasons() -
 
 
 def test_a_child_name_held_by_someone_else_says_so_on_ready() -> None:
-    status = fold(blocked="ConfigMap ml/demo-spec exists and is not controlled by this OREALRun")
+    status = fold(
+        blocked=("NameTaken", "ConfigMap ml/demo-spec exists and is not controlled by this OREALRun")
+    )
     assert cond(status, v.READY)[:2] == ("False", "NameTaken")
 
 

@@ -48,6 +48,7 @@ PERMANENT_ERROR = "PermanentError"  # a worker exited with the permanent code (3
 JOBSET_FAILED = "JobSetFailed"  # the JobSet failed for another reason (its message says which)
 SPEC_INVALID_REASON = "SpecInvalid"  # the spec cannot run as it is; the message names the field
 NAME_TAKEN = "NameTaken"  # a child's name is held by an object the run does not control
+API_MISSING = "APINotServed"  # the cluster does not serve a kind the run needs (the JobSet CRD)
 SUSPENDED_REASON = "Suspended"  # spec.suspend is true
 INTERRUPTED = "Interrupted"  # the local run was stopped by Ctrl-C
 STARTED = "Started"

@@ -88,7 +88,8 @@ def trainer_processes(spec: OREALRunSpec) -> int:
 
 
 def worker_command(spec: OREALRunSpec, role: str, run_name: str, namespace: str) -> list[str]:
-    """`oreal worker ROLE`; a trainer with nodes x processes > 1 runs under torchrun.
+    """`oreal worker ROLE`; a trainer with nodes x processes > 1 runs under torchrun
+    (`oreal worker launch`, which exits with a failed rank's code, not torchrun's 1).
 
     torchrun starts max(1, gpusPerNode) processes per pod. One pod: `--standalone` (a local
     rendezvous). Several: a static rendezvous at trainer pod 0's DNS name, the node rank taken
@@ -111,7 +112,8 @@ def worker_command(spec: OREALRunSpec, role: str, run_name: str, namespace: str)
             f"--master-addr={pod_address(run_name, 'trainer', 0, namespace)}",
             f"--master-port={TORCHRUN_PORT}",
         ]
-    return ["torchrun", *launch, "-m", "oreal.workers", "trainer"]
+    # `oreal worker launch` is torchrun that keeps a failed rank's exit code (3 fails the run at once)
+    return ["oreal", "worker", "launch", "--", *launch, "-m", "oreal.workers", "trainer"]
 
 
 def init_command() -> list[str]:

@@ -62,6 +62,7 @@ from tests.operator.rendered import (
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "run.yaml"
 BODY = {"metadata": {"name": "qwen7b-oreal", "namespace": "rl", "uid": "0b7c-uid"}}
+LAUNCH = ["oreal", "worker", "launch", "--"]  # torchrun keeping a failed rank's exit code
 
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -385,7 +386,7 @@ def test_multi_node_trainer_meets_on_the_jobsets_dns_names(gpu_run, opts):
         address == "qwen7b-oreal-trainer-0-0.qwen7b-oreal.rl.svc"
     )  # <jobset>-<rjob>-<job>-<pod>.<subdomain>
     assert c["command"] == [
-        "torchrun",
+        *LAUNCH,
         "--nnodes=2",
         "--nproc-per-node=8",
         "--node-rank=$(OREAL_INDEX)",  # expanded by the kubelet from the env below
@@ -410,7 +411,7 @@ def test_single_node_multi_gpu_trainer_uses_a_standalone_rendezvous(opts):
     run = cpu_run(trainer={"nodes": 1, "gpusPerNode": 4})
     c = container(render_run(run, opts), "trainer")
     assert c["command"] == [
-        "torchrun",
+        *LAUNCH,
         "--standalone",
         "--nnodes=1",
         "--nproc-per-node=4",
@@ -557,7 +558,7 @@ def test_metrics_port_zero_declares_no_port(opts):
         assert env_of(c)["OREAL_METRICS_PORT"] == "0"
         assert not any(k.startswith("prometheus.io/") for k in pod_meta(children, role)["annotations"])
     # two CPU trainer nodes: one process each, still a torchrun rendezvous
-    assert container(children, "trainer")["command"][:3] == ["torchrun", "--nnodes=2", "--nproc-per-node=1"]
+    assert container(children, "trainer")["command"][:6] == [*LAUNCH, "--nnodes=2", "--nproc-per-node=1"]
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -761,11 +762,15 @@ def test_pod_commands_parse_with_the_worker_cli(opts, monkeypatch, role):
 def test_trainer_torchrun_command_parses_with_torchrun(gpu_run, opts):
     from torch.distributed.run import get_args_parser
 
+    from oreal.cli import build_parser
+
     c = container(render_run(gpu_run, opts), "trainer")
     env = pod_environment(c, index=1)
     argv = [a.replace("$(OREAL_INDEX)", env["OREAL_INDEX"]) for a in c["command"]]
-    assert argv[0] == "torchrun"
-    args = get_args_parser().parse_args(argv[1:])
+    assert argv[:4] == LAUNCH  # torchrun, exiting with a failed rank's code (oreal.workers.launch)
+    launch = build_parser().parse_args(argv[1:])
+    assert launch.role == "launch" and launch.torchrun == argv[3:]
+    args = get_args_parser().parse_args(argv[4:])
     assert (args.nnodes, args.nproc_per_node, args.node_rank) == ("2", "8", 1)
     assert (args.master_addr, args.master_port) == ("qwen7b-oreal-trainer-0-0.qwen7b-oreal.rl.svc", 29500)
     assert (

@@ -17,11 +17,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run one worker of a run. The operator's pods and `oreal run` start these.",
     )
     # The roles need the worker stack (pip install "oreal[worker]"); without it `oreal worker` says so.
-    from oreal.workers import init, rollout, trainer, verifier
+    from oreal.workers import init, launch, rollout, trainer, verifier
 
     roles = parser.add_subparsers(dest="role", metavar="ROLE")
     rollout.register(roles)
     verifier.register(roles)
     trainer.register(roles)
     init.register(roles)
+    launch.register(roles)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)

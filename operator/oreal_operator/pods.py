@@ -24,6 +24,7 @@ from typing import Any
 
 from oreal.spec.models import OREALRunSpec, PodFields
 from oreal.spec.podtemplate import DEFAULT_ACCELERATOR
+from oreal.spec.storage import StorageLocation
 from oreal_operator.naming import labels, pod_address, spec_configmap_name
 from oreal_operator.overrides import apply_overrides
 
@@ -154,15 +155,14 @@ def worker_env(spec: OREALRunSpec, role: str, run_name: str) -> list[dict[str, A
     threads = (
         [] if n is None else [{"name": k, "value": str(n)} for k in ("OREAL_NUM_THREADS", "OMP_NUM_THREADS")]
     )
+    # The spec's own storage location (never the operator's environment): oreal.spec.storage.
+    location = StorageLocation(storage.uri or "", storage.endpoint, storage.region)
     env: list[dict[str, Any]] = [
         {"name": "OREAL_RUN", "value": run_name},
         _field_env("OREAL_NAMESPACE", "metadata.namespace"),
-        {"name": "OREAL_RUN_URI", "value": storage.uri or ""},
+        {"name": "OREAL_RUN_URI", "value": location.uri},
+        *({"name": name, "value": value} for name, value in location.env().items()),
     ]
-    if storage.endpoint:
-        env.append({"name": "OREAL_STORAGE_ENDPOINT", "value": storage.endpoint})
-    if storage.region:
-        env.append({"name": "OREAL_STORAGE_REGION", "value": storage.region})
     env += [
         _field_env("OREAL_INDEX", f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"),
         {"name": "OREAL_REPLICAS", "value": str(role_replicas(spec, role))},

@@ -47,6 +47,7 @@ RUN, NAMESPACE = "prom", "team-a"  # the run's target labels (the PodMonitor's r
 STEPS = 4
 WORKERS = 4  # tiny_spec: 2 rollout, 1 verifier, 1 trainer
 RATE_INTERVAL = "15s"  # Grafana's $__rate_interval for a 1 s scrape interval and a short run
+RANGE = "1h"  # Grafana's $__range: the dashboard's time range, here longer than the whole run
 # Metrics a short, healthy local run cannot produce, with why: a panel that reads only these may stay
 # empty. Every other panel must return series.
 NEEDS_MORE_THAN_A_SHORT_RUN = {
@@ -54,8 +55,21 @@ NEEDS_MORE_THAN_A_SHORT_RUN = {
     "retried (the counter has labels, and no series until a first retry)",
     "oreal_operator_reconcile_errors_total": "a handler must raise (the API server failing a call); "
     "a refused spec is a status, not an error (no series until a first error)",
-    "oreal_trainer_importance_weight_bounded_ratio": "exported only for a step trained on stale "
-    "samples (spec maxStaleness > 0 and the rollout ahead of the trainer); the short run is on-policy",
+}
+# The trainer's last-step gauges (oreal.metrics.LastStepGauges and the mismatch gauge) exist only
+# while the last committed step had the value: a step without a policy update has no loss, an
+# on-policy run no stale-sample ratio. Which steps train depends on what the tiny model samples, so
+# their panels are read over the whole run (the trainer may record its steps after the last scrape
+# that found every worker up) and must show data exactly when some step had the value
+# (read from the run's stats in the bucket): present when it happened, absent (not 0) otherwise.
+LAST_STEP_KEYS = {
+    "oreal_trainer_pass_rate": "pass_rate",
+    "oreal_trainer_reward_mean": "reward",
+    "oreal_trainer_reward_model_accuracy": "rm/accuracy",
+    "oreal_trainer_loss": "loss/policy",
+    "oreal_trainer_kl": "kl",
+    "oreal_trainer_logprob_mismatch": "mismatch/abs_logp",
+    "oreal_trainer_importance_weight_bounded_ratio": "offpolicy/bounded",
 }
 RUNNER = (
     "import sys; from oreal.runner.local import run_local; "
@@ -103,6 +117,11 @@ class Prometheus:
 
     def query(self, expr: str, at: float) -> Any:
         return self.get("/api/v1/query", query=expr, time=f"{at:.3f}")
+
+    def has_data(self, expr: str, start: float, end: float) -> Any:
+        """The query's status, and whether it returned a sample anywhere in [start, end]."""
+        body = self.get("/api/v1/query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step="1")
+        return body["status"], body.get("error"), bool(body.get("data", {}).get("result"))
 
     def last_sample_time(self, expr: str, start: float) -> float | None:
         body = self.get(
@@ -194,7 +213,7 @@ def scraped(
     prometheus: tuple[Prometheus, dict],
     tiny_model: Path,  # noqa: F811 (the fixture imported above)
     tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Prometheus, float, float]:
+) -> tuple:
     """A STEPS-step local run and the operator (with a valid and an invalid run) scraped; returns
     Prometheus and the times to query the run's and the operator's series at."""
     client, ports = prometheus
@@ -220,7 +239,9 @@ def scraped(
     # series of a stopped target are stale from then on.
     run_at = client.last_sample_time(f'count(up{{job="oreal-runs"}} == 1) == {WORKERS}', start)
     assert run_at is not None, "Prometheus never scraped all the run's workers at once"
-    return client, run_at, operator_at
+    stats = [json.loads(p.read_text()) for p in sorted((root / RUN / "stats").glob("step-*.json"))]
+    assert len(stats) == STEPS
+    return client, run_at, operator_at, (start, time.time()), stats
 
 
 def _operator_scraped(client: Prometheus, port: int, root: Path, start: float) -> float:
@@ -270,13 +291,14 @@ def panel_queries(board: dict, namespace: str, run: str = RUN) -> list[tuple[str
     for where, expr in queries(board):
         if not where.startswith("panel "):
             continue
-        expr = expr.replace("$__rate_interval", RATE_INTERVAL).replace("$namespace", namespace)
+        expr = expr.replace("$__rate_interval", RATE_INTERVAL).replace("$__range", RANGE)
+        expr = expr.replace("$namespace", namespace)
         out.append((where.split(" ", 2)[2].strip("'\""), expr.replace("$run", run)))
     return out
 
 
-def test_every_panel_query_returns_series_for_the_run(scraped: tuple[Prometheus, float, float]) -> None:
-    client, run_at, operator_at = scraped
+def test_every_panel_query_returns_series_for_the_run(scraped: tuple) -> None:
+    client, run_at, operator_at, (start, end), stats = scraped
     boards = dashboards()
     checks = [(title, expr, run_at) for title, expr in panel_queries(boards["oreal-run"], NAMESPACE)]
     checks += [
@@ -284,22 +306,31 @@ def test_every_panel_query_returns_series_for_the_run(scraped: tuple[Prometheus,
         for title, expr in panel_queries(boards["oreal-operator"], OPERATOR_NAMESPACE)
     ]
     assert len(checks) > 20
-    empty, broken = [], []
+    empty, broken, wrong = [], [], []
     for title, expr, at in checks:
+        metrics = {selector.metric for selector in parse(expr).selectors}
+        if metrics and metrics <= LAST_STEP_KEYS.keys():
+            status, error, found = client.has_data(expr, start, end)
+            if status != "success":
+                broken.append(f"{title}: {expr}: {error}")
+            expected = any(LAST_STEP_KEYS[m] in step for m in metrics for step in stats)
+            if found != expected:
+                wrong.append(f"{title}: {'data' if found else 'no data'}, the run's stats say {expected}")
+            continue
         body = client.query(expr, at)
         if body["status"] != "success":
             broken.append(f"{title}: {expr}: {body.get('error')}")
-        elif not body["data"]["result"]:
-            metrics = {selector.metric for selector in parse(expr).selectors}
-            if not metrics <= NEEDS_MORE_THAN_A_SHORT_RUN.keys():
-                empty.append(f"{title}: {expr}")
+        elif not body["data"]["result"] and not metrics <= NEEDS_MORE_THAN_A_SHORT_RUN.keys():
+            empty.append(f"{title}: {expr}")
     assert not broken, "\n".join(broken)
     assert not empty, "panels without data for the run:\n" + "\n".join(empty)
+    assert not wrong, "last-step panels that disagree with the run's stats:\n" + "\n".join(wrong)
+    assert any("loss/policy" in step for step in stats), "precondition: no step of the run trained"
 
 
-def test_dashboard_variables_find_the_run(scraped: tuple[Prometheus, float, float]) -> None:
+def test_dashboard_variables_find_the_run(scraped: tuple) -> None:
     """label_values(...) as Grafana asks it: the run's namespace and name are offered."""
-    client, run_at, _ = scraped
+    client, run_at, *_ = scraped
     found = client.get(
         "/api/v1/label/run/values",
         **{"match[]": "oreal_bucket_bytes_read_total", "start": run_at - 600, "end": run_at},
@@ -312,8 +343,8 @@ def test_dashboard_variables_find_the_run(scraped: tuple[Prometheus, float, floa
     assert OPERATOR_NAMESPACE in namespaces["data"]
 
 
-def test_every_alert_expression_parses(helm: str, scraped: tuple[Prometheus, float, float]) -> None:
-    client, run_at, _ = scraped
+def test_every_alert_expression_parses(helm: str, scraped: tuple) -> None:
+    client, run_at, *_ = scraped
     rule = one(
         template(helm, "--set", "prometheusRule.enabled=true", "--api-versions", MONITORING_API),
         "PrometheusRule",

@@ -26,6 +26,17 @@ def options(backend: str, stage: int) -> OREALRunSpec:
     )
 
 
+def adamw_groups(optimizer) -> list[tuple]:
+    """(type, betas, eps, weight decay) per parameter group (the lr follows the schedule each step);
+    a ZeRO optimiser wraps the AdamW."""
+    base = getattr(optimizer, "optimizer", optimizer)
+    return [(type(base).__name__, tuple(g["betas"]), g["eps"], g["weight_decay"]) for g in base.param_groups]
+
+
+def plain_adamw(policy):
+    return OREALTrainer(options("torch", 0), policy_path=policy)
+
+
 def run(opts, policy, ckpt):
     trainer = OREALTrainer(opts, policy_path=policy)
     stats = [trainer.train_step(scored_batch(s), s) for s in range(3)]
@@ -54,6 +65,8 @@ def test_deepspeed_matches_torch_and_resumes_exactly(tiny_qwen, tmp_path, stage,
 
     # Exact resume with DeepSpeed's AdamW: weights, optimiser moments, RNG and step come back.
     ds, ds_stats = run(options("deepspeed", stage), tiny_qwen, tmp_path / "ds")
+    # ... and it is the AdamW the torch engine builds: same groups, same hyperparameters, exactly
+    assert adamw_groups(ds.policy.engine.optimizer) == adamw_groups(plain_adamw(tiny_qwen).policy.optimizer)
     resumed = OREALTrainer(options("deepspeed", stage), policy_path=tiny_qwen)
     assert resumed.load_checkpoint(tmp_path / "ds") == 3
     again = resumed.train_step(scored_batch(3), 3)

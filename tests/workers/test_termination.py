@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from oreal.bucket import BucketError
+from oreal.bucket import BucketError, LayoutVersionError, SchemaVersionError
 from oreal.workers import termination
 from oreal.workers.lifecycle import Stopped, WorkerError, run_worker
 from oreal.workers.termination import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PERMANENT
@@ -42,6 +42,15 @@ def test_a_bucket_failure_is_retriable_and_says_why(log_file) -> None:
         == EXIT_ERROR
     )
     assert log_file.read_text() == "s3://b/r: connection refused (after 5 tries)"  # one line
+
+
+def test_a_bucket_written_by_another_oreal_is_permanent(log_file) -> None:
+    for error in (
+        LayoutVersionError("s3://b/r: manifest v3 was written by a newer oreal"),
+        SchemaVersionError("x"),
+    ):
+        assert run_worker("trainer", fail(error)) == EXIT_PERMANENT
+    assert log_file.read_text() == "x"  # the last one's reason
 
 
 def test_success_and_a_stop_write_nothing(log_file) -> None:

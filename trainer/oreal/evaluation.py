@@ -23,7 +23,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-DEFAULT_TEMPLATE = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+from oreal.spec.models import DataSpec
+
+# Without a spec, problems are prompted as a run is by default (the spec's defaults, not copies).
+DEFAULT_TEMPLATE: str = DataSpec.model_fields["prompt_template"].default
+DEFAULT_CHAT: bool = DataSpec.model_fields["use_chat_template"].default
 
 
 class EvalError(RuntimeError):
@@ -45,7 +49,7 @@ class EvalSettings:
 
     template: str = DEFAULT_TEMPLATE
     system_prompt: str | None = None
-    chat: bool = True
+    chat: bool = DEFAULT_CHAT
     max_new_tokens: int = 1024
     max_prompt_tokens: int | None = None
     samples: int = 1  # k of pass@k
@@ -219,7 +223,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data", required=True, help="JSONL/Parquet file or URI (fields problem|question, answer)"
     )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N problems")
-    p.add_argument("--samples", type=int, default=1, help="samples per problem (k of pass@k)")
+    p.add_argument("--samples", type=int, default=None, help="samples per problem (k of pass@k; default 1)")
     p.add_argument("--output", type=Path, default=None, help="output folder (default: eval/<model>-<data>)")
     p.add_argument(
         "--spec", default=None, help="take template, chat setting, lengths and dtype from this run spec"
@@ -232,13 +236,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--system-prompt", default=None)
     p.add_argument("--no-chat-template", action="store_true")
     p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--top-p", type=float, default=None, help="default 0.95")
     p.add_argument("--max-new-tokens", type=int, default=None, help="default 1024 (or the spec's)")
-    p.add_argument("--engine", choices=("hf", "vllm"), default="hf")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--engine", choices=("hf", "vllm"), default=None, help="default hf")
+    p.add_argument("--batch-size", type=int, default=None, help="default 16")
     p.add_argument("--dtype", default=None, help="auto, bfloat16, float32 (default: the spec's, else auto)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=5.0, help="verifier wall-clock limit per answer")
+    p.add_argument("--seed", type=int, default=None, help="default 0")
+    p.add_argument(
+        "--timeout", type=float, default=None, help="verifier wall-clock limit per answer (default 5 s)"
+    )
     p.set_defaults(func=main)
 
 
@@ -257,18 +263,26 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
         "chat": False if args.no_chat_template else None,
         "max_new_tokens": args.max_new_tokens,
         "dtype": args.dtype,
+        "samples": args.samples,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "engine": args.engine,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "timeout_seconds": args.timeout,
     }
-    return replace(
-        base,
-        **{k: v for k, v in flags.items() if v is not None},
-        samples=args.samples,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        engine=args.engine,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        timeout_seconds=args.timeout,
-    )
+    return replace(base, **{k: v for k, v in flags.items() if v is not None})
+
+
+def data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """fsspec options for --data: with --spec, those of the run's store (its endpoint and region)."""
+    if not args.spec:
+        return {}
+    from oreal.spec import load_run
+    from oreal.spec.storage import storage_location
+
+    storage = load_run(args.spec).spec.storage
+    return storage_location(storage.uri or args.data, storage).fsspec_options(args.data)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -288,6 +302,7 @@ def main(args: argparse.Namespace) -> int:
             limit=args.limit,
             prompt_field=args.prompt_field,
             answer_field=args.answer_field,
+            storage_options=data_options(args),
         )
     except (DataError, EvalError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -85,8 +85,8 @@ class LastStepGauges(Collector):
     """Gauges of the last step's results, exported only for the values that step had.
 
     A step without a policy update has no policy loss: `oreal_trainer_loss` is then absent (a gap
-    on the dashboards), neither NaN nor the previous step's value; before the first step none of
-    these series exists (a plain Gauge would read 0).
+    on the dashboards), neither NaN nor the previous step's value; before the first recorded step
+    none of these series exists (a plain Gauge would read 0).
     """
 
     GAUGES = (  # (metric name, stats key, help)
@@ -126,9 +126,10 @@ class LastStepGauges(Collector):
         return [GaugeMetricFamily(name, doc) for name, _, doc in self.GAUGES]
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
+        values = self._values  # one snapshot: record() may replace the dict during a scrape
         for name, key, doc in self.GAUGES:
-            if key in self._values:
-                yield GaugeMetricFamily(name, doc, value=self._values[key])
+            if key in values:
+                yield GaugeMetricFamily(name, doc, value=values[key])
 
 
 TRAINER_LAST_STEP = LastStepGauges()

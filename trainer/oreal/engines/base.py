@@ -13,6 +13,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from oreal.spec.models import RolloutSpec
+
+GPU_MEMORY_UTILIZATION: float = RolloutSpec.model_fields["gpu_memory_utilization"].default  # the spec's
+
 
 @dataclass(frozen=True)
 class SamplingOptions:
@@ -71,7 +75,7 @@ class GenerationEngine(ABC):
 def make_generation_engine(
     name: str,
     batch_size: int = 16,
-    gpu_memory_utilization: float = 0.85,
+    gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION,
     seed: int = 0,
     dtype: str = "auto",
     max_model_len: int | None = None,

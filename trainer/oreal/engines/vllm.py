@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from oreal.engines.base import Generation, GenerationEngine, SamplingOptions
+from oreal.engines.base import GPU_MEMORY_UTILIZATION, Generation, GenerationEngine, SamplingOptions
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class VLLMEngine(GenerationEngine):
     def __init__(
         self,
-        gpu_memory_utilization: float = 0.85,
+        gpu_memory_utilization: float = GPU_MEMORY_UTILIZATION,
         seed: int = 0,
         dtype: str = "auto",
         max_model_len: int | None = None,

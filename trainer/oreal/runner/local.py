@@ -360,7 +360,11 @@ def run_local(
     workers = build_workers(lr, threads or os.cpu_count() or 1, metrics_port, python)
     supervisor = Supervisor(workers, spec.max_restarts)
     status = StatusRecorder(lr.run_dir, spec.algorithm.steps, bucket, start_time, supervisor)
-    status("Running", "Started", f"oreal run started {len(workers)} workers")
+    try:
+        status("Running", "Started", f"oreal run started {len(workers)} workers")
+    except (BucketError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     code, failure = run_workers(lr, bucket, supervisor, display, poll, deadline)
     record_outcome(code, failure, lr, bucket, status, display)
     try:

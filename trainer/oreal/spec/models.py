@@ -53,7 +53,10 @@ class ModelSpec(SpecModel):
         "starts at zero). Default: a copy of the initial policy with a zero-initialised scalar head.",
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        default="auto", description="Weights dtype: auto is bfloat16 on GPU, float32 on CPU."
+        default="auto",
+        description="Compute dtype of rollout, reference and published policies (trained weights stay "
+        "float32): auto is bfloat16 on GPUs and on CPUs with native bf16 (AVX512-BF16/AMX), float32 on "
+        "other CPUs.",
     )
 
 

@@ -5,7 +5,8 @@ Built in one place (`storage_location`) from what the process knows, in this ord
 - the bucket URI: the `--run` flag or $OREAL_RUN_URI of a worker, else spec.storage.uri;
 - the S3 endpoint and region: $OREAL_STORAGE_ENDPOINT / $OREAL_STORAGE_REGION, else the spec's
   storage.endpoint / storage.region. A worker must reach the bucket before it can read the spec
-  stored there, so the operator and `oreal run` pass them in the environment (`env()`), from the spec.
+  stored there, so the operator (pods' env) and `oreal run` pass them in the environment
+  (`env()` of the spec's own location), and a worker's --endpoint flag comes before both.
 
 Credentials are not part of it and never pass through oreal: s3fs and gcsfs read them from the
 process environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the Secret that
@@ -60,10 +61,15 @@ class StorageLocation:
 
 
 def storage_location(
-    uri: str | None, storage: StorageSpec | None = None, env: Mapping[str, str] | None = None
+    uri: str | None,
+    storage: StorageSpec | None = None,
+    env: Mapping[str, str] | None = None,
+    endpoint: str | None = None,
 ) -> StorageLocation:
     """The run's storage location from a URI (flag or $OREAL_RUN_URI), the spec and the environment.
 
+    `endpoint`: an explicit choice (a worker's --endpoint flag), before the environment. Pass
+    `env={}` for the spec's own location (what the operator and `oreal run` hand to workers).
     Raises ValueError if neither `uri` nor spec.storage.uri names the bucket.
     """
     env = os.environ if env is None else env
@@ -73,6 +79,6 @@ def storage_location(
         raise ValueError("the run's bucket is not named: set spec.storage.uri, --run or $OREAL_RUN_URI")
     return StorageLocation(
         uri=chosen,
-        endpoint=env.get(ENDPOINT_ENV) or spec.endpoint or None,
+        endpoint=endpoint or env.get(ENDPOINT_ENV) or spec.endpoint or None,
         region=env.get(REGION_ENV) or spec.region or None,
     )

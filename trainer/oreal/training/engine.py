@@ -45,7 +45,7 @@ class TrainingEngine(Protocol):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
     def backward(self, loss: torch.Tensor, *, last: bool) -> None: ...
-    def step(self, lr: float) -> float: ...
+    def step(self, lr: float) -> float | None: ...  # the gradient norm before clipping, if known
     def full_state_dict(self) -> dict[str, torch.Tensor] | None: ...
     def save_optimizer(self, directory: Path) -> None: ...
     def load_optimizer(self, directory: Path) -> None: ...
@@ -162,12 +162,12 @@ class DeepSpeedEngine:
         self.engine.set_gradient_accumulation_boundary(last)
         self.engine.backward(loss * self.dist.world_size, scale_wrt_gas=False)
 
-    def step(self, lr: float) -> float:
+    def step(self, lr: float) -> float | None:
         for group in self.engine.optimizer.param_groups:
             group["lr"] = lr
         self.engine.step()
         norm = self.engine.get_global_grad_norm()
-        return float(norm) if norm is not None else float("nan")
+        return float(norm) if norm is not None else None  # DeepSpeed may not have computed one
 
     def full_state_dict(self) -> dict[str, torch.Tensor] | None:
         """Full (gathered) weights on rank 0, None elsewhere under ZeRO-3."""

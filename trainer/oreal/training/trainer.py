@@ -203,10 +203,10 @@ class OREALTrainer:
 
         if self.reward_model is not None:
             stats["lr/reward_model"] = self.reward_model_lr(step)
-            stats["grad_norm/reward_model"] = self.reward_model.step(stats["lr/reward_model"])
+            _set_known(stats, "grad_norm/reward_model", self.reward_model.step(stats["lr/reward_model"]))
         if not warmup:
             stats["lr/policy"] = self.policy_lr(step)
-            stats["grad_norm/policy"] = self.policy.step(stats["lr/policy"])
+            _set_known(stats, "grad_norm/policy", self.policy.step(stats["lr/policy"]))
 
         names = sorted(sums)
         if names:
@@ -398,6 +398,12 @@ def check_same_batch(samples: Sequence[ScoredSample], device: torch.device) -> N
         raise ValueError(
             "ranks were given different batches: train_step needs the same global batch on every rank"
         )
+
+
+def _set_known(stats: dict[str, float], key: str, value: float | None) -> None:
+    """A stat that may be unknown is left out, never NaN."""
+    if value is not None:
+        stats[key] = value
 
 
 def _accumulate(sums: dict[str, torch.Tensor], stats: dict[str, torch.Tensor]) -> None:

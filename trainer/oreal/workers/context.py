@@ -10,7 +10,7 @@ from pathlib import Path
 
 from oreal import metrics
 from oreal.bucket import Bucket
-from oreal.spec.storage import ENDPOINT_ENV, StorageLocation, storage_location
+from oreal.spec.storage import StorageLocation, storage_location
 from oreal.workers.flags import replica_index
 from oreal.workers.lifecycle import WorkerError, stop_requested
 
@@ -39,8 +39,10 @@ def open_run(args: argparse.Namespace, role: str) -> WorkerContext:
         args.index = replica_index(os.environ)
     if getattr(args, "replicas", 1) < 1 or not 0 <= getattr(args, "index", 0) < getattr(args, "replicas", 1):
         raise WorkerError(f"need 0 <= --index < --replicas, got {args.index} and {args.replicas}")
-    env = {**os.environ, ENDPOINT_ENV: args.endpoint} if args.endpoint else os.environ
-    location = storage_location(args.run, env=env)
+    try:
+        location = storage_location(args.run, endpoint=args.endpoint)
+    except ValueError as err:
+        raise WorkerError(str(err)) from None
     bucket = Bucket.at(location)
     text = bucket.read_spec()
     if text is None:

@@ -21,12 +21,7 @@ def add_common_args(parser: argparse.ArgumentParser, replicated: bool = True) ->
         help="the run's bucket URI (file://, s3://, path); default $OREAL_RUN_URI (use the variable "
         "under torchrun, whose own parser mistakes --run for its --run-path)",
     )
-    parser.add_argument(
-        "--endpoint",
-        default=os.environ.get("OREAL_STORAGE_ENDPOINT"),
-        help="S3 endpoint URL (default: $OREAL_STORAGE_ENDPOINT; region: $OREAL_STORAGE_REGION; "
-        "oreal.spec.storage)",
-    )
+    add_endpoint_arg(parser)
     if replicated:
         parser.add_argument(
             "--index",
@@ -55,6 +50,15 @@ def add_common_args(parser: argparse.ArgumentParser, replicated: bool = True) ->
         action="store_true",
         help="rollout and verifier: exit once their last step is committed instead of staying until the "
         "run is done (a pod must stay: Kubernetes restarts a container that exits, and counts it)",
+    )
+
+
+def add_endpoint_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint",
+        default=None,
+        help="S3 endpoint URL (default: $OREAL_STORAGE_ENDPOINT, else the spec's storage.endpoint; "
+        "region: $OREAL_STORAGE_REGION, else the spec's; see oreal.spec.storage)",
     )
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from oreal.bucket import Bucket
 from oreal.spec.frozen import frozen_spec, spec_conflict
-from oreal.spec.storage import ENDPOINT_ENV, storage_location
+from oreal.spec.storage import storage_location
+from oreal.workers.flags import add_endpoint_arg
 from oreal.workers.lifecycle import WorkerError, run_worker
 
 log = logging.getLogger("oreal.worker.init")
@@ -67,11 +68,7 @@ def register(roles: argparse._SubParsersAction) -> None:
         metavar="URI",
         help="the run's bucket URI (default: $OREAL_RUN_URI, else the spec's storage.uri)",
     )
-    parser.add_argument(
-        "--endpoint",
-        default=os.environ.get("OREAL_STORAGE_ENDPOINT"),
-        help="S3 endpoint URL (default: $OREAL_STORAGE_ENDPOINT, else the spec's storage.endpoint)",
-    )
+    add_endpoint_arg(parser)
     parser.set_defaults(func=main)
 
 
@@ -91,9 +88,8 @@ def run(args: argparse.Namespace) -> int:
         raise WorkerError(
             f"--run {args.run} differs from spec.storage.uri {storage.uri}: the spec must name the bucket it lives in"
         )
-    env = {**os.environ, ENDPOINT_ENV: args.endpoint} if args.endpoint else os.environ
     try:
-        location = storage_location(args.run, storage, env)
+        location = storage_location(args.run, storage, endpoint=args.endpoint)
     except ValueError as err:
         raise WorkerError(f"{args.spec}: {err}") from None
     bucket = Bucket.at(location)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 from oreal import metrics
-from oreal.bucket import BucketError
+from oreal.bucket import BucketError, LayoutVersionError, SchemaVersionError
 from oreal.workers import termination
 from oreal.workers.termination import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PERMANENT
 
@@ -88,6 +88,10 @@ def run_worker(role: str, body: Callable[[], int]) -> int:
         log.error("%s", describe(err))
         termination.write(describe(err))  # the pod's termination message (workers/termination.py)
         return EXIT_PERMANENT  # restarting cannot help until the input is fixed
+    except (LayoutVersionError, SchemaVersionError) as err:  # written by another oreal: a restart can't help
+        log.error("%s", describe(err))
+        termination.write(describe(err))
+        return EXIT_PERMANENT
     except BucketError as err:
         log.error("%s", describe(err))
         termination.write(describe(err))

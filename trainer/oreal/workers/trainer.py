@@ -112,17 +112,27 @@ def save_final(ctx: WorkerContext, trainer, step: int, saved_policy: Path | None
 
 
 def resume(ctx: WorkerContext, trainer) -> int:
-    """Load the newest committed checkpoint; returns the first step to train."""
-    steps = ctx.bucket.checkpoints.committed_steps()
-    if not steps:
-        return 0
+    """Load the newest committed checkpoint that reads back intact; returns the first step to train.
+
+    A checkpoint whose files do not match its manifest is skipped for the next older one (every
+    rank sees the same bytes, so all make the same choice); with none left the run starts over
+    from step 0 and replays the committed steps.
+    """
+    from oreal.bucket import CorruptPartError
+
     local = ctx.work_dir / "resume"
-    shutil.rmtree(local, ignore_errors=True)
-    ctx.bucket.checkpoints.download(steps[-1], local)
-    start = trainer.load_checkpoint(local)
-    shutil.rmtree(local, ignore_errors=True)
-    log.info("resumed from the checkpoint of step %d; next step %d", steps[-1], start)
-    return start
+    for step in reversed(ctx.bucket.checkpoints.committed_steps()):
+        shutil.rmtree(local, ignore_errors=True)
+        try:
+            ctx.bucket.checkpoints.download(step, local)
+        except CorruptPartError as err:
+            log.warning("checkpoint of step %d is damaged (%s); trying an older one", step, err)
+            continue
+        start = trainer.load_checkpoint(local)
+        shutil.rmtree(local, ignore_errors=True)
+        log.info("resumed from the checkpoint of step %d; next step %d", step, start)
+        return start
+    return 0
 
 
 def prune_policies(ctx: WorkerContext, newest: int) -> None:
@@ -136,15 +146,17 @@ def prune_policies(ctx: WorkerContext, newest: int) -> None:
 def step_line(stats: dict) -> str:
     """The log line's body: pass rate, then the policy loss or why the step had none."""
     parts = [f"pass rate {stats['pass_rate']:.3f}"] if "pass_rate" in stats else []
-    parts.append(describe_step(stats) or f"loss {stats['loss/policy']:.4f}")
+    loss = stats.get("loss/policy")
+    parts.append(describe_step(stats) or (f"loss {loss:.4f}" if loss is not None else "no policy loss"))
     if "time/train" in stats:
         parts.append(f"train {stats['time/train']:.1f}s")
     return ", ".join(parts)
 
 
-def record_metrics(stats: dict) -> None:
+def record_metrics(stats: dict, count_empty: bool = True) -> None:
+    """The last-step gauges; a step without a policy update is counted once (not when replayed)."""
     outcome = step_outcome(stats)
-    if outcome != "trained":
+    if outcome != "trained" and count_empty:
         metrics.TRAINER_EMPTY_STEPS.labels(outcome).inc()
     metrics.TRAINER_LAST_STEP.record(stats)
 
@@ -166,7 +178,7 @@ def evaluate_datasets(ctx: WorkerContext, step: int) -> dict[str, float]:
 
     out: dict[str, float] = {}
     for uri in ctx.spec.evaluation.datasets:
-        name = Path(uri.rstrip("/")).stem
+        name = Path(uri.rstrip("/")).stem.lstrip(".") or "dataset"  # a plain key name in eval/
         try:
             summary = evaluate_policy(
                 ctx.work_dir / "policy-out",
@@ -257,28 +269,23 @@ def commit_step(
     started: float,
     replay: bool,
 ) -> None:
-    """Rank 0: evaluate when due, write stats/step-k.json, metrics, /status and state.json."""
+    """Rank 0: the step's stats (evaluation included when due) into the bucket, metrics, /status,
+    policy pruning, then state.json."""
     from oreal.bucket import RunState
 
     bucket, spec = ctx.bucket, ctx.spec
     last = step == spec.algorithm.steps - 1
     stats = {k: float(v) for k, v in stats.items()}
-    every = spec.evaluation.every
-    if every and ((step + 1) % every == 0 or last) and not replay:
-        eval_start = time.perf_counter()
-        stats |= evaluate_datasets(ctx, step)
-        timings["eval"] = time.perf_counter() - eval_start
+    if not replay:
+        stats |= evaluate_when_due(ctx, step, timings)
     stats |= {f"time/{k}": v for k, v in timings.items()}
     stats |= step_timings(bucket, step)
-    stats |= {
-        "step": step,
-        "policy_version": step + 1,
-        "samples": samples,
-        "wall_seconds": time.perf_counter() - started,
-    }
-    if bucket.read_stats(step) is None:
+    stats |= {"step": step, "policy_version": step + 1, "samples": samples}
+    stats["wall_seconds"] = time.perf_counter() - started
+    first = bucket.read_stats(step) is None  # a replayed step's stats were committed before
+    if first:
         bucket.write_stats(step, stats)
-    record_metrics(stats)
+    record_metrics(stats, count_empty=first)
     report.BOARD.committed(step, stats, total_steps=spec.algorithm.steps)  # /status for the operator
     metrics.TRAINER_STEP.set(step)
     prune_policies(ctx, step + 1)
@@ -286,6 +293,17 @@ def commit_step(
     if state is None or state.step < step or (last and not state.done):
         bucket.write_state(RunState(step=step, policy_version=step + 1, done=last))
     log.info("step %d: %s%s", step, step_line(stats), " (replayed)" if replay else "")
+
+
+def evaluate_when_due(ctx: WorkerContext, step: int, timings: dict[str, float]) -> dict[str, float]:
+    """spec.evaluation every N steps and after the last one; {} when not due."""
+    every, last = ctx.spec.evaluation.every, step == ctx.spec.algorithm.steps - 1
+    if not every or not ((step + 1) % every == 0 or last):
+        return {}
+    start = time.perf_counter()
+    results = evaluate_datasets(ctx, step)
+    timings["eval"] = time.perf_counter() - start
+    return results
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,40 @@
+"""The trainer resumes from the newest checkpoint that reads back intact."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from oreal.bucket import Bucket
+from oreal.workers.trainer import resume
+
+
+class Loader:
+    """A trainer stand-in: load_checkpoint returns the step the checkpoint folder names."""
+
+    def __init__(self) -> None:
+        self.loaded: list[str] = []
+
+    def load_checkpoint(self, directory) -> int:
+        self.loaded.append((directory / "state.json").read_text())
+        return int(self.loaded[-1]) + 1
+
+
+def _checkpoint(bucket: Bucket, step: int, folder) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "state.json").write_text(str(step))
+    bucket.checkpoints.commit(step, bucket.checkpoints.upload(step, folder))
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_an_older_one(tmp_path):
+    bucket = Bucket.open((tmp_path / "bucket").as_uri())
+    ctx = SimpleNamespace(bucket=bucket, work_dir=tmp_path / "work")
+    assert resume(ctx, Loader()) == 0  # no checkpoint: from the start
+    _checkpoint(bucket, 3, tmp_path / "c3")
+    _checkpoint(bucket, 7, tmp_path / "c7")
+    loader = Loader()
+    assert resume(ctx, loader) == 8 and loader.loaded == ["7"]
+    (tmp_path / "bucket" / "checkpoints" / "step-000007" / "state.json").write_text("9")  # same size
+    loader = Loader()
+    assert resume(ctx, loader) == 4 and loader.loaded == ["3"]
+    (tmp_path / "bucket" / "checkpoints" / "step-000003" / "state.json").write_text("0")
+    assert resume(ctx, Loader()) == 0  # none intact: replay from step 0

@@ -45,7 +45,9 @@ def test_example_renders_or_is_refused_for_its_local_bucket(path):
         assert job["parallelism"] == job["completions"] == role_replicas(run.spec, role)
     processes = run.spec.trainer.nodes * max(1, run.spec.trainer.gpus_per_node)
     command = worker_command(run.spec, "trainer", run.metadata.name, opts.namespace)
-    assert command[:3] == (["oreal", "worker", "launch"] if processes > 1 else ["oreal", "worker", command[2]])
+    assert command[:3] == (
+        ["oreal", "worker", "launch"] if processes > 1 else ["oreal", "worker", command[2]]
+    )
     assert container(children, "trainer")["command"] == command
     assert jobset(children)["spec"]["suspend"] is bool(run.spec.suspend or queue_name(run))
 

@@ -33,7 +33,7 @@ from oreal.algorithm.reduction import normalized_sum
 from oreal.dtypes import resolve_dtype
 from oreal.spec.models import OREALRunSpec
 from oreal.training import OREALTrainer
-from oreal.training.batch import micro_batches, prepare
+from oreal.training.batch import micro_batches, prepare_batch
 from oreal.training.engine import make_training_engine
 from oreal.training.logprobs import collate, response_logprobs
 from oreal.training.models import compile_decoder_layers, enable_activation_checkpointing, load_causal_lm
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         vocab = int(trainer.policy.module.config.vocab_size)
         n_params = sum(p.numel() for p in trainer.policy.module.parameters())
         samples = synthetic_batch(args, vocab)
-        kept = prepare(samples, advantage="rloo", keep=None, drop_uniform=True, seed=0, step=0).kept
+        kept = prepare_batch(samples, advantage="rloo", keep=None, drop_uniform=True, seed=0, step=0).kept
         tokens = sum(k.length for k in kept)
         flops = step_flops(trainer.policy.module, [(len(k.prompt_ids), len(k.response_ids)) for k in kept])
         chunks = micro_batches(sorted(kept, key=lambda k: -k.length), args.micro_batch)

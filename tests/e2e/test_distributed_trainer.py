@@ -19,8 +19,8 @@ from support.numerics import assert_same_update, use_linear_sgd
 from support.verdicts import inject_verdicts
 from workers.conftest import tiny_spec, write_prompts, write_spec
 
-from oreal.runner.local import prepare
-from oreal.training.checkpoint import load_safetensors_dir
+from oreal.runner.local import prepare_run
+from oreal.training.checkpoint_folder import load_safetensors_dir
 from oreal.workers.__main__ import main as worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.numerics]
@@ -30,7 +30,7 @@ SHIM = Path(__file__).with_name("linear_sgd_worker.py")
 def _one_step_run(root, model, prompts, name, token_weights: bool):
     overrides = {"algorithm.steps": 1, "algorithm.warmupSteps": 0, "algorithm.tokenWeights": token_weights}
     spec = tiny_spec(model, prompts, name=name, **overrides)
-    lr, bucket = prepare(str(write_spec(root / f"{name}.yaml", spec)), bucket_uri=(root / name).as_uri())
+    lr, bucket = prepare_run(str(write_spec(root / f"{name}.yaml", spec)), bucket_uri=(root / name).as_uri())
     bucket.publish_policy(0, model)
     flags = [
         "--run",

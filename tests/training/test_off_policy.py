@@ -17,7 +17,7 @@ from trainer_fixtures import scored_batch
 
 from oreal.spec.models import OptimizerSpec
 from oreal.training import OREALTrainer
-from oreal.training.batch import KeptSample, behaviour, behaviour_counts, prepare
+from oreal.training.batch import KeptSample, behaviour, behaviour_counts, prepare_batch
 from oreal.training.logprobs import collate, response_logprobs
 from oreal.trajectory import ScoredSample
 
@@ -55,13 +55,15 @@ def test_prepare_carries_logprobs_and_staleness():
     samples = scored_batch(STEP)
     samples = with_behaviour(samples, [[-0.5] * len(s.sample.response_token_ids) for s in samples], STEP - 2)
     samples[0].sample.logprobs = []  # one sample whose engine gave no log-probs
-    prepared = prepare(samples, advantage="rloo", keep=None, drop_uniform=False, seed=0, step=STEP)
+    prepared = prepare_batch(samples, advantage="rloo", keep=None, drop_uniform=False, seed=0, step=STEP)
     assert all(k.staleness == 2 for k in prepared.kept)
     assert [k.has_logprobs for k in prepared.kept].count(False) == 1
     assert prepared.stats["staleness"] == 2.0
     assert prepared.stats["stale_samples"] == len(samples)
     assert prepared.stats["stale_uncorrected"] == 1.0
-    fresh = prepare(scored_batch(STEP), advantage="rloo", keep=None, drop_uniform=False, seed=0, step=STEP)
+    fresh = prepare_batch(
+        scored_batch(STEP), advantage="rloo", keep=None, drop_uniform=False, seed=0, step=STEP
+    )
     assert fresh.stats["staleness"] == 0.0 and fresh.stats["stale_samples"] == 0.0
 
 

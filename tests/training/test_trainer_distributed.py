@@ -11,7 +11,7 @@ import pytest
 import torch
 from support.numerics import assert_same_update
 
-from oreal.training.checkpoint import load_safetensors_dir
+from oreal.training.checkpoint_folder import load_safetensors_dir
 from oreal.training.distributed import free_port
 
 WORKER = Path(__file__).with_name("dist_worker.py")

@@ -13,8 +13,8 @@ from trainer_fixtures import scored_batch
 from oreal.algorithm import PolicyBatch, TokenCounts, policy_loss, reward_model_loss, token_weights
 from oreal.spec.models import OptimizerSpec
 from oreal.training import OREALTrainer
-from oreal.training.batch import prepare
-from oreal.training.checkpoint import load_safetensors_dir
+from oreal.training.batch import prepare_batch
+from oreal.training.checkpoint_folder import load_safetensors_dir
 from oreal.training.logprobs import collate, response_logprobs
 from oreal.training.models import load_causal_lm
 from oreal.trajectory import ScoredSample
@@ -171,7 +171,7 @@ def test_step_losses_equal_the_pure_loss_functions_on_the_whole_batch(tiny_qwen,
     batch_samples = scored_batch(1)
     empty = batch_samples[1]  # group 0 (pass rate 0.25): a wrong sample, kept with keep_per_prompt=all
     batch_samples[1] = ScoredSample(dataclasses.replace(empty.sample, response_token_ids=[]), empty.verdict)
-    kept = prepare(
+    kept = prepare_batch(
         batch_samples, advantage="rloo", keep=None, drop_uniform=True, seed=options.algorithm.seed, step=1
     ).kept
     assert any(not k.response_ids for k in kept)

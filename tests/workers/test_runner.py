@@ -9,9 +9,9 @@ import time
 import pytest
 
 from oreal.evaluation import pass_at_k
+from oreal.runner.html_report import collect_stats, write_report
 from oreal.runner.processes import RunFailed, Supervisor, WorkerProcess
 from oreal.runner.progress import metrics_line
-from oreal.runner.report import collect_stats, write_report
 from oreal.step_outcome import describe_step, step_outcome
 from oreal.workers.trainer import step_line
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from oreal.bucket import Bucket
-from oreal.runner.local import EXIT_DEADLINE, prepare
+from oreal.runner.local import EXIT_DEADLINE, prepare_run
 from oreal.runner.status import STATUS_FILE
 from workers.conftest import tiny_spec, write_spec
 
@@ -95,7 +95,7 @@ def test_deadline_stops_the_run_and_a_later_run_resumes_it(tmp_path, tiny_model,
 def test_run_control_fields_may_change_on_resume_but_the_rest_may_not(tmp_path, tiny_model, prompts_file):
     def open_with(**overrides):
         spec = write_spec(tmp_path / "run.yaml", tiny_spec(tiny_model, prompts_file, **overrides))
-        return prepare(str(spec), bucket_uri=(tmp_path / "bucket").as_uri())
+        return prepare_run(str(spec), bucket_uri=(tmp_path / "bucket").as_uri())
 
     _, bucket = open_with(activeDeadlineSeconds=5)
     bucket.publish_policy(0, tiny_model)

@@ -16,7 +16,7 @@ import pytest
 from oreal import __version__
 from oreal.runner import interpreter
 from oreal.runner.interpreter import InterpreterError, check_rollout_python, rollout_python
-from oreal.runner.local import EXIT_BAD_INTERPRETER, build_workers, prepare, run_local
+from oreal.runner.local import EXIT_BAD_INTERPRETER, build_workers, prepare_run, run_local
 from workers.conftest import tiny_spec, write_spec
 
 
@@ -99,7 +99,7 @@ def test_vllm_without_a_rollout_python_names_the_flag(monkeypatch):
 
 def test_only_the_rollout_workers_use_the_other_interpreter(tmp_path, tiny_model, prompts_file):
     spec = write_spec(tmp_path / "run.yaml", tiny_spec(tiny_model, prompts_file, **{"rollout.replicas": 2}))
-    lr, _ = prepare(str(spec), bucket_uri=(tmp_path / "bucket").as_uri())
+    lr, _ = prepare_run(str(spec), bucket_uri=(tmp_path / "bucket").as_uri())
     other = "/opt/vllm-venv/bin/python"
     workers = build_workers(lr, threads=2, metrics_port=0, rollout_python=other)
     commands = {w.name: w.argv for w in workers}

@@ -9,7 +9,7 @@ import pytest
 from support.verdicts import inject_verdicts
 
 from oreal.bucket import Bucket
-from oreal.runner.local import prepare
+from oreal.runner.local import prepare_run
 from oreal.workers.__main__ import main as worker
 
 from .conftest import tiny_spec, write_prompts, write_spec
@@ -21,7 +21,7 @@ SOLO = {**ONE_STEP, "rollout.replicas": 1}  # one rollout replica
 def _open(tmp_path, model, prompts, **overrides):
     tmp_path.mkdir(parents=True, exist_ok=True)
     spec = write_spec(tmp_path / "run.yaml", tiny_spec(model, prompts, **overrides))
-    lr, bucket = prepare(str(spec), bucket_uri=(tmp_path / "bucket").as_uri())
+    lr, bucket = prepare_run(str(spec), bucket_uri=(tmp_path / "bucket").as_uri())
     return lr, bucket
 
 

@@ -8,7 +8,7 @@ samples = b.read_rollouts(step)
 ```
 Modules, from the top down:
 
-- `bucket`       the `Bucket` API and the commit protocol of rollout/verdict parts
+- `bucket`       the `Bucket` API: every object of a run, through typed methods
 - `policy`       publishing and downloading policy folders (files first, `_COMMITTED` last)
 - `layout`       every key of the bucket (zero-padded, deterministic; self-describing part names)
 - `parts`        `StepParts`: the commit protocol of rollout and verdict parts

@@ -75,6 +75,11 @@ class Bucket:
     def write_spec(self, yaml_text: str) -> None:
         self.store.put_bytes(layout.SPEC, yaml_text.encode())
 
+    @property
+    def spec_url(self) -> str:
+        """Where spec.yaml is, for messages."""
+        return self.store.url(layout.SPEC)
+
     def read_spec(self) -> str | None:
         data = self.store.get_bytes(layout.SPEC)
         return None if data is None else data.decode()
@@ -89,7 +94,7 @@ class Bucket:
 
     def list_stats(self) -> list[int]:
         """Steps that have stats, ascending."""
-        steps = (layout.parse_stats(n) for n in self.store.list("stats"))
+        steps = (layout.parse_stats(n) for n in self.store.list(layout.STATS))
         return sorted(s for s in steps if s is not None)
 
     def write_state(self, state: RunState) -> None:
@@ -191,12 +196,12 @@ class Bucket:
 
     def policy_versions(self) -> list[int]:
         """Committed policy versions, ascending."""
-        found = (layout.parse_policy_dir(n) for n in self.store.list("policy"))
+        found = (layout.parse_policy_dir(n) for n in self.store.list(layout.POLICY))
         return [v for v in sorted(v for v in found if v is not None) if self.policy_committed(v)]
 
     def latest_policy_version(self) -> int | None:
         """Highest committed policy version, or None."""
-        found = (layout.parse_policy_dir(n) for n in self.store.list("policy"))
+        found = (layout.parse_policy_dir(n) for n in self.store.list(layout.POLICY))
         for version in sorted((v for v in found if v is not None), reverse=True):
             if self.policy_committed(version):
                 return version

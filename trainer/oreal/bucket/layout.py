@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 SPEC = "spec.yaml"
 STATE = "state.json"
+POLICY = "policy"
+STATS = "stats"
 COMMITTED = "_COMMITTED"
 PART_KINDS = ("rollouts", "verdicts")
 
@@ -103,7 +105,7 @@ def parse_step_dir(name: str) -> int | None:
 
 
 def policy_dir(version: int) -> str:
-    return f"policy/v{_check(version, 'policy version'):06d}"
+    return f"{POLICY}/v{_check(version, 'policy version'):06d}"
 
 
 def policy_commit(version: int) -> str:
@@ -116,7 +118,7 @@ def parse_policy_dir(name: str) -> int | None:
 
 
 def stats(step: int) -> str:
-    return f"stats/step-{_check(step, 'step'):06d}.json"
+    return f"{STATS}/step-{_check(step, 'step'):06d}.json"
 
 
 def parse_stats(name: str) -> int | None:

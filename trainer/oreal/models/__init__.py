@@ -1,1 +1,1 @@
-"""Model helpers: SmolLM2 GGUF conversion (quickstart) and tiny random models (tests)."""
+"""Model helpers: the SmolLM2 GGUF conversion of the quickstart (`python -m oreal.models.smollm2`)."""

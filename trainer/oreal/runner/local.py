@@ -26,10 +26,10 @@ from pathlib import Path
 from oreal import __version__
 from oreal.bucket import Bucket, BucketError
 from oreal.runner import interpreter
+from oreal.runner.html_report import collect_stats, write_report
 from oreal.runner.interpreter import InterpreterError
 from oreal.runner.processes import RunFailed, Supervisor, WorkerProcess
 from oreal.runner.progress import Display, StepProgress
-from oreal.runner.report import collect_stats, write_report
 from oreal.runner.status import (
     DEADLINE_EXCEEDED,
     StatusRecorder,
@@ -71,7 +71,7 @@ class LocalRun:
         return self.location.uri
 
 
-def prepare(
+def prepare_run(
     spec_path: str, bucket_uri: str | None = None, runs_root: Path = Path("runs")
 ) -> tuple[LocalRun, Bucket]:
     """Load the spec, open the bucket, write (or check) the frozen spec."""
@@ -237,7 +237,7 @@ def finish(lr: LocalRun, bucket: Bucket, started: float) -> Path:
 def open_local_run(spec_path: str, bucket_uri: str | None) -> tuple[LocalRun, Bucket] | int:
     """The prepared run and its bucket, or EXIT_FAILED after one line on stderr."""
     try:
-        return prepare(spec_path, bucket_uri)
+        return prepare_run(spec_path, bucket_uri)
     except (SpecError, RunnerError, BucketError) as err:
         print(f"error: {err}", file=sys.stderr)
     except OSError as err:

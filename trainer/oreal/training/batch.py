@@ -60,7 +60,7 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-def prepare(
+def prepare_batch(
     samples: Sequence[ScoredSample],
     *,
     advantage: str,

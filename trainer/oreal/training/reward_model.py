@@ -65,7 +65,7 @@ class TokenRewardModel(nn.Module):
 
     def load_weights(self, directory: str | Path) -> None:
         """Backbone and head from a folder that `save_pretrained` wrote for a model of this shape."""
-        from oreal.training.checkpoint import load_safetensors_dir, load_weights_into
+        from oreal.training.checkpoint_folder import load_safetensors_dir, load_weights_into
 
         directory = Path(directory)
         load_weights_into(self, load_safetensors_dir(directory), prefix="backbone.")

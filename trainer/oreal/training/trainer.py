@@ -27,8 +27,8 @@ import torch
 from oreal.algorithm import PolicyBatch, TokenCounts, policy_loss, reward_model_loss, token_weights
 from oreal.dtypes import resolve_dtype
 from oreal.spec.models import OptimizerSpec, OREALRunSpec
-from oreal.training import checkpoint as ckpt
-from oreal.training.batch import KeptSample, behaviour, behaviour_counts, micro_batches, prepare, shard
+from oreal.training import checkpoint_folder as ckpt
+from oreal.training.batch import KeptSample, behaviour, behaviour_counts, micro_batches, prepare_batch, shard
 from oreal.training.distributed import (
     all_reduce_max,
     all_reduce_sum,
@@ -158,7 +158,7 @@ class OREALTrainer:
         """One optimiser step on the global batch `samples` (the same list on every rank)."""
         start = time.perf_counter()
         alg = self.algorithm
-        prepared = prepare(
+        prepared = prepare_batch(
             samples,
             advantage=alg.advantage_estimator,
             keep=alg.keep_per_group,

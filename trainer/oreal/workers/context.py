@@ -48,7 +48,7 @@ def open_run(args: argparse.Namespace, role: str) -> WorkerContext:
     if text is None:
         raise WorkerError(f"{bucket.uri}: no spec.yaml; start the run with `oreal run` or the operator")
     try:
-        run = parse_run(text, source=f"{bucket.uri}/spec.yaml")
+        run = parse_run(text, source=bucket.spec_url)
     except SpecError as err:
         raise WorkerError(str(err)) from None
     port = args.metrics_port

@@ -63,11 +63,11 @@ def add_endpoint_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def replica_index(env: Mapping[str, str]) -> int:
-    """$OREAL_INDEX; when it is empty, the ordinal ending the pod's name ($HOSTNAME).
+    """$OREAL_INDEX; when it is empty, the index ending the pod's hostname ($HOSTNAME).
 
-    The operator fills OREAL_INDEX from the pod's `apps.kubernetes.io/pod-index` label, which a
-    StatefulSet sets from Kubernetes 1.28 on; without it the variable is empty, and a StatefulSet
-    pod's name (its hostname) still ends in `-<ordinal>`. Outside a pod the default is 0.
+    The operator fills OREAL_INDEX from the pod's `batch.kubernetes.io/job-completion-index`
+    annotation (the JobSet's Indexed Jobs set it); an Indexed Job's pod hostname also ends in
+    `-<index>`. Outside a pod the default is 0.
     """
     raw = env.get("OREAL_INDEX", "").strip()
     if raw:

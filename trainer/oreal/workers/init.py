@@ -42,7 +42,7 @@ def store_spec(bucket: Bucket, run, uri: str) -> str:
     if stored == text:
         return text
     if stored is not None and bucket.policy_committed(0):
-        conflict = spec_conflict(stored, text, source=f"{bucket.uri}/spec.yaml")
+        conflict = spec_conflict(stored, text, source=bucket.spec_url)
         if conflict is not None:
             raise SpecConflict(f"{uri}: {conflict}")
     bucket.write_spec(text)

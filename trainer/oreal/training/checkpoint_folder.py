@@ -1,11 +1,12 @@
-"""Checkpoint files: HF-format weights, optimiser state (per engine), RNG state and step.
+"""What a local checkpoint folder holds (before `oreal.bucket.checkpoints` uploads it): HF-format
+weights, optimiser state (per engine), RNG state and step.
 
 <dir>/policy/            HF format: config.json, *.safetensors, tokenizer files
 <dir>/reward_model/      HF backbone + reward_head.safetensors (absent without a reward model)
 <dir>/optimizer/policy/  torch: optimizer.pt; deepspeed: its own checkpoint (tag "state")
 <dir>/optimizer/reward_model/
 <dir>/rng/rank-<r>.pt    torch CPU/CUDA and Python RNG states of every rank
-<dir>/trainer_state.json next step and the options the run used
+<dir>/trainer_state.json next step and world size
 """
 
 from __future__ import annotations

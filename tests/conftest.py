@@ -2,7 +2,7 @@
 
 TorchInductor keeps compiled kernels in an on-disk cache whose key ignores ATEN_CPU_CAPABILITY: a
 kernel built for AVX-512 is then reused when the suite runs again under `default` and fails to
-compile ('at::vec' has not been declared). Each kernel set gets its own cache folder.
+compile ('at::vec' has not been declared). Each kernel set (and user) gets its own cache folder.
 """
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import tempfile
 
-_capability = os.environ.get("ATEN_CPU_CAPABILITY", "native") or "native"
+_kernels = "-".join(
+    os.environ.get(name) or "native" for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+).lower()
 os.environ.setdefault(
-    "TORCHINDUCTOR_CACHE_DIR", os.path.join(tempfile.gettempdir(), f"oreal-inductor-{_capability}")
+    "TORCHINDUCTOR_CACHE_DIR",
+    os.path.join(tempfile.gettempdir(), f"oreal-inductor-{os.getuid()}-{_kernels}"),
 )
 
 # Every test of these folders compares floating-point results (losses against hand-computed

@@ -68,14 +68,7 @@ class OREALTrainer:
         self.algorithm = alg = spec.algorithm
         engine = spec.trainer
         self.policy_path = Path(policy_path)
-        if device is None:
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and self.device.index is None:  # "cuda" -> this rank's GPU
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
+        self.device = rank_device(device)
         self.dist = init_distributed(self.device, force=engine.backend == "deepspeed")
         self.compute_dtype = resolve_dtype(spec.model.dtype, self.device)
         torch.manual_seed(alg.seed)
@@ -87,32 +80,35 @@ class OREALTrainer:
         policy.train()
         self.policy: TrainingEngine = self._engine(policy, alg.policy_optimizer)
 
-        self.reference = None
-        if alg.uses_kl:
-            self.reference = load_reference(
-                reference_path or self.policy_path, self.compute_dtype, self.device
-            )
-            if engine.backend == "deepspeed" and engine.zero_stage == 3:
-                low = self.compute_dtype in (torch.bfloat16, torch.float16)
-                self.reference = shard_frozen_module(self.reference, bf16=low and self.device.type == "cuda")
-
+        self.reference = self._load_reference(reference_path) if alg.uses_kl else None
         self.reward_model: TrainingEngine | None = None
         if alg.uses_reward_model:
-            if reward_model_path is not None:  # e.g. `oreal reward-model fit`'s output
-                check_same_vocabulary(self.policy_path, Path(reward_model_path))
-            rm = TokenRewardModel.from_pretrained(
-                reward_model_path or self.policy_path, torch.float32, self.device
-            )
-            if engine.gradient_checkpointing:
-                enable_activation_checkpointing(rm.backbone)
-            rm.train()
-            self.reward_model = self._engine(rm, alg.reward_model_optimizer)
+            self.reward_model = self._load_reward_model(reward_model_path)
         if engine.compile:
             rm_module = self.reward_model.module if self.reward_model is not None else None
             for net in (policy, self.reference, rm_module):
                 if net is not None:
                     compile_decoder_layers(net)
         self.next_step = 0
+
+    def _load_reference(self, path: str | Path | None):
+        """The frozen KL reference in the compute dtype (partitioned too under ZeRO-3)."""
+        engine = self.spec.trainer
+        reference = load_reference(path or self.policy_path, self.compute_dtype, self.device)
+        if engine.backend == "deepspeed" and engine.zero_stage == 3:
+            low = self.compute_dtype in (torch.bfloat16, torch.float16)
+            reference = shard_frozen_module(reference, bf16=low and self.device.type == "cuda")
+        return reference
+
+    def _load_reward_model(self, path: str | Path | None) -> TrainingEngine:
+        """The token-level reward model: a fitted one (`oreal reward-model fit`) or the policy + zero head."""
+        if path is not None:
+            check_same_vocabulary(self.policy_path, Path(path))
+        rm = TokenRewardModel.from_pretrained(path or self.policy_path, torch.float32, self.device)
+        if self.spec.trainer.gradient_checkpointing:
+            enable_activation_checkpointing(rm.backbone)
+        rm.train()
+        return self._engine(rm, self.algorithm.reward_model_optimizer)
 
     def _engine(self, module: torch.nn.Module, opt: OptimizerSpec) -> TrainingEngine:
         return make_training_engine(
@@ -178,20 +174,7 @@ class OREALTrainer:
         check_same_batch(samples, self.device)
         local = shard(prepared.kept, self.dist.rank, self.dist.world_size)
         chunks = micro_batches(local, self.spec.trainer.micro_batch_size)
-        counts_t = torch.tensor(
-            [
-                sum(len(k.response_ids) for k in local if k.reward > 0),
-                sum(len(k.response_ids) for k in local if k.reward <= 0),
-                sum(len(k.response_ids) for k in local),
-                sum(1 for k in local if k.response_ids),  # sequences the reward-model BCE scores
-            ],
-            dtype=torch.float64,
-            device=self.device,
-        )
-        all_reduce_sum(counts_t)
-        counts = TokenCounts(
-            *[float(c) for c in counts_t.tolist()], behaviour=behaviour_counts(prepared.kept)
-        )
+        counts = self._global_counts(local, prepared.kept)
         n_micro = int(all_reduce_max(torch.tensor([len(chunks)], device=self.device)).item())
 
         sums: dict[str, torch.Tensor] = {}
@@ -208,11 +191,7 @@ class OREALTrainer:
             stats["lr/policy"] = self.policy_lr(step)
             _set_known(stats, "grad_norm/policy", self.policy.step(stats["lr/policy"]))
 
-        names = sorted(sums)
-        if names:
-            flat = torch.stack([sums[n].to(torch.float64) for n in names])
-            all_reduce_sum(flat)
-            stats |= {n: float(v) for n, v in zip(names, flat.tolist(), strict=True)}
+        stats |= _all_reduced(sums)
         stats |= {
             "tokens/positive": counts.positive,
             "tokens/negative": counts.negative,
@@ -220,6 +199,21 @@ class OREALTrainer:
             "step_seconds": time.perf_counter() - start,
         }
         return stats
+
+    def _global_counts(self, local: list[KeptSample], kept: list[KeptSample]) -> TokenCounts:
+        """N+, N-, N tokens and scored sequences over every rank's shard (all-reduced)."""
+        counts = torch.tensor(
+            [
+                sum(len(k.response_ids) for k in local if k.reward > 0),
+                sum(len(k.response_ids) for k in local if k.reward <= 0),
+                sum(len(k.response_ids) for k in local),
+                sum(1 for k in local if k.response_ids),  # sequences the reward-model BCE scores
+            ],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        all_reduce_sum(counts)
+        return TokenCounts(*[float(c) for c in counts.tolist()], behaviour=behaviour_counts(kept))
 
     def _reward_model_pass(
         self, micro: list[list[KeptSample]], counts: TokenCounts, sums: dict[str, torch.Tensor]
@@ -398,6 +392,29 @@ def check_same_batch(samples: Sequence[ScoredSample], device: torch.device) -> N
         raise ValueError(
             "ranks were given different batches: train_step needs the same global batch on every rank"
         )
+
+
+def rank_device(device: str | torch.device | None) -> torch.device:
+    """The device given, else this rank's GPU ($LOCAL_RANK), else the CPU; a GPU is made current."""
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:  # "cuda" -> this rank's GPU
+        device = torch.device("cuda", local)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def _all_reduced(sums: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Additive stats summed over micro-batches here, then over ranks."""
+    names = sorted(sums)
+    if not names:
+        return {}
+    flat = torch.stack([sums[n].to(torch.float64) for n in names])
+    all_reduce_sum(flat)
+    return {n: float(v) for n, v in zip(names, flat.tolist(), strict=True)}
 
 
 def _set_known(stats: dict[str, float], key: str, value: float | None) -> None:

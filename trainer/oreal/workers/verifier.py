@@ -75,52 +75,52 @@ def run(args: argparse.Namespace) -> int:
         raise WorkerError(
             f"--replicas {args.replicas} does not match spec.verifier.replicas ({ctx.spec.verifier.replicas})"
         )
-    spec, bucket = ctx.spec, ctx.bucket
-    rollout_replicas = spec.rollout.replicas
-    parts = my_rollout_parts(rollout_replicas, args.index, args.replicas)
-    verifier = build_verifier(spec)
+    parts = my_rollout_parts(ctx.spec.rollout.replicas, args.index, args.replicas)
+    verifier = build_verifier(ctx.spec)
     try:
-        for step in range(spec.algorithm.steps):
-            if args.index in bucket.verdict_parts_committed(step):
-                bucket.commit_verdicts(step, args.replicas)
+        for step in range(ctx.spec.algorithm.steps):
+            if args.index in ctx.bucket.verdict_parts_committed(step):
+                ctx.bucket.commit_verdicts(step, args.replicas)
                 continue
-            timings: dict[str, float] = {}
-            samples = None
-            while samples is None:
-                with timed_phase("wait", timings):
-
-                    def ready(step: int = step) -> bool:
-                        # Any replica may commit the rollout step once all its parts are in.
-                        return bucket.rollouts_committed(step) or bucket.commit_rollouts(
-                            step, rollout_replicas
-                        )
-
-                    if not wait_for(ctx, f"rollouts of step {step}", ready, lambda: run_done(bucket)):
-                        log.info("run is done")
-                        return 0
-                with timed_phase("sync", timings):
-                    samples = read_parts(ctx, step, parts)
-            with timed_phase("verify", timings):
-                verdicts = score(verifier, samples)
-            with timed_phase("sync", timings):
-                bucket.write_verdict_part(step, args.index, verdicts)
-                bucket.commit_verdicts(step, args.replicas)
-            correct = sum(v.correct for v in verdicts)
-            record = {**timings, "samples": len(verdicts), "correct": correct}
-            bucket.write_timings(step, "verifier", args.index, record)
-            log.info(
-                "step %d part %d: %d/%d correct in %.2fs",
-                step,
-                args.index,
-                correct,
-                len(verdicts),
-                timings["verify"],
-            )
+            if not verify_part(ctx, verifier, step, parts, args):
+                log.info("run is done")
+                return 0
         # Stay until the run is done: a pod that exits is restarted by Kubernetes and counted
         # against spec.maxRestarts.
         if not args.exit_after_last_step:
-            wait_for(ctx, "the end of the run", lambda: run_done(bucket))
+            wait_for(ctx, "the end of the run", lambda: run_done(ctx.bucket))
             log.info("run is done")
     finally:
         verifier.close()
     return 0
+
+
+def verify_part(ctx: WorkerContext, verifier, step: int, parts: list[int], args: argparse.Namespace) -> bool:
+    """Score this replica's share of `step` and commit its verdicts; False if the run ended first."""
+    bucket, rollout_replicas = ctx.bucket, ctx.spec.rollout.replicas
+    timings: dict[str, float] = {}
+    samples = None
+    while samples is None:  # None: a corrupt rollout part was withdrawn; wait for it again
+        with timed_phase("wait", timings):
+
+            def ready() -> bool:
+                # Any replica may commit the rollout step once all its parts are in.
+                return bucket.rollouts_committed(step) or bucket.commit_rollouts(step, rollout_replicas)
+
+            if not wait_for(ctx, f"rollouts of step {step}", ready, lambda: run_done(bucket)):
+                return False
+        with timed_phase("sync", timings):
+            samples = read_parts(ctx, step, parts)
+    with timed_phase("verify", timings):
+        verdicts = score(verifier, samples)
+    with timed_phase("sync", timings):
+        bucket.write_verdict_part(step, args.index, verdicts)
+        bucket.commit_verdicts(step, args.replicas)
+    correct = sum(v.correct for v in verdicts)
+    bucket.write_timings(
+        step, "verifier", args.index, {**timings, "samples": len(verdicts), "correct": correct}
+    )
+    log.info(
+        "step %d part %d: %d/%d correct in %.2fs", step, args.index, correct, len(verdicts), timings["verify"]
+    )
+    return True

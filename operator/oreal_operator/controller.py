@@ -15,7 +15,10 @@ writers race, and no wake-up is lost). A round that fails is retried with a per-
 backoff (capped at the status interval).
 
 The status tick queues every run each `status_seconds`; only a tick reads the trainer's report
-(HTTP, not the API server), so an idle run costs no API request between watch events.
+(HTTP, not the API server), so an idle run costs no API request between watch events. The read is
+not part of a round: a tick starts it (at most `REPORT_READS` at once) and queues the run's round
+when it ends, so a report that is slow or cannot be reached (pods still starting: up to the read's
+timeout) never holds a reconcile worker, and new runs are not queued behind a tick's reads.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ LOG = logging.getLogger("oreal_operator")
 Key = tuple[str, str]  # (namespace, run name)
 CHILD_KINDS = ("JobSet", "ConfigMap")
 DEFAULT_WORKERS = 16
+REPORT_READS = 64  # reports read at once on a tick
 MIN_BACKOFF = 0.2
 
 
@@ -46,6 +50,7 @@ class Memory:
     """What the operator remembers of a run between rounds; all of it can be observed again."""
 
     report: Report | None = None  # the trainer's last report
+    report_url: str | None = None  # where a tick reads it; set by each round (None: nothing to read)
     restarts_seen: int = -1  # gang restarts when failed pods were last looked at
     failed_seen: bool = False  # the JobSet's failure was looked at
     failure: str | None = None  # the failed container's termination message
@@ -54,7 +59,6 @@ class Memory:
     invalid_posted: str | None = None  # the SpecInvalid message an event was posted for
     blocked_posted: str | None = None
     backoff: float = 0.0
-    tick: bool = True  # the next round reads the report
     # Caches that spare an idle round the CPU of parsing, rendering and comparing: the rendering
     # of the run as it was last seen (key: what the rendering depends on), and the live JobSet
     # object (a new one comes with every watch event) last found to cover that rendering.
@@ -88,6 +92,8 @@ class Controller:
         self._again: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._reads: dict[Key, asyncio.Task[None]] = {}
+        self._read_slots = asyncio.Semaphore(REPORT_READS)
 
     # ------------------------------------------------------------ events
 
@@ -126,6 +132,9 @@ class Controller:
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
+        read = self._reads.pop(key, None)
+        if read is not None:
+            read.cancel()
         self.phases.record(key[0], key[1], None)
 
     def remember(self, key: Key) -> Memory:
@@ -180,13 +189,36 @@ class Controller:
         else:
             memory.backoff = 0.0
 
+    async def read_report(self, key: Key) -> None:
+        """Read the run's trainer report, if its last round found one to read, into its memory (the
+        last one stays when none comes)."""
+        memory = self.memory.get(key)
+        url = memory.report_url if memory is not None else None
+        if url is None:
+            return
+        async with self._read_slots:
+            report = await self.reports.read(url)
+        if report is not None and key in self.memory:
+            self.memory[key].report = report
+
+    async def _read_then_poke(self, key: Key) -> None:
+        try:
+            await self.read_report(key)
+        finally:
+            self._reads.pop(key, None)
+            self.poke(key)
+
     async def _tick(self) -> None:
-        """Every status_seconds, queue every run for a round that reads its trainer's report."""
+        """Every status_seconds, queue every run for a round, after reading its trainer's report
+        (the reads run beside the rounds, not in a worker)."""
         while True:
             await asyncio.sleep(self.status_seconds)
             for key in list(self.runs):
-                self.remember(key).tick = True
-                self.poke(key)
+                memory = self.memory.get(key)
+                if memory is None or memory.report_url is None:
+                    self.poke(key)
+                elif key not in self._reads:  # a read still running from the last tick: let it end
+                    self._reads[key] = asyncio.create_task(self._read_then_poke(key), name=f"report-{key[1]}")
 
     # ------------------------------------------------------------ life cycle
 
@@ -217,10 +249,11 @@ class Controller:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        for task in self._tasks:
+        tasks = self._tasks + list(self._reads.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks, self._reads = [], {}
         await self.api.close()
         close = getattr(self.reports, "close", None)
         if close is not None:

@@ -1,6 +1,8 @@
 """What a round observes besides the caches: the trainer's report, and why pods failed.
 
-    read_report(ctl, key, run, jobset, memory)      on a status tick, when the JobSet runs
+    report_source(key, run, jobset)                 where a status tick reads the trainer's report
+                                                    (`Controller.read_report`), None when the JobSet
+                                                    does not run or the run serves no report
     observe_failures(ctl, key, jobset, memory)      once per gang restart and once when the JobSet
                                                     fails: the failed pods' termination message
     find_failure(api, namespace, name)              (message, exited with the permanent code)
@@ -40,14 +42,11 @@ def jobset_active(jobset: Mapping[str, Any] | None) -> bool:
     )
 
 
-async def read_report(
-    ctl: Controller, key: Key, run: OREALRun, jobset: Mapping[str, Any] | None, memory: Memory
-) -> None:
-    """On a status tick, the trainer's report into `memory` (the last one stays when none comes)."""
-    if memory.tick and jobset_active(jobset) and run.spec.metrics.port > 0:
-        url = report_url(key[1], key[0], run.spec.metrics.port)
-        memory.report = await ctl.reports.read(url) or memory.report
-    memory.tick = False
+def report_source(key: Key, run: OREALRun, jobset: Mapping[str, Any] | None) -> str | None:
+    """The URL of the trainer's report while the JobSet runs and the run serves one, else None."""
+    if jobset_active(jobset) and run.spec.metrics.port > 0:
+        return report_url(key[1], key[0], run.spec.metrics.port)
+    return None
 
 
 async def observe_failures(

@@ -8,8 +8,9 @@
    else the one its JobSet was rendered with, else the operator's current one). A spec that cannot
    run (the models or the renderer refuse it, or the API server refused its children for this
    generation) is SpecInvalid: nothing is applied, the run keeps its phase and its JobSet;
-3. observe (`observe`): the JobSet from the cache, on a status tick the trainer's report, after a
-   gang restart or a failure the failed pods' termination message;
+3. observe (`observe`): the JobSet from the cache, the trainer's report as the last status tick
+   read it (and where the next tick reads it), after a gang restart or a failure the failed pods'
+   termination message;
 4. apply the children (`apply.apply_children`); a 400/422 answer makes the spec SpecInvalid
    (remembered for this generation and spec, so that the next tick does not ask again);
 5. fold the status (`status.fold_status`) and write it when it changed: a merge patch of the
@@ -39,7 +40,7 @@ from oreal_operator.controller import Controller, Key, Memory
 from oreal_operator.errors import ApiNotServed, ForeignObjectError, RenderError
 from oreal_operator.metrics import RECONCILE_DURATION, RECONCILE_ERRORS
 from oreal_operator.naming import owner_reference
-from oreal_operator.observe import observe_failures, one_line, read_report
+from oreal_operator.observe import observe_failures, one_line, report_source
 from oreal_operator.packing import pack
 from oreal_operator.render import (
     RENDER_VERSION,
@@ -140,7 +141,7 @@ async def reconcile_run(ctl: Controller, key: Key) -> None:
         invalid = mem.refused[1]
 
     await observe_failures(ctl, key, jobset, mem)
-    await read_report(ctl, key, run, jobset, mem)
+    mem.report_url = report_source(key, run, jobset)
     blocked: tuple[str, str] | None = None
     applied = created = False
     if invalid is None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from oreal_operator.config import OperatorConfig
 from oreal_operator.controller import Controller
+from oreal_operator.progress import Report
 from tests.operator.fake_api import FakeApi, FakeReports
 
 
@@ -125,3 +126,41 @@ def test_stop_cancels_rounds_in_flight() -> None:
         return asyncio.get_running_loop().time() - started
 
     assert asyncio.run(scenario()) < 1.0
+
+
+def test_a_ticks_report_reads_hold_no_worker_and_each_read_brings_its_runs_round() -> None:
+    """A report that takes long to read (pods still starting: up to the read's timeout) must not
+    keep a new run from its round; when the read ends, the run's round sees the report."""
+    rounds: list[tuple[str, float]] = []
+    report = Report(started=True, step=3, policy_version=3, done=False, metrics=None)
+
+    class SlowReports:
+        def __init__(self) -> None:
+            self.reads: list[str] = []
+
+        async def read(self, url: str) -> Report:
+            self.reads.append(url)
+            await asyncio.sleep(0.6)
+            return report
+
+    async def reconcile(ctl: Controller, key: tuple[str, str]) -> None:
+        rounds.append((key[1], asyncio.get_running_loop().time()))
+        ctl.remember(key).report_url = f"http://{key[1]}/status"
+
+    async def scenario() -> None:
+        reports = SlowReports()
+        ctl = Controller(FakeApi(), OperatorConfig(image="x"), 0.4, reports, workers=1, reconcile=reconcile)  # type: ignore[arg-type]
+        await ctl.start()
+        ctl.observe("OREALRun", "ADDED", run_event("a"))
+        await asyncio.sleep(0.6)  # the tick at 0.4 s started a's read (until 1.0 s)
+        assert reports.reads == ["http://a/status"] and [r[0] for r in rounds] == ["a"]
+        asked = asyncio.get_running_loop().time()
+        ctl.observe("OREALRun", "ADDED", run_event("b"))
+        await asyncio.sleep(0.1)
+        assert rounds[-1][0] == "b" and rounds[-1][1] - asked < 0.1  # the one worker was free
+        await asyncio.sleep(0.4)  # a's read ended, the tick at 0.8 s started no second one: a's round
+        assert reports.reads.count("http://a/status") == 1
+        assert "a" in [r[0] for r in rounds[1:]] and ctl.remember(("ml", "a")).report == report
+        await ctl.stop()
+
+    asyncio.run(scenario())

@@ -61,12 +61,17 @@ class World:
             }
 
     def round(self, *, tick: bool = False) -> list[tuple[str, str, str]]:
-        """One reconcile of the run; the requests it made."""
+        """One reconcile of the run (after the trainer's report was read, as on a status tick); the
+        requests it made."""
         self.sync()
-        self.ctl.remember(KEY).tick = tick
         before = len(self.api.requests)
-        asyncio.run(reconcile_run(self.ctl, KEY))
+        asyncio.run(self._round(tick))
         return self.api.requests[before:]
+
+    async def _round(self, tick: bool) -> None:
+        if tick:
+            await self.ctl.read_report(KEY)
+        await reconcile_run(self.ctl, KEY)
 
     def run(self) -> dict[str, Any]:
         return self.api.get_object("OREALRun", "ml", "demo")  # type: ignore[return-value]
@@ -371,7 +376,6 @@ def test_the_status_write_carries_the_resource_version_it_was_computed_from() ->
 
 
 async def _round_with_stale_cache(world: World) -> None:
-    world.ctl.remember(KEY).tick = False
     await reconcile_run(world.ctl, KEY)
 
 
@@ -410,7 +414,6 @@ def test_a_cluster_without_the_jobset_api_says_so_on_ready_and_tries_again() -> 
 
 async def _round_and_stop(world: World) -> None:
     world.sync()
-    world.ctl.remember(KEY).tick = False
     await reconcile_run(world.ctl, KEY)
     for timer in world.ctl._timers.values():  # the retry it scheduled: this test runs the next round
         timer.cancel()

@@ -5,7 +5,9 @@ the reconcile writes goes through `Api`: bodies are plain dicts (the renderer wr
 status fold reads dicts), connections are pooled, and every request is counted by verb and kind
 (`oreal_operator_api_requests_total`), so that the cost of a run in requests is measurable.
 
-    Api.from_connection(info)       Kopf's credentials (kopf.ConnectionInfo) for the same server
+    Api.from_connection(info, login=None)   Kopf's credentials (kopf.ConnectionInfo) for the same
+                                    server; with `login` (a function returning new ones, e.g.
+                                    kube.connection_info) credentials that expire are renewed
     get(kind, ns, name)             the object, or None (404)
     list(kind, ns, labels=, fields=)
     create(kind, ns, body)          ApiError(409) when the name is taken
@@ -13,7 +15,8 @@ status fold reads dicts), connections are pooled, and every request is counted b
     delete(kind, ns, name)          foreground propagation; None when it is already gone
     post_event(body, type, reason, message)
 
-A service account token read from a file is re-read when the file changes (bound tokens rotate).
+A service account token read from a file is re-read when the file changes (bound tokens rotate);
+credentials with an expiry (an exec credential plugin's) are renewed through `login` shortly before.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import os
 import ssl
 import uuid
 from collections import Counter
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,11 +43,13 @@ KINDS: dict[str, tuple[str, str]] = {
     "Event": ("api/v1", "events"),
     "JobSet": ("apis/jobset.x-k8s.io/v1alpha2", "jobsets"),
     "OREALRun": ("apis/oreal.io/v1alpha1", "orealruns"),
+    "Lease": ("apis/coordination.k8s.io/v1", "leases"),
 }
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 COMPONENT = "oreal-operator"
 TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+RENEW_BEFORE = timedelta(seconds=30)  # credentials that expire are renewed this long before
 
 
 class ApiError(Exception):
@@ -74,6 +79,8 @@ class Api:
         ssl_context: ssl.SSLContext | bool | None = None,
         token_file: str | None = None,
         timeout: float = 30.0,
+        expires: datetime | None = None,
+        login: Callable[[], Any] | None = None,
     ) -> None:
         self.server = server.rstrip("/")
         self.headers = dict(headers or {})
@@ -81,33 +88,33 @@ class Api:
         self.token_file = token_file
         self._token_mtime: float | None = None
         self.timeout = timeout
+        self.expires, self.login = expires, login
         self.requests: Counter[tuple[str, str]] = Counter()  # (verb, kind) -> count
         self._session: Any = None
 
     @classmethod
-    def from_connection(cls, info: Any) -> Api:
+    def from_connection(cls, info: Any, login: Callable[[], Any] | None = None, timeout: float = 30.0) -> Api:
         """An Api for the server and credentials of a kopf.ConnectionInfo."""
-        context: ssl.SSLContext | bool | None = None
-        if info.insecure:
-            context = False
-        elif info.ca_path or info.ca_data or info.certificate_path or info.certificate_data:
-            context = ssl.create_default_context(cafile=info.ca_path, cadata=_text(info.ca_data))
-            if info.certificate_path:
-                context.load_cert_chain(info.certificate_path, info.private_key_path)
-        headers = {}
-        if info.token:
-            headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
-        elif info.username:
-            import base64
+        return cls(info.server, login=login, timeout=timeout, **_settings(info))
 
-            pair = base64.b64encode(f"{info.username}:{info.password or ''}".encode()).decode()
-            headers["Authorization"] = f"Basic {pair}"
-        token_file = TOKEN_FILE if info.token and os.path.exists(TOKEN_FILE) else None
-        return cls(info.server, headers=headers, ssl_context=context, token_file=token_file)
+    async def _renew(self) -> None:
+        """New credentials from `login` when these expire soon (a new session if the TLS side changed)."""
+        if self.expires is None or self.login is None:
+            return
+        expires = self.expires if self.expires.tzinfo else self.expires.replace(tzinfo=UTC)
+        if datetime.now(UTC) < expires - RENEW_BEFORE:
+            return
+        settings = _settings(self.login())
+        if settings["ssl_context"] is not self.ssl and self._session is not None:
+            await self._session.close()
+            self._session = None
+        self.headers, self.ssl = settings["headers"], settings["ssl_context"]
+        self.token_file, self.expires = settings["token_file"], settings["expires"]
 
     async def _request(
         self, verb: str, kind: str, url: str, *, body: Any = None, content_type: str | None = None
     ) -> Any:
+        await self._renew()
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
@@ -218,10 +225,21 @@ class Api:
             self._session = None
 
 
-def _text(data: Any) -> str | None:
-    if data is None:
-        return None
-    return data.decode() if isinstance(data, bytes) else str(data)
+def _settings(info: Any) -> dict[str, Any]:
+    """Api's connection settings from a kopf.ConnectionInfo (Kopf's own helpers make its TLS
+    context and Authorization header, so that both clients connect alike)."""
+    context: ssl.SSLContext | bool | None = None
+    if info.insecure:
+        context = False
+    elif info.server.startswith("https:"):
+        context = info.as_ssl_context()
+    token_file = TOKEN_FILE if info.token and os.path.exists(TOKEN_FILE) else None
+    return {
+        "headers": info.as_http_headers(),
+        "ssl_context": context,
+        "token_file": token_file,
+        "expires": info.expiration,
+    }
 
 
 def _error(status: int, text: str) -> ApiError:

@@ -2,8 +2,8 @@
 
 - startup: Kopf settings (each with why), then the controller (`oreal_operator.controller`):
   its caches primed, its workers and status tick started;
-- login: the `kubernetes` client's configuration (in-cluster, else $KUBECONFIG) for Kopf, and the
-  same credentials for the controller's own API client;
+- login: the pod's service account, else $KUBECONFIG (`oreal_operator.kube`, no `kubernetes` client
+  library) for Kopf, and the same credentials for the controller's own API client;
 - event handlers, one per watched kind, each one line: OREALRuns, and the JobSets and ConfigMaps
   labelled `app.kubernetes.io/managed-by: oreal-operator` (what the operator creates). A child
   created, edited or deleted brings its run's reconcile within a moment, not at the next tick;
@@ -76,10 +76,8 @@ async def startup(
     # Scanning stays on: Kopf notices the CRDs installed after the operator, and namespaces that
     # appear (RBAC: list/watch CRDs and namespaces). Tests against kmock turn it off.
     config = OperatorConfig.from_env()
-    kube.configure()
-    memo.controller = Controller(
-        Api.from_connection(kube.connection_info()), config, status_seconds, HttpReports()
-    )
+    api = Api.from_connection(kube.connection_info(), login=kube.connection_info)
+    memo.controller = Controller(api, config, status_seconds, HttpReports())
     await memo.controller.start()
     logger.info("reconciling with %d workers, status every %.1f s", memo.controller.workers, status_seconds)
 
@@ -91,7 +89,6 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 def login(**_: Any) -> kopf.ConnectionInfo:
-    kube.configure()
     return kube.connection_info()
 
 

@@ -26,6 +26,7 @@ Why a Lease and not Kopf's peering: charts/README.md ("High availability").
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.server
 import logging
@@ -35,16 +36,19 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Gauge
 
+from oreal_operator.api import Api, ApiError
+
 LOG = logging.getLogger("oreal_operator.leader")
 LEADER = Gauge("oreal_operator_leader", "1 while this operator replica holds the leader Lease and reconciles")
 _MICROTIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+REQUEST_TIMEOUT = 5.0  # one Lease request; a hung one must not outlast the renew deadline
 
 
 @dataclass(frozen=True)
@@ -63,49 +67,42 @@ class Timing:
 
 
 class LeaseClient:
-    """The Lease's get/create/replace as plain dicts (`None` for 404); RBAC: create, get, patch."""
+    """The Lease's get/create/replace as plain dicts (`None` for 404), through `api.Api` (RBAC:
+    create, get, patch). Blocking calls: the election runs before Kopf's event loop starts and in a
+    thread of its own beside it, so the client drives its own loop (one call at a time, from any
+    thread without a running loop)."""
 
-    def __init__(self, namespace: str, name: str) -> None:
-        import kubernetes
+    def __init__(self, namespace: str, name: str, api: Api | None = None) -> None:
+        from oreal_operator import kube
 
         self.namespace, self.name = namespace, name
-        self.api = kubernetes.client.CoordinationV1Api()
+        self.api = api or Api.from_connection(
+            kube.connection_info(), login=kube.connection_info, timeout=REQUEST_TIMEOUT
+        )
+        self._loop = asyncio.new_event_loop()
+
+    def _call(self, request: Coroutine[Any, Any, Any]) -> Any:
+        return self._loop.run_until_complete(request)
 
     def read(self) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return _json(self.api.read_namespaced_lease(self.name, self.namespace, _preload_content=False))
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        return self._call(self.api.get("Lease", self.namespace, self.name))
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        return _json(self.api.create_namespaced_lease(self.namespace, body, _preload_content=False))
+        return self._call(self.api.create("Lease", self.namespace, body))
 
     def replace(self, body: dict[str, Any]) -> dict[str, Any]:
         """Write `body`'s spec as a merge patch that carries the resourceVersion it was read at: the
         API server refuses it (409) when the Lease changed since, as it would refuse a PUT."""
-        patch = {"spec": body["spec"]}
+        patch: dict[str, Any] = {"spec": body["spec"]}
         version = body.get("metadata", {}).get("resourceVersion")
         if version:
             patch["metadata"] = {"resourceVersion": version}
-        return _json(
-            self.api.patch_namespaced_lease(
-                self.name,
-                self.namespace,
-                patch,
-                _content_type="application/merge-patch+json",
-                _preload_content=False,
-            )
-        )
+        return self._call(self.api.patch("Lease", self.namespace, self.name, patch))
 
-
-def _json(response: Any) -> dict[str, Any]:
-    import json
-
-    return json.loads(response.data)
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._call(self.api.close())
+            self._loop.close()
 
 
 def _now() -> datetime:
@@ -174,8 +171,6 @@ class Elector:
 
     def try_acquire(self) -> bool:
         """One attempt: True when this replica holds the Lease afterwards."""
-        from kubernetes.client.exceptions import ApiException
-
         lease = self.client.read()
         try:
             if lease is None:
@@ -194,7 +189,7 @@ class Elector:
             body = {**lease, "spec": self._spec(lease, acquired=not ours)}
             self.lease = self.client.replace(body)
             return True
-        except ApiException as err:
+        except ApiError as err:
             if err.status == 409:  # another replica created or took it first
                 return False
             raise
@@ -221,8 +216,6 @@ class Elector:
     def renew(self) -> bool:
         """Renew once (read, check, replace, as client-go does); False when the Lease is someone
         else's now (lost for sure). A replace that meets 409 reads again."""
-        from kubernetes.client.exceptions import ApiException
-
         for _ in range(3):
             lease = self.client.read()
             if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
@@ -230,7 +223,7 @@ class Elector:
             try:
                 self.lease = self.client.replace({**lease, "spec": self._spec(lease, acquired=False)})
                 return True
-            except ApiException as err:
+            except ApiError as err:
                 if err.status != 409:
                     raise
         raise RuntimeError("the Lease kept changing while it was renewed")
@@ -332,14 +325,13 @@ def leadership(
         yield lost
         LEADER.set(0)
         return
-    from oreal_operator import kube
-
-    kube.configure()  # the same credentials Kopf's login uses later
     namespace, _, name = lease.partition("/")
-    elector = Elector(LeaseClient(namespace, name), identity(), timing)
+    client = LeaseClient(namespace, name)  # the credentials Kopf's login uses later (kube.py)
+    elector = Elector(client, identity(), timing)
     with standby_health(health_port):
         acquired = elector.acquire(stop or threading.Event())
     if not acquired:
+        client.close()
         lost.set()
         yield lost
         return
@@ -357,3 +349,5 @@ def leadership(
         LEADER.set(0)
         if not lost.is_set():
             elector.release()
+        if not renewer.is_alive():  # (its loop is the client's)
+            client.close()

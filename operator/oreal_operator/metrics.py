@@ -29,7 +29,8 @@ RECONCILE_ERRORS = Counter(
 )
 API_REQUESTS = Counter(
     "oreal_operator_api_requests",
-    "Requests the operator's reconciles sent to the Kubernetes API, by verb and kind (watches not included).",
+    "Requests the operator sent to the Kubernetes API, by verb and kind (watches not included; kind Lease: "
+    "leader election).",
     ["verb", "kind"],
 )
 RUNS = Gauge(

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
 
 from oreal_operator.leader import Elector, LeaseClient, Timing, held_by_other
@@ -44,19 +43,24 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
+CLIENTS: list[LeaseClient] = []
+
+
 @pytest.fixture
-def api(kmock: Any, tmp_path: Path) -> Any:
+def api(kmock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """kmock with the Lease resource; the operator's credentials (oreal_operator.kube) point at it."""
     prepare(kmock)
-    saved = kubernetes.client.Configuration.get_default_copy()
-    kubernetes.config.load_kube_config(
-        config_file=str(kubeconfig(tmp_path / "kubeconfig", str(kmock.url), "t"))
-    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "kubeconfig", str(kmock.url), "t")))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     yield kmock
-    kubernetes.client.Configuration.set_default(saved)
+    while CLIENTS:
+        CLIENTS.pop().close()
 
 
 def elector(name: str, clock: Clock) -> Elector:
-    return Elector(LeaseClient(NAMESPACE, "oreal-operator-leader"), name, Timing(15), now=clock)
+    client = LeaseClient(NAMESPACE, "oreal-operator-leader")
+    CLIENTS.append(client)
+    return Elector(client, name, Timing(15), now=clock)
 
 
 @pytest.mark.asyncio

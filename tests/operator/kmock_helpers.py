@@ -1,6 +1,7 @@
 """Helpers for the operator's handler tests: a Kubernetes API (kmock's emulator, or a real cluster
 with OREAL_TEST_REAL_CLUSTER=1 and $KUBECONFIG), the operator under kopf.testing.KopfRunner, and
-the test's view of the cluster through the same `kubernetes` client the operator uses.
+the test's view of the cluster through the `kubernetes` client library (a test dependency only: the
+operator has its own client, `oreal_operator.api`, and finds the server through `oreal_operator.kube`).
 
 kmock's emulator merges patches into stored JSON and nothing more: it assigns no uid or
 resourceVersion (bodies created here carry a uid), ignores label selectors, runs no controllers

@@ -1,12 +1,16 @@
-"""The paper's ablation in miniature (Lyu et al. 2025, Table 2): REINFORCE, GRPO, OREAL without
-token weights and full OREAL, trained from the same SFT warm start on a synthetic arithmetic task.
+"""The paper's ablation in miniature (Lyu et al. 2025, Table 2) and the diagnostics of issue #14:
+REINFORCE, GRPO, OREAL without the token-level reward model as released, full OREAL, and variants of
+its token weights, trained from the same SFT warm start on synthetic tasks.
 
-    python benchmarks/learning.py [--steps N] [--seeds 0 1 2] [--methods ...] [--out DIR] [--quick] [--jobs 2]
+    python benchmarks/learning.py [--experiments 1 2 3 4 5] [--seeds 0 1 2] [--jobs 2] [--steps N]
+                                  [--out DIR] [--quick]
 
-Every RL step goes through the project's real code path: rollouts are sampled from the trainer's
-own policy module (temperature 1.0), rewards come from `oreal.verifier.Verifier`, and the update is
-`oreal.training.OREALTrainer.train_step`. Held-out pass@1 (greedy, verifier-checked) is measured
-every `eval_every` steps. Writes learning.json, learning.md and learning.png into --out.
+Every RL step goes through the project's real code path: rollouts are sampled from the trainer's own
+policy module (temperature 1.0, top-p 0.9 as the released configs), rewards come from
+`oreal.verifier.Verifier`, and the update is `oreal.training.OREALTrainer.train_step` with a run spec
+built by `method_spec`. Held-out pass@1 (greedy, verifier-checked) is measured every `eval_every`
+steps; runs with a reward model also score a fixed held-out set of SFT samples with it (AUC, ω by
+position). Writes learning.json, learning.md, learning.png and learning_rm.png into --out.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,24 +33,131 @@ import torch  # noqa: E402
 
 from oreal.trajectory import Prompt, RolloutSample, ScoredSample, Verdict  # noqa: E402
 
-METHODS = ("reinforce", "grpo", "oreal_no_tw", "oreal")
-LABELS = {
-    "reinforce": "REINFORCE (RLOO)",
-    "grpo": "GRPO",
-    "oreal_no_tw": "OREAL w/o token weights",
-    "oreal": "OREAL (full)",
-}
 
-# Per-step trainer stats kept in learning.json (NaN where a method does not produce one).
-TRACKED = (
-    "kept_samples",
-    "kl",
-    "entropy",
-    "rm/accuracy",
-    "omega/positive",
-    "omega/negative",
-    "grad_norm/policy",
-)
+@dataclass(frozen=True)
+class Method:
+    """One row: an algorithm and its spec fields over the shared ones, or a benchmark-only diagnostic."""
+
+    label: str
+    name: str = "oreal"  # spec.algorithm.name
+    algorithm: tuple[tuple[str, object], ...] = ()  # camelCase AlgorithmSpec fields
+    weights: str | None = None  # benchmark-only ω± (learning_diag.WEIGHT_MODES); None: the spec's
+    reward_model: bool = False  # start from the reward model fitted offline with `oreal reward-model fit`
+    long_warmup: bool = False  # BenchConfig.long_warmup_steps RM-only steps (the policy keeps its updates)
+
+    @property
+    def token_weighted(self) -> bool:
+        return self.name == "oreal" and dict(self.algorithm).get("tokenWeights", True)
+
+    @property
+    def user_option(self) -> bool:
+        """A configuration a user can set in a spec (+ the fit command), not a diagnostic."""
+        return self.weights is None
+
+
+KEEP_ALL = (("keepPerPrompt", "all"), ("uniformGroups", "keep"))
+RELEASED_WO_RM = (("tokenWeights", False), *KEEP_ALL)
+METHODS: dict[str, Method] = {
+    "reinforce": Method("REINFORCE (RLOO)", "reinforce"),
+    "grpo": Method("GRPO", "grpo"),
+    "oreal_no_rm": Method("OREAL w/o token RM, as released (keep all, no freeze)", algorithm=RELEASED_WO_RM),
+    "oreal_no_tw": Method("OREAL w/o token weights, 1+1 kept", algorithm=(("tokenWeights", False),)),
+    "oreal": Method("OREAL full (1+1, 10 frozen steps)"),
+    "oreal_pos1": Method("full, ω+ ≡ 1 (RM weights on negatives only)", weights="pos1"),
+    "oreal_neg1": Method("full, ω- ≡ 1 (RM weights on positives only)", weights="neg1"),
+    "oreal_fixed": Method("full, ω± fixed at the measured means", weights="fixed"),
+    "oreal_beta0": Method("full, β = 0", algorithm=(("klCoef", 0.0),)),
+    "oreal_rm_offline": Method("full, RM fitted offline on 10k SFT samples", reward_model=True),
+    "oreal_rm_warm50": Method("full, 50 RM-only steps (then 90 policy steps)", long_warmup=True),
+    "oreal_topk": Method("full, tokenWeighting: topk (ratio 0.25)", algorithm=(("tokenWeighting", "topk"),)),
+    "oreal_topk_all": Method(
+        "topk, keep all, uniform groups kept, RM fitted offline",
+        algorithm=(("tokenWeighting", "topk"), *KEEP_ALL),
+        reward_model=True,
+    ),
+    "oreal_rm_offline_all": Method(
+        "threshold, keep all, uniform groups kept, RM fitted offline",
+        algorithm=KEEP_ALL,
+        reward_model=True,
+    ),
+    "oreal_minmax_all": Method(
+        "topk ratio 1 (min-max), keep all, uniform groups kept, RM fitted offline",
+        algorithm=(("tokenWeighting", "topk"), ("topkRatio", 1.0), *KEEP_ALL),
+        reward_model=True,
+    ),
+    "oreal_beta0_all": Method(
+        "threshold, keep all, uniform groups kept, β = 0", algorithm=(("klCoef", 0.0), *KEEP_ALL)
+    ),
+    "oreal_pos1_all": Method(
+        "ω+ ≡ 1, threshold ω-, keep all, uniform groups kept, RM fitted offline",
+        algorithm=KEEP_ALL,
+        weights="pos1",
+        reward_model=True,
+    ),
+    "oreal_pos1_topk_all": Method(
+        "ω+ ≡ 1, topk ω-, keep all, uniform groups kept, RM fitted offline",
+        algorithm=(("tokenWeighting", "topk"), *KEEP_ALL),
+        weights="pos1",
+        reward_model=True,
+    ),
+    "oreal_oracle_all": Method(
+        "oracle weights, keep all, uniform groups kept",
+        algorithm=(("warmupSteps", 0), *KEEP_ALL),
+        weights="oracle",
+    ),
+    "oreal_oracle": Method(
+        "oracle weights (ω+ = 1, ω- = 1 from the first error on)",
+        algorithm=(("warmupSteps", 0),),
+        weights="oracle",
+    ),
+}
+BASELINES = ("reinforce", "grpo")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    title: str
+    task: str
+    methods: tuple[str, ...]
+    compare: tuple[str, ...] = ()  # rows of other experiments (same task) shown in its table
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "1": Experiment("1. The faithful ablation", "chain", ("reinforce", "grpo", "oreal_no_rm", "oreal")),
+    "2": Experiment(
+        "2. Where full OREAL loses",
+        "chain",
+        ("oreal_pos1", "oreal_neg1", "oreal_fixed", "oreal_beta0"),
+        compare=("oreal_no_rm", "oreal"),
+    ),
+    "3": Experiment(
+        "3. A fair start for the reward model",
+        "chain",
+        ("oreal_rm_offline", "oreal_rm_warm50"),
+        compare=("grpo", "oreal"),
+    ),
+    "4": Experiment(
+        "4. topk weighting",
+        "chain",
+        ("oreal_topk", "oreal_topk_all", "oreal_minmax_all"),
+        compare=("grpo", "oreal_no_rm", "oreal"),
+    ),
+    "5": Experiment(
+        "5. Sort task: oracle weights as the upper bound",
+        "sort",
+        (
+            "reinforce",
+            "grpo",
+            "oreal_no_rm",
+            "oreal",
+            "oreal_oracle",
+            "oreal_oracle_all",
+            "oreal_rm_offline",
+            "oreal_minmax_all",
+            "oreal_pos1_topk_all",
+        ),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -61,40 +172,72 @@ class BenchConfig:
     lr: float = 3e-4
     min_lr: float = 3e-5
     reward_model_lr: float = 1.2e-3  # 4x the policy lr, the paper's ratio (2e-6 vs 5e-7); not tuned
-    warmup_steps: int = 10  # reward-model-only steps (the paper's 10); only full OREAL has a reward model
-    keep_per_prompt: int | str = 1  # OREAL's filter (project default); diagnostics only may change it
-    variant: str = "reference"  # algorithm.variant of both OREAL rows
+    warmup_steps: int = 10  # reward-model-only steps (the paper's 10); only OREAL with a reward model
+    long_warmup_steps: int = 50  # the fair-start row's reward-model-only steps
+    keep_per_prompt: int | str = 1  # OREAL's filter (project default); a method's fields may change it
+    variant: str = "reference"  # algorithm.variant of the OREAL rows
+    top_p: float = 0.9  # the released configs' gen_top_p
+    weight_decay: float = 0.01  # the released configs' wd (policy and reward model)
     threads: int = 1
+    probe_prompts: int = 100  # held-out prompts x 8 SFT samples scored by each run's reward model
+    offline_prompts: int = 1250  # training prompts x 8 SFT samples for the offline reward-model fit
+    offline_fit: tuple[str, ...] = ("--epochs", "6", "--lr", "1e-3", "--batch-size", "64")
+    offline_gold: bool = False  # smoke test only: add each prompt's gold solution as a correct sample
     task: lt.TaskConfig = lt.TaskConfig()
     sft: lt.SFTConfig = lt.SFTConfig()
 
 
-def method_spec(method: str, cfg: BenchConfig, seed: int):
-    """The run spec of one method; all method-specific knobs stay at the project's defaults."""
+TASKS: dict[str, dict] = {
+    "chain": {},
+    # sort/README.md: 4-6 digits, SFT stopped at the first check >= 0.35 (every 10 steps: every 25
+    # overshot to 0.6 with this library stack, and the RL runs then end at the ceiling)
+    "sort": {
+        "task": lt.TaskConfig(kind="sort", min_digits=4, max_digits=6),
+        "sft": lt.SFTConfig(target=0.35, check_every=10),
+    },
+}
+
+
+def task_config(base: BenchConfig, task: str) -> BenchConfig:
+    return replace(base, **TASKS[task])
+
+
+def extra_steps(method: str, cfg: BenchConfig) -> int:
+    """Steps a row runs beyond cfg.steps: its reward-model-only steps beyond cfg.warmup_steps."""
+    return cfg.long_warmup_steps - cfg.warmup_steps if METHODS[method].long_warmup else 0
+
+
+def method_spec(method: str, cfg: BenchConfig, seed: int, reward_model: str | None = None):
+    """The run spec of one method: the shared settings, then the method's own fields."""
     from oreal.spec.models import OREALRunSpec
 
-    algorithm = "oreal" if method.startswith("oreal") else method
+    m = METHODS[method]
+    algorithm = {
+        "name": m.name,
+        "variant": cfg.variant if m.name == "oreal" else "reference",
+        "steps": cfg.steps + extra_steps(method, cfg),
+        "warmupSteps": cfg.warmup_steps + extra_steps(method, cfg),
+        "promptsPerStep": cfg.prompts_per_step,
+        "samplesPerPrompt": cfg.samples_per_prompt,
+        "policyOptimizer": {"lr": cfg.lr, "minLr": cfg.min_lr, "weightDecay": cfg.weight_decay},
+        "rewardModelOptimizer": {
+            "lr": cfg.reward_model_lr,
+            "minLr": cfg.reward_model_lr / 5,
+            "weightDecay": cfg.weight_decay,
+        },
+        "keepPerPrompt": cfg.keep_per_prompt,
+        "seed": seed,
+    } | dict(m.algorithm)
+    model = {"policy": "sft", "dtype": "float32"}
+    if m.reward_model:
+        if reward_model is None:
+            raise ValueError(f"{method} starts from the offline reward model: pass its folder")
+        model["tokenRewardModel"] = reward_model
     return OREALRunSpec.model_validate(
         {
-            "model": {"policy": "sft", "dtype": "float32"},
+            "model": model,
             "data": {"prompts": "generated"},
-            "algorithm": {
-                "name": algorithm,
-                "variant": cfg.variant if algorithm == "oreal" else "reference",
-                "tokenWeights": method == "oreal",
-                "steps": cfg.steps,
-                "warmupSteps": cfg.warmup_steps,
-                "promptsPerStep": cfg.prompts_per_step,
-                "samplesPerPrompt": cfg.samples_per_prompt,
-                "policyOptimizer": {"lr": cfg.lr, "minLr": cfg.min_lr, "weightDecay": 0.0},
-                "rewardModelOptimizer": {
-                    "lr": cfg.reward_model_lr,
-                    "minLr": cfg.reward_model_lr / 5,
-                    "weightDecay": 0.0,
-                },
-                "keepPerPrompt": cfg.keep_per_prompt,
-                "seed": seed,
-            },
+            "algorithm": algorithm,
             "trainer": {
                 "backend": "torch",
                 "gpusPerNode": 0,
@@ -148,6 +291,7 @@ def rollout(
         samples=cfg.samples_per_prompt,
         greedy=False,
         max_new_tokens=cfg.task.max_new_tokens,
+        top_p=cfg.top_p,
     )
     policy.train(was_training)
     samples = [
@@ -183,26 +327,93 @@ def evaluate(policy, tokenizer, prompts: list[Prompt], cfg: BenchConfig, verifie
     return score
 
 
-def run_one(method: str, seed: int, cfg: BenchConfig, sft_path: str, log=print) -> dict:
-    """One RL run: returns the held-out curve, per-step training stats and wall time."""
-    from transformers import AutoTokenizer
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run needs besides its method and config (paths, so that it pickles to a worker)."""
+
+    reward_model: str | None = None  # the offline-fitted reward model of this task
+    probe: str | None = None  # JSONL of scored held-out SFT samples for the reward-model probe
+    fixed_omega: tuple[float, float] | None = None  # ω± of the `fixed` diagnostic
+
+
+# Per-step trainer stats kept in learning.json (NaN where a method does not produce one).
+TRACKED = (
+    "kept_samples",
+    "kl",
+    "entropy",
+    "rm/accuracy",
+    "omega/positive",
+    "omega/negative",
+    "grad_norm/policy",
+)
+
+
+def make_trainer(
+    method: str,
+    cfg: BenchConfig,
+    seed: int,
+    sft_path: str,
+    inputs: RunInputs,
+    tokenizer,
+    exclude: frozenset[str],
+):
+    from learning_diag import DiagnosticTrainer, gold_ids
 
     from oreal.training import OREALTrainer
+
+    m = METHODS[method]
+    spec = method_spec(method, cfg, seed, inputs.reward_model)
+    rm_path = inputs.reward_model if m.reward_model else None
+    if m.weights is None:
+        return OREALTrainer(spec, policy_path=sft_path, reward_model_path=rm_path, device="cpu")
+    gold = {}
+    if m.weights == "oracle":  # every problem a run can see: its step prompts are drawn from these
+        problems = [
+            p.problem for s in range(spec.algorithm.steps) for p in step_prompts(cfg, seed, s, exclude)
+        ]
+        gold = gold_ids(tokenizer, problems, cfg.task)
+    return DiagnosticTrainer(
+        spec,
+        policy_path=sft_path,
+        reward_model_path=rm_path,
+        device="cpu",
+        mode=m.weights,
+        fixed=inputs.fixed_omega or (1.0, 1.0),
+        gold=gold,
+    )
+
+
+def run_one(
+    method: str, seed: int, cfg: BenchConfig, sft_path: str, log=print, inputs: RunInputs | None = None
+) -> dict:
+    """One RL run: returns the held-out curve, per-step training stats, reward-model probes and wall time."""
+    from learning_diag import gold_ids, probe_metrics
+    from transformers import AutoTokenizer
+
     from oreal.verifier import Verifier
 
+    inputs = inputs or RunInputs()
     torch.set_num_threads(cfg.threads)
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     tokenizer = AutoTokenizer.from_pretrained(sft_path)
-    trainer = OREALTrainer(method_spec(method, cfg, seed), policy_path=sft_path, device="cpu")
-    policy = trainer.policy.module
     test = held_out(cfg)
     exclude = frozenset(p.problem for p in test)
+    trainer = make_trainer(method, cfg, seed, sft_path, inputs, tokenizer, exclude)
+    policy = trainer.policy.module
+    probe_rows, probe_gold = [], {}
+    if trainer.reward_model is not None and inputs.probe:
+        probe_rows = [json.loads(line) for line in Path(inputs.probe).read_text().splitlines() if line]
+        probe_gold = gold_ids(tokenizer, sorted({r["problem"] for r in probe_rows}), cfg.task)
+    steps = trainer.algorithm.steps
     curve: list[tuple[int, float]] = []
+    probes: list[tuple[int, dict]] = []
     train_pass: list[float] = []
     history: dict[str, list[float]] = {k: [] for k in TRACKED}
     with Verifier(timeout_seconds=5.0, workers=1) as verifier:
         curve.append((0, evaluate(policy, tokenizer, test, cfg, verifier)))
-        for step in range(cfg.steps):
+        if probe_rows:
+            probes.append((0, probe_metrics(trainer, probe_rows, probe_gold)))
+        for step in range(steps):
             torch.manual_seed(seed * 1_000_003 + step)  # same sampling noise for every method
             scored = rollout(policy, tokenizer, step_prompts(cfg, seed, step, exclude), cfg, step, verifier)
             stats = trainer.train_step(scored, step)
@@ -212,155 +423,44 @@ def run_one(method: str, seed: int, cfg: BenchConfig, sft_path: str, log=print) 
             train_pass.append(stats["pass_rate"])
             for k in TRACKED:
                 history[k].append(stats.get(k, float("nan")))
-            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
                 curve.append((step + 1, evaluate(policy, tokenizer, test, cfg, verifier)))
+                if probe_rows:
+                    probes.append((step + 1, probe_metrics(trainer, probe_rows, probe_gold)))
+                auc = f"  RM AUC {probes[-1][1]['auc']:.3f}" if probe_rows else ""
                 log(
-                    f"  {method:<12} seed {seed} step {step + 1:>3}: held-out pass@1 {curve[-1][1]:.3f}"
-                    f"  train pass {stats['pass_rate']:.2f}  kept {stats.get('kept_samples', 0):.0f}"
-                    f"  ({time.time() - t0:.0f}s)"
+                    f"  {cfg.task.kind}/{method:<16} seed {seed} step {step + 1:>3}: held-out pass@1 "
+                    f"{curve[-1][1]:.3f}  train pass {stats['pass_rate']:.2f}  "
+                    f"kept {stats.get('kept_samples', 0):.0f}{auc}  ({time.time() - t0:.0f}s)"
                 )
     return {
+        "task": cfg.task.kind,
         "method": method,
         "seed": seed,
         "curve": curve,
         "train_pass_rate": train_pass,
         "stats": history,
+        "rm_probe": probes,
+        "fixed_omega": inputs.fixed_omega if METHODS[method].weights == "fixed" else None,
         "seconds": time.time() - t0,
+        "cpu_seconds": time.process_time() - cpu0,  # this process only (the verifier has its own)
     }
 
 
-# ----------------------------------------------------------------------------- reporting
-
-
-def summarize(runs: list[dict], methods: list[str]) -> dict[str, dict[str, float]]:
-    out = {}
-    for m in methods:
-        rs = [r for r in runs if r["method"] == m]
-        finals = [100 * r["curve"][-1][1] for r in rs]
-        bests = [100 * max(v for _, v in r["curve"]) for r in rs]
-        out[m] = {
-            "final_mean": statistics.fmean(finals),
-            "final_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
-            "best_mean": statistics.fmean(bests),
-            "start": 100 * rs[0]["curve"][0][1],
-            "seconds": sum(r["seconds"] for r in rs),
-            "seeds": len(rs),
-        }
-    return out
-
-
-def table(summary: dict[str, dict[str, float]], cfg: BenchConfig) -> str:
-    lines = [
-        "| method | held-out pass@1 at end (mean ± std) | best during run (mean) | start (SFT) | seeds | run time |",
-        "|---|---|---|---|---|---|",
-    ]
-    for m, s in summary.items():
-        lines.append(
-            f"| {LABELS[m]} | {s['final_mean']:.1f} ± {s['final_std']:.1f} | {s['best_mean']:.1f} "
-            f"| {s['start']:.1f} | {s['seeds']} | {s['seconds'] / 60:.1f} min |"
-        )
-    return "\n".join(lines)
-
-
-def diagnostics(runs: list[dict], methods: list[str]) -> str:
-    """Mean over seeds of the trainer's stats averaged over the last quarter of the steps."""
-    lines = ["| method | " + " | ".join(TRACKED) + " |", "|---|" + "---|" * len(TRACKED)]
-    for m in methods:
-        cells = []
-        for k in TRACKED:
-            vals = []
-            for r in runs:
-                if r["method"] == m:
-                    xs = [x for x in r["stats"][k][-max(1, len(r["stats"][k]) // 4) :] if math.isfinite(x)]
-                    vals += xs
-            cells.append(f"{statistics.fmean(vals):.3g}" if vals else "–")
-        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def gap_lines(summary: dict[str, dict[str, float]]) -> list[str]:
-    if "oreal" not in summary:
-        return []
-    return [
-        f"oreal - {b}: {summary['oreal']['final_mean'] - summary[b]['final_mean']:+.1f} points"
-        for b in ("grpo", "reinforce", "oreal_no_tw")
-        if b in summary
-    ]
-
-
-def plot(runs: list[dict], methods: list[str], path: Path, cfg: BenchConfig) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for m in methods:
-        rs = [r for r in runs if r["method"] == m]
-        steps = [s for s, _ in rs[0]["curve"]]
-        vals = torch.tensor([[100 * v for _, v in r["curve"]] for r in rs])
-        mean, std = vals.mean(0), (vals.std(0) if len(rs) > 1 else torch.zeros(len(steps)))
-        ax.plot(steps, mean, marker="o", label=LABELS[m])
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.15)
-        tp = torch.tensor([r["train_pass_rate"] for r in rs]).mean(0) * 100
-        k = 5
-        smooth = torch.nn.functional.avg_pool1d(
-            tp[None, None], k, 1, padding=k // 2, count_include_pad=False
-        )[0, 0]
-        ax2.plot(range(1, len(tp) + 1), smooth[: len(tp)], label=LABELS[m])
-    ax.set(
-        xlabel="RL step",
-        ylabel="held-out pass@1 (%)",
-        title="Held-out pass@1 (greedy), mean ± std over seeds",
-    )
-    ax2.set(xlabel="RL step", ylabel="sampled pass rate (%)", title="Training pass rate (T=1, smoothed)")
-    ax.grid(alpha=0.3)
-    ax2.grid(alpha=0.3)
-    ax.legend()
-    fig.suptitle(
-        f"OREAL ablation in miniature: {cfg.prompts_per_step} prompts x {cfg.samples_per_prompt} samples/step"
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_report(runs, methods, cfg, out: Path, sft_info: dict, wall: float) -> str:
-    summary = summarize(runs, methods)
-    text = table(summary, cfg)
-    gaps = gap_lines(summary)
-    md = [
-        "# Learning benchmark: the OREAL ablation in miniature",
-        "",
-        f"Task: {lt.describe(cfg.task)}, tiny Llama "
-        f"(hidden {cfg.task.hidden_size}, {cfg.task.layers} layers, character vocabulary), SFT warm start "
-        f"stopped at validation pass@1 {sft_info.get('validation_pass_at_1', float('nan')):.2f} "
-        f"after {sft_info.get('steps', '?')} steps.",
-        f"RL: {cfg.steps} steps x {cfg.prompts_per_step} prompts x {cfg.samples_per_prompt} samples, "
-        f"policy lr {cfg.lr} -> {cfg.min_lr} (cosine), reward-model lr {cfg.reward_model_lr}, "
-        f"reward-model warm-up {cfg.warmup_steps} steps (full OREAL only), OREAL keeps "
-        f"{cfg.keep_per_prompt} correct + wrong per group, held-out set of "
-        f"{cfg.eval_size} problems, greedy pass@1 checked by `oreal.verifier.Verifier`.",
-        f"Total wall time {wall / 60:.1f} min on this machine.",
-        "",
-        text,
-        "",
-        *[f"- {g}" for g in gaps],
-        "",
-        "![curves](learning.png)",
-        "",
-        "Trainer statistics, last quarter of the steps (mean over seeds):",
-        "",
-        diagnostics(runs, methods),
-        *(
-            ["", "Hand-written analysis and diagnostics: [learning_analysis.md](learning_analysis.md)."]
-            if (out / "learning_analysis.md").is_file()
-            else []
-        ),
-        "",
-    ]
-    (out / "learning.md").write_text("\n".join(md))
-    return text + "\n" + "\n".join(gaps)
+def measured_omega(runs: list[dict], task: str) -> tuple[float, float]:
+    """Mean ω+ and ω- of the full OREAL runs of `task` over their policy steps (then over seeds)."""
+    full = [r for r in runs if r["task"] == task and r["method"] == "oreal"]
+    if not full:
+        raise ValueError(f"the fixed-ω rows of {task} need its full OREAL runs")
+    out = []
+    for key in ("omega/positive", "omega/negative"):
+        per_run = [
+            statistics.fmean(xs) for r in full if (xs := [x for x in r["stats"][key] if math.isfinite(x)])
+        ]
+        if not per_run:  # no policy step had a kept sample (the smoke test's untrained start)
+            print(f"warning: no {key} measured in the full OREAL runs of {task}; fixed at 1")
+        out.append(statistics.fmean(per_run) if per_run else 1.0)
+    return out[0], out[1]
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -375,105 +475,195 @@ def quick_config() -> BenchConfig:
         eval_every=2,
         eval_size=8,
         warmup_steps=1,
+        long_warmup_steps=2,
+        probe_prompts=4,
+        offline_prompts=8,
+        offline_fit=("--epochs", "1", "--batch-size", "8", "--held-out", "0.5"),
+        offline_gold=True,  # a 4-step SFT model answers nothing right
         sft=replace(lt.SFTConfig(), max_steps=4, check_every=2, validation_size=4, target=1.1),
         task=replace(lt.TaskConfig(), max_new_tokens=24),
     )
 
 
+@dataclass
+class Plan:
+    """The runs to do, per task, in order; `fixed` rows wait for the full OREAL runs of their task."""
+
+    cfgs: dict[str, BenchConfig]
+    jobs: list[tuple[str, str, int]] = field(default_factory=list)  # (task, method, seed)
+
+    def ready(self, job, done: list[dict]) -> bool:
+        task, method, _ = job
+        if METHODS[method].weights != "fixed":
+            return True
+        need = {(t, m, s) for t, m, s in self.jobs if t == task and m == "oreal"}
+        return need <= {(r["task"], r["method"], r["seed"]) for r in done}
+
+
+def make_plan(
+    experiments: list[str], seeds: list[int], base: BenchConfig, quick: bool, only: list[str] | None = None
+) -> Plan:
+    plan = Plan(cfgs={})
+    for e in experiments:
+        exp = EXPERIMENTS[e]
+        plan.cfgs.setdefault(exp.task, base if quick else task_config(base, exp.task))
+        wanted = list(only or exp.methods)
+        if "oreal_fixed" in wanted:
+            wanted.append("oreal")
+        for s in seeds:
+            for m in wanted:
+                if (exp.task, m, s) not in plan.jobs:
+                    plan.jobs.append((exp.task, m, s))
+    if quick:  # the smoke test: one tiny config for both tasks
+        plan.cfgs = {t: replace(base, task=replace(base.task, kind=t)) for t in plan.cfgs}
+    plan.jobs.sort(key=lambda j: METHODS[j[1]].weights == "fixed")  # stable: dependents last
+    return plan
+
+
+def prepare_task(task: str, cfg: BenchConfig, methods: set[str], cache: Path, verifier, log=print):
+    """SFT warm start, probe samples and (when a row needs it) the offline reward model of one task."""
+    from learning_diag import cached_samples, gold_rows, offline_reward_model, scored_samples
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    test = held_out(cfg)
+    sft = sft_checkpoint(cfg, cache, frozenset(p.problem for p in test), verifier, log=log)
+    inputs = RunInputs()
+    if not any(METHODS[m].token_weighted for m in methods):
+        return sft, inputs
+    tokenizer = AutoTokenizer.from_pretrained(sft)
+    policy = AutoModelForCausalLM.from_pretrained(sft)
+    tag = f"{sft.name}-p{cfg.top_p}"
+    probe = cache / f"probe-{tag}-{cfg.probe_prompts}.jsonl"
+    cached_samples(
+        probe,
+        lambda: scored_samples(
+            policy, tokenizer, test[: cfg.probe_prompts], 8, cfg.task, cfg.top_p, verifier, 1
+        ),
+    )
+    inputs = replace(inputs, probe=str(probe))
+    if any(METHODS[m].reward_model for m in methods):
+        exclude = frozenset(p.problem for p in test)
+        prompts = lt.problem_set(seed=4242, n=cfg.offline_prompts, cfg=cfg.task, exclude=exclude)
+        rows = cached_samples(
+            cache / f"offline-{tag}-{cfg.offline_prompts}.jsonl",
+            lambda: scored_samples(policy, tokenizer, prompts, 8, cfg.task, cfg.top_p, verifier, 2),
+        )
+        if cfg.offline_gold:
+            rows = rows + gold_rows(tokenizer, prompts, cfg.task)
+        rm = offline_reward_model(sft, rows, cache, list(cfg.offline_fit), log=log)
+        inputs = replace(inputs, reward_model=str(rm))
+    return sft, inputs
+
+
+def execute(plan: Plan, prepared: dict, jobs: int, partial: Path) -> list[dict]:
+    """Run every job (in a process pool when jobs > 1), appending each result to `partial`."""
+
+    def args_of(job, done):
+        task, method, seed = job
+        sft, inputs = prepared[task]
+        if METHODS[method].weights == "fixed":
+            inputs = replace(inputs, fixed_omega=measured_omega(done, task))
+        return (method, seed, plan.cfgs[task], str(sft), print, inputs)
+
+    done: list[dict] = []
+
+    def record(result: dict) -> None:
+        done.append(result)
+        with partial.open("a") as f:
+            f.write(json.dumps(result) + "\n")
+
+    if jobs <= 1:
+        for job in plan.jobs:
+            record(run_one(*args_of(job, done)))
+        return done
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    waiting, running = list(plan.jobs), set()
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        while waiting or running:
+            for job in [j for j in waiting if plan.ready(j, done)][: max(0, 2 * jobs - len(running))]:
+                waiting.remove(job)
+                running.add(pool.submit(run_one, *args_of(job, done)))
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                record(fut.result())
+    return done
+
+
+def rounded(obj, digits: int = 5):
+    """`obj` with every float rounded to `digits` significant digits (a smaller learning.json)."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}") if math.isfinite(obj) else obj
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [rounded(v, digits) for v in obj]
+    return obj
+
+
 def main(argv: list[str] | None = None) -> int:
+    import learning_report
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int)
-    ap.add_argument("--lr", type=float, help="policy learning rate (shared by every method)")
-    ap.add_argument("--prompts-per-step", type=int)
-    ap.add_argument("--reward-model-lr", type=float, help="diagnostics only (default: 4x the policy lr)")
-    ap.add_argument(
-        "--keep-per-prompt", help="diagnostics only: OREAL's kept samples per group, int or 'all'"
-    )
-    ap.add_argument(
-        "--variant", choices=["reference", "paper"], help="diagnostics only: OREAL's loss variant"
-    )
-    ap.add_argument("--task", choices=lt.KINDS, help="chain (default) or sort")
-    ap.add_argument(
-        "--digits", type=int, nargs=2, metavar=("MIN", "MAX"), help="sort task: digits per prompt"
-    )
-    ap.add_argument("--hidden-size", type=int, help="tiny model width (default: TaskConfig's 64)")
-    ap.add_argument("--layers", type=int, help="tiny model depth (default: TaskConfig's 2)")
-    ap.add_argument("--heads", type=int, help="attention heads (default: TaskConfig's 4)")
-    ap.add_argument("--sft-target", type=float, help="stop SFT at this validation pass@1 (default 0.3)")
-    ap.add_argument("--sft-check-every", type=int, help="SFT steps between validations (default 100)")
-    ap.add_argument("--sft-lr", type=float, help="SFT learning rate (default 3e-3)")
+    ap.add_argument("--experiments", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
+    ap.add_argument("--steps", type=int, help="RL steps per run (default 100)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    ap.add_argument("--cache", type=Path, help="SFT cache folder (default: OUT/cache)")
+    ap.add_argument("--cache", type=Path, help="SFT / sample / reward-model cache (default: OUT/cache)")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes, 1 thread each)")
     ap.add_argument("--quick", action="store_true", help="tiny smoke configuration")
+    ap.add_argument("--only", nargs="+", choices=list(METHODS), help="these rows instead of the experiments'")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the report from OUT/learning.json")
     args = ap.parse_args(argv)
+    if args.report_only:
+        print(learning_report.write(json.loads((args.out / "learning.json").read_text()), args.out))
+        return 0
 
-    cfg = quick_config() if args.quick else BenchConfig()
+    base = quick_config() if args.quick else BenchConfig()
     if args.steps:
-        cfg = replace(cfg, steps=args.steps)
-    if args.lr:
-        cfg = replace(cfg, lr=args.lr, min_lr=args.lr / 10, reward_model_lr=4 * args.lr)
-    if args.keep_per_prompt:
-        keep = args.keep_per_prompt
-        cfg = replace(cfg, keep_per_prompt=keep if keep == "all" else int(keep))
-    if args.reward_model_lr:
-        cfg = replace(cfg, reward_model_lr=args.reward_model_lr)
-    if args.variant:
-        cfg = replace(cfg, variant=args.variant)
-    if args.prompts_per_step:
-        cfg = replace(cfg, prompts_per_step=args.prompts_per_step)
-    if args.task:
-        cfg = replace(cfg, task=replace(cfg.task, kind=args.task))
-    if args.digits:
-        cfg = replace(cfg, task=replace(cfg.task, min_digits=args.digits[0], max_digits=args.digits[1]))
-    for flag, field in (("hidden_size", "hidden_size"), ("layers", "layers"), ("heads", "heads")):
-        if getattr(args, flag) is not None:
-            cfg = replace(cfg, task=replace(cfg.task, **{field: getattr(args, flag)}))
-    for flag, field in (("sft_target", "target"), ("sft_check_every", "check_every"), ("sft_lr", "lr")):
-        if getattr(args, flag) is not None:
-            cfg = replace(cfg, sft=replace(cfg.sft, **{field: getattr(args, flag)}))
+        base = replace(base, steps=args.steps)
+    plan = make_plan(args.experiments, args.seeds, base, args.quick, args.only)
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.cache or args.out / "cache"
-    torch.set_num_threads(cfg.threads if args.jobs > 1 else max(cfg.threads, 1))
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(base.threads)
     from oreal.verifier import Verifier
 
     t0 = time.time()
-    test = held_out(cfg)
+    prepared, sft_info = {}, {}
     with Verifier(timeout_seconds=5.0, workers=1) as verifier:
-        sft_path = sft_checkpoint(cfg, cache, frozenset(p.problem for p in test), verifier)
-    sft_info = json.loads((sft_path / "info.json").read_text())
-    print(f"SFT checkpoint {sft_path}: {sft_info}")
-
-    jobs = [(m, s, cfg, str(sft_path)) for s in args.seeds for m in args.methods]
-    partial = args.out / "learning_runs.jsonl"  # one line per finished run, so a cut-off run keeps its data
+        for task, cfg in plan.cfgs.items():
+            methods = {m for t, m, _ in plan.jobs if t == task}
+            prepared[task] = prepare_task(task, cfg, methods, cache, verifier)
+            sft_info[task] = json.loads((prepared[task][0] / "info.json").read_text())
+            print(f"{task}: SFT {prepared[task][0]} {sft_info[task]}; {prepared[task][1]}")
+    prep_seconds = time.time() - t0
+    partial = args.out / "learning_runs.jsonl"  # one line per finished run: a cut-off run keeps its data
     partial.write_text("")
-    runs: list[dict] = []
-    if args.jobs > 1:
-        # ProcessPoolExecutor workers are not daemonic, so the verifier may start its own workers.
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            for fut in as_completed([pool.submit(run_one, *j) for j in jobs]):
-                runs.append(fut.result())
-                with partial.open("a") as f:
-                    f.write(json.dumps(runs[-1]) + "\n")
-    else:
-        for j in jobs:
-            runs.append(run_one(*j))
-            with partial.open("a") as f:
-                f.write(json.dumps(runs[-1]) + "\n")
-    order = {(m, s): i for i, (m, s, _, _) in enumerate(jobs)}
-    runs.sort(key=lambda r: order[(r["method"], r["seed"])])
+    runs = execute(plan, prepared, args.jobs, partial)
+    order = {job: i for i, job in enumerate(plan.jobs)}
+    runs.sort(key=lambda r: order[(r["task"], r["method"], r["seed"])])
     wall = time.time() - t0
-
-    (args.out / "learning.json").write_text(
-        json.dumps({"config": asdict(cfg), "sft": sft_info, "runs": runs})
-    )
-    plot(runs, args.methods, args.out / "learning.png", cfg)
-    print(write_report(runs, args.methods, cfg, args.out, sft_info, wall))
+    offline = {
+        t: json.loads((Path(inputs.reward_model) / "reward_model.json").read_text())
+        for t, (_, inputs) in prepared.items()
+        if inputs.reward_model
+    }
+    data = {
+        "configs": {t: asdict(c) for t, c in plan.cfgs.items()},
+        "experiments": args.experiments,
+        "sft": sft_info,
+        "offline_reward_model": {
+            t: {k: v for k, v in s.items() if k != "fingerprint"} for t, s in offline.items()
+        },
+        "runs": runs,
+        "wall_seconds": wall,
+        "prepare_seconds": prep_seconds,
+        "jobs": args.jobs,
+    }
+    (args.out / "learning.json").write_text(json.dumps(rounded(data)))
+    print(learning_report.write(data, args.out))
     print(f"total {wall / 60:.1f} min")
     return 0
 

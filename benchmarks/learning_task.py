@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -109,6 +110,32 @@ def chain_problem(rng: random.Random, cfg: TaskConfig) -> tuple[str, str, str]:
         total = new
     solution = ", ".join(steps) + f". {BOXED}{total}}}"
     return problem, solution, str(total)
+
+
+def worked_solution(problem: str, cfg: TaskConfig) -> str:
+    """The gold worked solution of a prompt text (the one SFT teaches), e.g. for oracle token weights."""
+    body = problem.removesuffix("=")
+    if cfg.kind == "sort":
+        ordered = "".join(sorted(body))
+        return ",".join(ordered) + f". {BOXED}{ordered}}}"
+    if cfg.kind == "chain":
+        tokens = re.findall(r"[+-]|\d+", body)
+        total, steps = int(tokens[0]), []
+        for op, v in zip(tokens[1::2], tokens[2::2], strict=True):
+            new = total + int(v) if op == "+" else total - int(v)
+            steps.append(f"{total}{op}{v}={new}")
+            total = new
+        return ", ".join(steps) + f". {BOXED}{total}}}"
+    raise ValueError(f"unknown task kind {cfg.kind!r}; expected one of {KINDS}")
+
+
+def first_error(response_ids: list[int], gold_ids: list[int]) -> int:
+    """Index of the first response token that leaves the gold token sequence (gold ends with eos);
+    a response that is a strict prefix of the gold one errs at its last token (it stopped early)."""
+    for t, token in enumerate(response_ids):
+        if t >= len(gold_ids) or token != gold_ids[t]:
+            return t
+    return len(response_ids) - 1 if len(response_ids) < len(gold_ids) else len(response_ids)
 
 
 def problem_set(seed: int, n: int, cfg: TaskConfig, exclude: frozenset[str] = frozenset()) -> list[Prompt]:
@@ -200,8 +227,10 @@ def generate(
     greedy: bool,
     max_new_tokens: int,
     batch: int = 256,
+    top_p: float = 1.0,
 ) -> list[list[Generation]]:
-    """`samples` answers per problem (temperature 1.0, no top-k/top-p, or greedy), with old log-probs."""
+    """`samples` answers per problem (temperature 1.0, nucleus `top_p`, no top-k; or greedy), with the
+    log-probs of the full distribution."""
     model.eval()
     flat = [p for p in problems for _ in range(samples)]
     out: list[Generation] = []
@@ -217,7 +246,7 @@ def generate(
             do_sample=not greedy,
             temperature=1.0 if not greedy else None,
             top_k=0 if not greedy else None,
-            top_p=1.0 if not greedy else None,
+            top_p=top_p if not greedy else None,
             max_new_tokens=max_new_tokens,
             pad_token_id=pad,
             eos_token_id=eos,

@@ -63,3 +63,19 @@ def test_cache_key_fields_per_task() -> None:
     sort = lt.cache_fields(SORT)
     assert sort["kind"] == "sort" and not set(lt.CHAIN_FIELDS) & sort.keys()
     assert lt.cache_fields(replace(SORT, max_digits=9)) != sort
+
+
+@pytest.mark.parametrize("task", [lt.TaskConfig(), SORT], ids=["chain", "sort"])
+def test_worked_solution_of_a_prompt_is_the_one_sft_teaches(task) -> None:
+    rng = random.Random(3)
+    for _ in range(200):
+        problem, solution, _ = lt.make_problem(rng, task)
+        assert lt.worked_solution(problem, task) == solution
+
+
+def test_first_error_against_the_gold_tokens() -> None:
+    gold = [5, 6, 7, 2]  # ends with eos
+    assert lt.first_error([5, 9, 7, 2], gold) == 1
+    assert lt.first_error([5, 6, 7, 2, 4], gold) == 4  # kept going after the gold end
+    assert lt.first_error([5, 6], gold) == 1  # stopped early: its last token is the error
+    assert lt.first_error([5, 6, 7, 2], gold) == 4  # no error: past the end

@@ -19,6 +19,11 @@ sys.path.insert(0, str(BENCH))
 
 import learning  # noqa: E402
 import learning_diag  # noqa: E402
+import learning_report  # noqa: E402, F401  (imported by learning.main)
+
+# Off sys.path again once imported: benchmarks/operator.py would shadow the stdlib's operator module
+# for the rest of the session (TorchInductor's compile workers fail on it).
+sys.path[:] = [p for p in sys.path if p != str(BENCH)]
 
 
 @pytest.mark.timeout(300)

@@ -18,6 +18,10 @@ sys.path.insert(0, str(BENCH))
 
 import learning_task as lt  # noqa: E402
 
+# Off sys.path again: benchmarks/operator.py would shadow the stdlib's operator module for the rest of
+# the session (TorchInductor's compile workers fail on it).
+sys.path[:] = [p for p in sys.path if p != str(BENCH)]
+
 SORT = lt.TaskConfig(kind="sort", min_digits=6, max_digits=8)
 
 

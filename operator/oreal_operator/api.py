@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from oreal_operator import packing
 from oreal_operator.metrics import API_REQUESTS
 
 # kind -> (API path prefix, plural)
@@ -125,7 +126,7 @@ class Api:
         data = None
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
-            data = json.dumps(body)
+            data = packing.dumps(body)  # a child from the caches may have packed fields
         self.requests[(verb, kind)] += 1
         API_REQUESTS.labels(verb=verb, kind=kind).inc()
         method = {"get": "GET", "list": "GET", "create": "POST", "patch": "PATCH", "delete": "DELETE"}[verb]

@@ -20,7 +20,7 @@ from oreal.spec.models import OREALRun, OREALRunStatus
 from oreal_operator.api import ApiError
 from oreal_operator.controller import Controller, Key
 from oreal_operator.errors import ApiNotServed
-from oreal_operator.packing import pack
+from oreal_operator.packing import pack, unpack
 from oreal_operator.plan import Step, plan_configmap, plan_jobset
 from oreal_operator.render import queue_name
 
@@ -29,14 +29,21 @@ class StaleCache(Exception):  # noqa: N818 - a signal: plan again with what is t
     """A create found the name taken: the cache missed an object, which is now read into it."""
 
 
-async def apply_steps(ctl: Controller, key: Key, steps: list[Step]) -> None:
-    """Apply `steps` in order, updating the caches from the answers."""
+async def apply_steps(
+    ctl: Controller, key: Key, steps: list[Step], rendered: Mapping[str, Any] | None = None
+) -> None:
+    """Apply `steps` in order, updating the caches from the answers. `rendered`: the JobSet as
+    rendered in this round, unpacked (None: unpacked here when one is created)."""
     namespace = key[0]
     for step in steps:
         cache = ctl.children[step.kind]
         if step.verb == "create":
             try:
-                cache[key] = pack(await ctl.api.create(step.kind, namespace, step.body or {}))
+                body = step.body or {}
+                created = await ctl.api.create(step.kind, namespace, body)
+                # what the API server stored as it was sent keeps the rendering's packed fields
+                plain = (rendered if step.kind == "JobSet" else None) or unpack(body)
+                cache[key] = pack(created, same_as=(plain, body))
             except ApiError as err:
                 if err.status == 404:  # a create's collection itself is not there
                     raise ApiNotServed(
@@ -58,6 +65,14 @@ async def apply_steps(ctl: Controller, key: Key, steps: list[Step]) -> None:
                 cache.pop(key, None)
 
 
+def same_spec(checked: Mapping[str, Any] | None, live: Mapping[str, Any] | None) -> bool:
+    """The live JobSet's spec is the one found covering the rendering before (a new live object
+    comes with every change of its status; packed fields compare as bytes)."""
+    return checked is live or (
+        checked is not None and live is not None and checked.get("spec") == live.get("spec")
+    )
+
+
 async def apply_children(
     ctl: Controller,
     key: Key,
@@ -65,8 +80,10 @@ async def apply_children(
     body: Mapping[str, Any],
     desired: list[dict[str, Any]],
     status: OREALRunStatus,
+    rendered: Mapping[str, Any] | None = None,
 ) -> tuple[bool, bool]:
-    """Plan and apply (see the module docstring): (every child in place, a JobSet was created)."""
+    """Plan and apply (see the module docstring): (every child in place, a JobSet was created).
+    `rendered`: the JobSet of `desired` unpacked, when this round rendered it."""
     configmap, jobset = desired
     uid = body["metadata"].get("uid")
     queued = queue_name(run) is not None
@@ -81,11 +98,13 @@ async def apply_children(
     memory = ctl.remember(key)
     for attempt in range(2):
         live = ctl.children["JobSet"].get(key)
-        checked = memory.checked is not None and memory.checked[0] is live and memory.checked[1] is wanted
+        checked = (
+            memory.checked is not None and memory.checked[1] is wanted and same_spec(memory.checked[0], live)
+        )
         steps = plan_configmap(configmap, ctl.children["ConfigMap"].get(key), uid)
         steps += plan_jobset(wanted, live, uid, queued=queued, check_drift=not checked)
         try:
-            await apply_steps(ctl, key, steps)
+            await apply_steps(ctl, key, steps, rendered)
         except StaleCache:
             if attempt:
                 raise

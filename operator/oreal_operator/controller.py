@@ -12,7 +12,9 @@ status tick), the reconcile (`oreal_operator.reconcile`) computes the desired ch
 run as it is now and restores what differs. A run is never reconciled by two workers at once: a
 run woken up while it is being reconciled is queued once more for when that round ends (so no two
 writers race, and no wake-up is lost). A round that fails is retried with a per-run exponential
-backoff (capped at the status interval).
+backoff (capped at the status interval). Rounds asked for by a change (an event, a retry) are taken
+before those of the status tick, so that a burst of new runs is not queued behind a sweep of runs
+that are as they should be.
 
 The status tick queues every run each `status_seconds`; only a tick reads the trainer's report
 (HTTP, not the API server), so an idle run costs no API request between watch events. The read is
@@ -24,6 +26,7 @@ timeout) never holds a reconcile worker, and new runs are not queued behind a ti
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -43,6 +46,7 @@ CHILD_KINDS = ("JobSet", "ConfigMap")
 DEFAULT_WORKERS = 16
 REPORT_READS = 64  # reports read at once on a tick
 MIN_BACKOFF = 0.2
+EVENT, TICK = 0, 1  # a round's priority (the lower first): asked for by a change, or by the status tick
 
 
 @dataclass
@@ -60,9 +64,10 @@ class Memory:
     blocked_posted: str | None = None
     backoff: float = 0.0
     # Caches that spare an idle round the CPU of parsing, rendering and comparing: the rendering
-    # of the run as it was last seen (key: what the rendering depends on), and the live JobSet
-    # object (a new one comes with every watch event) last found to cover that rendering.
-    rendered: tuple[str, Any] | None = None
+    # of the run as it was last seen (key: what the rendering reads, compared by value), and the
+    # live JobSet last found to cover that rendering (a live one of the same spec is not compared
+    # again).
+    rendered: tuple[tuple[Any, ...], Any] | None = None
     checked: tuple[Any, Any] | None = None
 
 
@@ -86,10 +91,11 @@ class Controller:
             from oreal_operator.reconcile import reconcile_run
 
             self.reconcile = reconcile_run
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Key]] = asyncio.PriorityQueue()
+        self._order = itertools.count()  # first in, first out within a priority
+        self._queued: dict[Key, int] = {}  # run -> the most urgent priority it is queued with
         self._active: set[Key] = set()
-        self._again: set[Key] = set()
+        self._again: dict[Key, int] = {}  # runs woken up during their round -> priority
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._reads: dict[Key, asyncio.Task[None]] = {}
@@ -118,6 +124,8 @@ class Controller:
             if cache.pop(key, None) is not None or key in self.runs:
                 self.poke(key)
             return
+        if same_version(cache.get(key), meta):
+            return  # what the operator wrote itself (its answer is cached), seen again
         packed = pack(obj)
         if cache.get(key) == packed:
             return
@@ -142,18 +150,22 @@ class Controller:
 
     # ------------------------------------------------------------ the queue
 
-    def poke(self, key: Key, delay: float = 0.0) -> None:
-        """Queue `key` for a round (after `delay` seconds)."""
+    def poke(self, key: Key, delay: float = 0.0, *, tick: bool = False) -> None:
+        """Queue `key` for a round (after `delay` seconds; `tick`: for the status tick, after the
+        rounds asked for by changes)."""
         if delay > 0:
             if key not in self._timers:
                 loop = asyncio.get_running_loop()
                 self._timers[key] = loop.call_later(delay, self._fire, key)
             return
+        priority = TICK if tick else EVENT
         if key in self._active:
-            self._again.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+            self._again[key] = min(priority, self._again.get(key, priority))
+            return
+        queued = self._queued.get(key)
+        if queued is None or priority < queued:  # (queued more urgently: its older entry is skipped)
+            self._queued[key] = priority
+            self._queue.put_nowait((priority, next(self._order), key))
 
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)
@@ -161,16 +173,18 @@ class Controller:
 
     async def _work(self) -> None:
         while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
+            priority, _, key = await self._queue.get()
+            if self._queued.get(key) != priority:
+                continue  # an entry left behind when the run was queued again, more urgently
+            del self._queued[key]
             self._active.add(key)
             try:
                 await self._round(key)
             finally:
                 self._active.discard(key)
-                if key in self._again:
-                    self._again.discard(key)
-                    self.poke(key)
+                again = self._again.pop(key, None)
+                if again is not None:
+                    self.poke(key, tick=again == TICK)
 
     async def _round(self, key: Key) -> None:
         if key not in self.runs:
@@ -206,7 +220,7 @@ class Controller:
             await self.read_report(key)
         finally:
             self._reads.pop(key, None)
-            self.poke(key)
+            self.poke(key, tick=True)
 
     async def _tick(self) -> None:
         """Every status_seconds, queue every run for a round, after reading its trainer's report
@@ -216,7 +230,7 @@ class Controller:
             for key in list(self.runs):
                 memory = self.memory.get(key)
                 if memory is None or memory.report_url is None:
-                    self.poke(key)
+                    self.poke(key, tick=True)
                 elif key not in self._reads:  # a read still running from the last tick: let it end
                     self._reads[key] = asyncio.create_task(self._read_then_poke(key), name=f"report-{key[1]}")
 
@@ -258,6 +272,16 @@ class Controller:
         close = getattr(self.reports, "close", None)
         if close is not None:
             await close()
+
+
+def same_version(cached: Mapping[str, Any] | None, meta: Mapping[str, Any]) -> bool:
+    """`cached` is the object of `meta` at the same resourceVersion (the API server gives every
+    change a new one), so that nothing changed."""
+    version = meta.get("resourceVersion")
+    if cached is None or not version:
+        return False
+    old = cached.get("metadata") or {}
+    return old.get("resourceVersion") == version and old.get("uid") == meta.get("uid")
 
 
 def jitter(seconds: float) -> float:

@@ -32,7 +32,7 @@ from typing import Any
 from oreal_operator.drift import covers, drifted
 from oreal_operator.errors import ForeignObjectError
 from oreal_operator.naming import controlled_by
-from oreal_operator.packing import unpack
+from oreal_operator.packing import Packed, unpack
 from oreal_operator.render import RENDERED_BY, SPEC_HASH
 
 
@@ -41,7 +41,7 @@ class Step:
     verb: str  # create | patch | delete
     kind: str
     name: str
-    body: dict[str, Any] | None = None  # the object (create) or a merge patch (patch)
+    body: dict[str, Any] | None = None  # the object (create; a JobSet packed) or a merge patch (patch)
     why: str = ""
 
 
@@ -74,6 +74,10 @@ def metadata_patch(desired: Mapping[str, Any], live: Mapping[str, Any]) -> dict[
     return patch
 
 
+def _unpacked(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return unpack({"spec": spec})["spec"]
+
+
 def plan_configmap(
     desired: Mapping[str, Any], live: Mapping[str, Any] | None, owner_uid: str | None
 ) -> list[Step]:
@@ -100,7 +104,8 @@ def plan_jobset(
     if live is None:
         if desired is None:
             return []
-        return [Step("create", "JobSet", desired["metadata"]["name"], unpack(desired), "missing")]
+        # packed as the cache keeps it: `api.Api` writes its packed fields from their JSON text
+        return [Step("create", "JobSet", desired["metadata"]["name"], dict(desired), "missing")]
     _check_owner(live, owner_uid)
     name = _meta(live)["name"]
     if _meta(live).get("deletionTimestamp"):
@@ -112,8 +117,11 @@ def plan_jobset(
             Step("delete", "JobSet", name, why="the run's spec changed: re-created, the gang restarts once")
         ]
     if check_drift and _annotation(live, RENDERED_BY) == _annotation(desired, RENDERED_BY):
-        want = {k: v for k, v in unpack(desired)["spec"].items() if k != "suspend"}
-        have = unpack(live).get("spec")
+        # Packed fields equal as bytes hold equal values: only the others are compared field by field.
+        spec = live.get("spec") if isinstance(live.get("spec"), Mapping) else {}
+        same = {k for k, v in desired["spec"].items() if isinstance(v, Packed) and spec.get(k) == v}
+        want = _unpacked({k: v for k, v in desired["spec"].items() if k != "suspend" and k not in same})
+        have = _unpacked({k: v for k, v in spec.items() if k not in same})
         if not covers(want, have):
             where = ", ".join(f"spec.{p}" for p in drifted(want, have))
             return [Step("delete", "JobSet", name, why=f"edited by hand ({where}): re-created as rendered")]

@@ -131,7 +131,7 @@ async def reconcile_run(ctl: Controller, key: Key) -> None:
     generation = body["metadata"].get("generation")
     jobset = ctl.children["JobSet"].get(key)
     image = pinned_image(previous, jobset, ctl.config.image)
-    run, desired, invalid = _render(ctl, key, body, image, previous, jobset)
+    run, desired, invalid, fresh = _render(ctl, key, body, image, previous, jobset)
     if run is None:
         status = invalid_only(previous, invalid or "", generation, now)
         await _write(ctl, key, body, previous, status, invalid=invalid)
@@ -147,7 +147,7 @@ async def reconcile_run(ctl: Controller, key: Key) -> None:
     if invalid is None:
         status = _fold(ctl, key, run, body, previous, now, Observed())
         try:
-            applied, created = await apply_children(ctl, key, run, body, desired, status)
+            applied, created = await apply_children(ctl, key, run, body, desired, status, fresh)
         except ForeignObjectError as err:
             blocked = (v.NAME_TAKEN, one_line(str(err)))
         except ApiNotServed as err:
@@ -175,28 +175,30 @@ def _render(
     image: str,
     previous: OREALRunStatus | None,
     jobset: Mapping[str, Any] | None,
-) -> tuple[OREALRun | None, list[dict[str, Any]], str | None]:
-    """(the parsed run or None, its children or [], why it cannot run or None), from the run's
-    memory when nothing the rendering reads has changed since the last round."""
+) -> tuple[OREALRun | None, list[dict[str, Any]], str | None, dict[str, Any] | None]:
+    """(the parsed run or None, its children or [] (the JobSet packed), why it cannot run or None,
+    the JobSet unpacked when it was rendered in this round), from the run's memory when nothing
+    the rendering reads has changed since the last round."""
     opts = _options(ctl, key, body, image, previous, jobset)
     meta = body["metadata"]
-    inputs = [body.get("spec"), meta.get("labels"), meta.get("annotations"), meta.get("uid"), opts]
-    cache_key = json.dumps(inputs, sort_keys=True, default=repr)
+    inputs = (body.get("spec"), meta.get("labels"), meta.get("annotations"), meta.get("uid"), opts)
     mem = ctl.remember(key)
-    if mem.rendered is not None and mem.rendered[0] == cache_key:
-        return mem.rendered[1]
+    if mem.rendered is not None and mem.rendered[0] == inputs:
+        mem.rendered = (inputs, mem.rendered[1])  # the run's current objects, the older ones freed
+        return (*mem.rendered[1], None)
+    fresh = None
     try:
         run: OREALRun | None = parse(body)
     except SpecError as err:
         result: tuple[OREALRun | None, list[dict[str, Any]], str | None] = (None, [], one_line(str(err)))
     else:
         try:
-            configmap, jobset = render_run(run, opts)  # type: ignore[arg-type]
-            result = (run, [configmap, pack(jobset)], None)
+            configmap, fresh = render_run(run, opts)  # type: ignore[arg-type]
+            result = (run, [configmap, pack(fresh)], None)
         except RenderError as err:
             result = (run, [], one_line(str(err)))
-    mem.rendered = (cache_key, result)
-    return result
+    mem.rendered = (inputs, result)
+    return (*result, fresh)
 
 
 def _options(

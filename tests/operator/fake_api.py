@@ -11,11 +11,13 @@ fail; `requests` lists (verb, kind, name) in order; `events` the posted events.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import jsonpatch
 
+from oreal_operator import packing
 from oreal_operator.api import JSON_PATCH, ApiError
 
 
@@ -98,7 +100,8 @@ class FakeApi:
         self._record("create", kind, name)
         if (kind, namespace, name) in self.objects:
             raise ApiError(409, f'{kind} "{name}" already exists', "AlreadyExists")
-        return self.put({**copy.deepcopy(dict(body)), "kind": kind})
+        body = json.loads(packing.dumps(body))  # as the API server reads the request (packed fields too)
+        return self.put({**body, "kind": kind})
 
     async def patch(
         self,

@@ -164,3 +164,27 @@ def test_a_ticks_report_reads_hold_no_worker_and_each_read_brings_its_runs_round
         await ctl.stop()
 
     asyncio.run(scenario())
+
+
+def test_rounds_asked_for_by_changes_go_before_the_status_ticks() -> None:
+    """A burst of new runs is not queued behind a tick's sweep of runs that are as they should be;
+    a run queued for a tick and changed meanwhile gets one round, at once."""
+    rounds: list[str] = []
+
+    async def reconcile(ctl: Controller, key: tuple[str, str]) -> None:
+        rounds.append(key[1])
+        await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        ctl = make(reconcile, workers=1)
+        for name in ("a", "b", "c"):
+            ctl.runs[("ml", name)] = run_event(name)
+            ctl.poke(("ml", name), tick=True)
+        ctl.observe("OREALRun", "ADDED", run_event("new"))
+        ctl.observe("OREALRun", "MODIFIED", run_event("c", generation=2))  # c: queued for the tick too
+        await ctl.start()
+        await asyncio.sleep(0.2)
+        await ctl.stop()
+
+    asyncio.run(scenario())
+    assert rounds == ["new", "c", "a", "b"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -159,7 +160,7 @@ def test_drift_rules():
 
 def test_packed_children_plan_as_plain_ones():
     """The caches keep JobSets packed (packing.py): every plan is the same as with plain objects."""
-    from oreal_operator.packing import Packed, pack, unpack
+    from oreal_operator.packing import Packed, dumps, pack, unpack
 
     _, jobset = desired()
     live = as_stored(jobset)
@@ -173,6 +174,23 @@ def test_packed_children_plan_as_plain_ones():
         plain = plan_jobset(a, b, UID, queued=False)
         packed = plan_jobset(pack(a), pack(b), UID, queued=False)
         assert [(s.verb, s.why) for s in packed] == [(s.verb, s.why) for s in plain]
-    del live["metadata"]  # a missing JobSet is created from the unpacked rendering
+    del live["metadata"]  # a missing JobSet is created from the rendering, written from its packed text
     [create] = plan_jobset(pack(jobset), None, UID, queued=False)
-    assert create.body == jobset
+    assert unpack(create.body) == jobset and json.loads(dumps(create.body)) == jobset
+
+
+def test_an_answer_stored_as_sent_keeps_the_renderings_packing_and_any_other_is_packed_anew():
+    from oreal_operator.packing import dumps, pack, unpack
+
+    _, jobset = desired()
+    packed = pack(jobset)
+    answer = json.loads(dumps(packed)) | {"status": {"restarts": 0}}
+    kept = pack(answer, same_as=(jobset, packed))
+    assert kept["spec"]["replicatedJobs"] is packed["spec"]["replicatedJobs"] and unpack(kept) == answer
+    answer["spec"]["replicatedJobs"][0]["groupName"] = "default"  # a default the API server added
+    repacked = pack(answer, same_as=(jobset, packed))
+    assert (
+        repacked["spec"]["replicatedJobs"] != packed["spec"]["replicatedJobs"] and unpack(repacked) == answer
+    )
+    # compared as bytes, the packed field covers; the added default does not count as drift
+    assert plan_jobset(packed, repacked, UID, queued=False) == []

@@ -98,9 +98,10 @@ class Stub:
             if wanted is None or wanted == namespace:
                 queue.put_nowait(line)
 
-    def insert(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
-        """Store `obj` as a create would (no request counted)."""
-        obj = copy.deepcopy(obj)
+    def insert(self, plural: str, obj: dict[str, Any], *, owned: bool = False) -> dict[str, Any]:
+        """Store `obj` as a create would (no request counted); `owned`: the stub may keep `obj`
+        itself (a request's body, parsed for this create), else it stores a copy."""
+        obj = obj if owned else copy.deepcopy(obj)
         self._stamp(obj, new=True)
         self.objects[plural][(obj["metadata"].get("namespace"), obj["metadata"]["name"])] = obj
         self._emit(plural, "ADDED", obj)
@@ -150,7 +151,7 @@ class Stub:
             key = (namespace, body["metadata"]["name"])
             if key in self.objects[plural]:
                 return _status(409, "AlreadyExists", f'{plural} "{key[1]}" already exists')
-            obj = self.insert(plural, body)
+            obj = self.insert(plural, body, owned=True)
             if self.on_create:
                 self.on_create(plural, obj)
             return web.json_response(obj, status=201)

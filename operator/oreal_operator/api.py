@@ -82,6 +82,7 @@ class Api:
         timeout: float = 30.0,
         expires: datetime | None = None,
         login: Callable[[], Any] | None = None,
+        proxy: str | None = None,
     ) -> None:
         self.server = server.rstrip("/")
         self.headers = dict(headers or {})
@@ -90,6 +91,7 @@ class Api:
         self._token_mtime: float | None = None
         self.timeout = timeout
         self.expires, self.login = expires, login
+        self.proxy = proxy
         self.requests: Counter[tuple[str, str]] = Counter()  # (verb, kind) -> count
         self._session: Any = None
 
@@ -110,7 +112,11 @@ class Api:
             await self._session.close()
             self._session = None
         self.headers, self.ssl = settings["headers"], settings["ssl_context"]
-        self.token_file, self.expires = settings["token_file"], settings["expires"]
+        self.token_file, self.expires, self.proxy = (
+            settings["token_file"],
+            settings["expires"],
+            settings["proxy"],
+        )
 
     async def _request(
         self, verb: str, kind: str, url: str, *, body: Any = None, content_type: str | None = None
@@ -130,7 +136,9 @@ class Api:
         self.requests[(verb, kind)] += 1
         API_REQUESTS.labels(verb=verb, kind=kind).inc()
         method = {"get": "GET", "list": "GET", "create": "POST", "patch": "PATCH", "delete": "DELETE"}[verb]
-        async with self._session.request(method, self.server + url, data=data, headers=headers) as response:
+        async with self._session.request(
+            method, self.server + url, data=data, headers=headers, proxy=self.proxy
+        ) as response:
             text = await response.text()
             if response.status >= 400:
                 raise _error(response.status, text)
@@ -240,6 +248,7 @@ def _settings(info: Any) -> dict[str, Any]:
         "ssl_context": context,
         "token_file": token_file,
         "expires": info.expiration,
+        "proxy": info.proxy_url,
     }
 
 

@@ -121,8 +121,10 @@ def test_the_api_client_connects_as_kopf_does_and_renews_expiring_credentials() 
         {"Authorization": "Bearer a"},
         None,
     )
-    insecure = Api.from_connection(kopf.ConnectionInfo(server="https://k:6443", insecure=True))
-    assert insecure.ssl is False and insecure.headers == {}
+    insecure = Api.from_connection(
+        kopf.ConnectionInfo(server="https://k:6443", insecure=True, proxy_url="http://proxy:3128")
+    )
+    assert insecure.ssl is False and insecure.headers == {} and insecure.proxy == "http://proxy:3128"
 
     soon = datetime.now(UTC) + timedelta(seconds=5)
     logins: list[int] = []

@@ -176,3 +176,17 @@ def test_operator_imports_without_the_worker_stack() -> None:
     """What `python -m oreal_operator` imports before it starts Kopf: the handlers and everything below."""
     result = run_base("oreal_operator.handlers", env={"OREAL_WORKER_IMAGE": "example.org/oreal:test"})
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_no_module_of_the_project_shadows_a_standard_library_module():
+    """A script named like a stdlib module (benchmarks/operator.py once) shadows it for everything
+    imported after its folder lands on sys.path: TorchInductor's compile workers failed on it."""
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    folders = ("trainer", "operator", "benchmarks", "tests", "scripts")
+    names = {p.stem for folder in folders for p in (root / folder).rglob("*.py")}
+    names |= {
+        p.name for folder in folders for p in (root / folder).rglob("*") if (p / "__init__.py").is_file()
+    }
+    assert sorted(names & set(sys.stdlib_module_names)) == []

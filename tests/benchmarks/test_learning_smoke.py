@@ -21,8 +21,8 @@ import learning  # noqa: E402
 import learning_diag  # noqa: E402
 import learning_report  # noqa: E402, F401  (imported by learning.main)
 
-# Off sys.path again once imported: benchmarks/operator.py would shadow the stdlib's operator module
-# for the rest of the session (TorchInductor's compile workers fail on it).
+# Off sys.path again once imported: benchmarks/ is a folder of scripts, and its names must not
+# shadow modules for the rest of the session.
 sys.path[:] = [p for p in sys.path if p != str(BENCH)]
 
 

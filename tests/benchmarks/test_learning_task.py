@@ -18,8 +18,8 @@ sys.path.insert(0, str(BENCH))
 
 import learning_task as lt  # noqa: E402
 
-# Off sys.path again: benchmarks/operator.py would shadow the stdlib's operator module for the rest of
-# the session (TorchInductor's compile workers fail on it).
+# Off sys.path again: benchmarks/ is a folder of scripts, and its names must not shadow modules for
+# the rest of the session.
 sys.path[:] = [p for p in sys.path if p != str(BENCH)]
 
 SORT = lt.TaskConfig(kind="sort", min_digits=6, max_digits=8)

@@ -1,7 +1,7 @@
 """The operator at scale: N OREALRuns created at once against a constant-cost API stub.
 
-    python benchmarks/operator.py                        # 100 and 1,000 runs
-    python benchmarks/operator.py --runs 100 --tick 2
+    python benchmarks/operator_scale.py                        # 100 and 1,000 runs
+    python benchmarks/operator_scale.py --runs 100 --tick 2
 
 `python -m oreal_operator` runs as its own process, with the chart's settings, as the operator
 image ships it: without the `kubernetes` client library (a sitecustomize on its PYTHONPATH makes

@@ -113,9 +113,10 @@ def invalid_only(
     prev = previous or OREALRunStatus()
     conditions = prev.conditions
     for type_, status in ((v.SPEC_INVALID, True), (v.READY, False)):
-        conditions = v.set_condition(
+        new = v.condition(
             conditions, type_, status, v.SPEC_INVALID_REASON, invalid, now=now, generation=generation
         )
+        conditions = v.set_condition(conditions, new)
     return prev.model_copy(update={"phase": prev.phase or v.PENDING, "conditions": conditions})
 
 
@@ -179,7 +180,13 @@ def _render(
     """(the parsed run or None, its children or [] (the JobSet packed), why it cannot run or None,
     the JobSet unpacked when it was rendered in this round), from the run's memory when nothing
     the rendering reads has changed since the last round."""
-    opts = _options(ctl, key, body, image, previous, jobset)
+    opts = RenderOptions(
+        image=image,
+        namespace=key[0],
+        owner=owner_reference(body),
+        image_pull_secrets=ctl.config.image_pull_secrets,
+        restarts_before=restarts_before(previous, jobset),
+    )
     meta = body["metadata"]
     inputs = (body.get("spec"), meta.get("labels"), meta.get("annotations"), meta.get("uid"), opts)
     mem = ctl.remember(key)
@@ -199,23 +206,6 @@ def _render(
             result = (run, [], one_line(str(err)))
     mem.rendered = (inputs, result)
     return (*result, fresh)
-
-
-def _options(
-    ctl: Controller,
-    key: Key,
-    body: Mapping[str, Any],
-    image: str,
-    previous: OREALRunStatus | None,
-    jobset: Mapping[str, Any] | None,
-) -> RenderOptions:
-    return RenderOptions(
-        image=image,
-        namespace=key[0],
-        owner=owner_reference(body),
-        image_pull_secrets=ctl.config.image_pull_secrets,
-        restarts_before=restarts_before(previous, jobset),
-    )
 
 
 def _fold(

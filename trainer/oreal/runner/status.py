@@ -66,7 +66,7 @@ def run_status(
     ended = phase in vocabulary.TERMINAL_PHASES
     return OREALRunStatus(
         phase=phase,
-        conditions=vocabulary.set_condition([], condition_type, True, reason, message, now=datetime.now(UTC)),
+        conditions=[vocabulary.condition([], condition_type, True, reason, message, now=datetime.now(UTC))],
         step=step,
         total_steps=total_steps,
         progress_percentage=int(100 * max(done, 0) / total_steps) if total_steps else None,

@@ -113,19 +113,10 @@ def condition(
     )
 
 
-def set_condition(
-    conditions: Sequence[Condition],
-    type_: str,
-    status: bool,
-    reason: str,
-    message: str,
-    *,
-    now: datetime,
-    generation: int | None = None,
-) -> list[Condition]:
-    """`conditions` with the one of `type_` set (added in CONDITION_TYPES order if missing)."""
-    new = condition(conditions, type_, status, reason, message, now=now, generation=generation)
-    out = [c for c in conditions if c.type != type_] + [new]
+def set_condition(conditions: Sequence[Condition], new: Condition) -> list[Condition]:
+    """`conditions` with `new` in place of the one of its type (added in CONDITION_TYPES order);
+    build `new` with `condition(conditions, ...)` to keep its lastTransitionTime."""
+    out = [c for c in conditions if c.type != new.type] + [new]
     order = {t: i for i, t in enumerate(CONDITION_TYPES)}
     return sorted(out, key=lambda c: order.get(c.type, len(order)))
 

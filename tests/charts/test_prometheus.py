@@ -26,6 +26,7 @@ import pytest
 import yaml
 from dashboard_lint import parse, queries
 from helm_chart import CHART, MONITORING_API, one, template
+from support.verdicts import scripted_run_env
 from workers.conftest import tiny_model, tiny_spec, write_prompts, write_spec  # noqa: F401 (fixture)
 
 from tests.charts.operator_process import (
@@ -46,6 +47,7 @@ pytestmark = pytest.mark.slow
 RUN, NAMESPACE = "prom", "team-a"  # the run's target labels (the PodMonitor's run/namespace)
 STEPS = 4
 WORKERS = 4  # tiny_spec: 2 rollout, 1 verifier, 1 trainer
+FINAL_SCRAPE = 3.0  # seconds: three scrapes at the 1 s interval
 RATE_INTERVAL = "15s"  # Grafana's $__rate_interval for a 1 s scrape interval and a short run
 RANGE = "1h"  # Grafana's $__range: the dashboard's time range, here longer than the whole run
 # Metrics a short, healthy local run cannot produce, with why: a panel that reads only these may stay
@@ -58,10 +60,12 @@ NEEDS_MORE_THAN_A_SHORT_RUN = {
 }
 # The trainer's last-step gauges (oreal.metrics.LastStepGauges and the mismatch gauge) exist only
 # while the last committed step had the value: a step without a policy update has no loss, an
-# on-policy run no stale-sample ratio. Which steps train depends on what the tiny model samples, so
-# their panels are read over the whole run (the trainer may record its steps after the last scrape
-# that found every worker up) and must show data exactly when some step had the value
-# (read from the run's stats in the bucket): present when it happened, absent (not 0) otherwise.
+# on-policy run no stale-sample ratio. The run's verdicts are scripted (every group learnable), so
+# every step after the reward-model warm-up trains. Their panels are read over the whole run (the
+# trainer may record its steps after the last scrape that found every worker up) and must show data
+# exactly when a step had the value (read from the run's stats in the bucket): present when it
+# happened, absent (not 0) otherwise. The tiny run's steps take well under a scrape interval, so the
+# workers keep /metrics up for FINAL_SCRAPE seconds once done (spec.metrics.finalScrapeSeconds).
 LAST_STEP_KEYS = {
     "oreal_trainer_pass_rate": "pass_rate",
     "oreal_trainer_reward_mean": "reward",
@@ -219,12 +223,17 @@ def scraped(
     client, ports = prometheus
     root = tmp_path_factory.mktemp("run")
     prompts = write_prompts(root / "prompts.jsonl", count=24)
-    spec = tiny_spec(tiny_model, prompts, name=RUN, **{"algorithm.steps": STEPS})
+    spec = tiny_spec(
+        tiny_model,
+        prompts,
+        name=RUN,
+        **{"algorithm.steps": STEPS, "metrics.finalScrapeSeconds": FINAL_SCRAPE},
+    )
     spec["spec"]["storage"] = {"uri": (root / RUN).as_uri()}
     path = write_spec(root / "run.yaml", spec)
     start = time.time()
     operator_at = _operator_scraped(client, ports["operator"], root, start)
-    env = dict(os.environ, OREAL_POLL_SECONDS="0.1", OMP_NUM_THREADS="1")
+    env = scripted_run_env(dict(os.environ, OREAL_POLL_SECONDS="0.1", OMP_NUM_THREADS="1"))
     run = subprocess.run(
         [sys.executable, "-c", RUNNER, str(path), str(ports["workers"])],
         cwd=root,
@@ -299,6 +308,10 @@ def panel_queries(board: dict, namespace: str, run: str = RUN) -> list[tuple[str
 
 def test_every_panel_query_returns_series_for_the_run(scraped: tuple) -> None:
     client, run_at, operator_at, (start, end), stats = scraped
+    trained = [i for i, step in enumerate(stats) if "loss/policy" in step]
+    assert trained == list(range(1, STEPS)), (
+        f"precondition: steps 1.. train (scripted verdicts); trained {trained}"
+    )
     boards = dashboards()
     checks = [(title, expr, run_at) for title, expr in panel_queries(boards["oreal-run"], NAMESPACE)]
     checks += [
@@ -325,7 +338,6 @@ def test_every_panel_query_returns_series_for_the_run(scraped: tuple) -> None:
     assert not broken, "\n".join(broken)
     assert not empty, "panels without data for the run:\n" + "\n".join(empty)
     assert not wrong, "last-step panels that disagree with the run's stats:\n" + "\n".join(wrong)
-    assert any("loss/policy" in step for step in stats), "precondition: no step of the run trained"
 
 
 def test_dashboard_variables_find_the_run(scraped: tuple) -> None:

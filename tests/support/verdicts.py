@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from oreal.trajectory import RolloutSample, Verdict
 
@@ -20,3 +22,13 @@ def inject_verdicts(bucket, step: int, correct: Callable[[RolloutSample], bool] 
         verdicts.append(Verdict(step, s.prompt_id, s.sample_index, ok, "correct" if ok else "incorrect"))
     assert bucket.write_verdict_part(step, 0, verdicts)
     assert bucket.commit_verdicts(step, 1)
+
+
+SCRIPTED = Path(__file__).parent / "scripted_verdicts"
+
+
+def scripted_run_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` for a local run (a subprocess) whose verifier commits alternating verdicts
+    (tests/support/scripted_verdicts/sitecustomize.py)."""
+    path = os.pathsep.join(p for p in (str(SCRIPTED), env.get("PYTHONPATH", "")) if p)
+    return dict(env, PYTHONPATH=path, OREAL_TEST_VERDICTS="alternating")

@@ -71,3 +71,66 @@ def test_outside_a_pod_there_is_no_log_and_no_error(monkeypatch) -> None:
         termination.DEFAULT_TERMINATION_LOG
     ):
         assert termination.write("nothing to see") is False
+
+
+def serve(seconds: float) -> str:
+    """/metrics on a free port, held `seconds` (spec.metrics.finalScrapeSeconds) after success."""
+    from support.seaweedfs import free_ports
+
+    from oreal import metrics
+
+    (port,) = free_ports(1)
+    metrics.serve_metrics(port, role="trainer", final_scrape_seconds=seconds)
+    return f"http://127.0.0.1:{port}/metrics"
+
+
+@pytest.fixture
+def stop_servers():
+    from oreal import metrics
+
+    yield
+    metrics.stop_metrics()
+
+
+def test_a_finished_worker_serves_metrics_for_the_final_scrape(stop_servers, log_file, capsys) -> None:
+    import threading
+    import time
+    import urllib.request
+
+    url = serve(1.0)
+    scraped: list[int] = []
+
+    def scrape_during_hold() -> None:
+        time.sleep(0.5)  # the body has returned by now
+        with urllib.request.urlopen(url, timeout=5) as response:
+            scraped.append(response.status)
+
+    scraper = threading.Thread(target=scrape_during_hold)
+    started = time.monotonic()
+    scraper.start()
+    assert run_worker("trainer", lambda: 0) == EXIT_OK
+    scraper.join()
+    assert time.monotonic() - started >= 1.0 and scraped == [200]
+    assert "final scrape" in capsys.readouterr().err
+
+
+def test_a_failed_worker_does_not_wait_for_a_final_scrape(stop_servers, log_file, capsys) -> None:
+    serve(60.0)
+    assert run_worker("trainer", fail(BucketError("down"))) == EXIT_ERROR
+    assert run_worker("trainer", lambda: EXIT_PERMANENT) == EXIT_PERMANENT
+    log = capsys.readouterr().err
+    assert "down" in log and "final scrape" not in log
+
+
+def test_a_stop_during_the_final_scrape_is_a_success(stop_servers, log_file) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    serve(60.0)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    started = time.monotonic()
+    timer.start()
+    assert run_worker("trainer", lambda: 0) == EXIT_OK  # the work was done: not "interrupted"
+    assert time.monotonic() - started < 30  # SIGTERM ended the 60 s hold

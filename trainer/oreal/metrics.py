@@ -14,7 +14,8 @@ import contextlib
 import errno
 import logging
 import os
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import (
     REGISTRY,
@@ -190,13 +191,15 @@ class MetricsServerError(RuntimeError):
 
 
 _servers: list[object] = []
+_final_scrape = {"seconds": 0.0}
 
 
-def serve_metrics(port: int, role: str) -> None:
+def serve_metrics(port: int, role: str, final_scrape_seconds: float = 0.0) -> None:
     """Serve /metrics (and /status, `oreal.workers.report`) on 0.0.0.0:`port` in a daemon thread;
     port 0 disables it.
 
     Raises MetricsServerError with a clear message if the port is already in use.
+    `final_scrape_seconds`: how long hold_for_final_scrape keeps it up once the work is done.
     """
     if port == 0:
         log.info("metrics disabled (port 0) for role %s", role)
@@ -222,7 +225,17 @@ def serve_metrics(port: int, role: str) -> None:
             ) from exc
         raise MetricsServerError(f"cannot serve metrics for role {role!r} on port {port}: {exc}") from exc
     _servers.append(server)
+    _final_scrape["seconds"] = final_scrape_seconds
     log.info("serving Prometheus metrics for role %s on :%d/metrics", role, port)
+
+
+def hold_for_final_scrape(sleep: Callable[[float], None] = time.sleep) -> None:
+    """Keep serving /metrics for spec.metrics.finalScrapeSeconds after the work is done, so that the
+    last values reach Prometheus (a pull: a series updated less than a scrape interval before the
+    process exits is otherwise never read). No wait when no server runs."""
+    if _servers and _final_scrape["seconds"] > 0:
+        log.info("serving /metrics for %.0f s more for a final scrape", _final_scrape["seconds"])
+        sleep(_final_scrape["seconds"])
 
 
 def stop_metrics() -> None:

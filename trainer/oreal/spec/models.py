@@ -418,6 +418,12 @@ class MetricsSpec(SpecModel):
     port: Annotated[int, Field(ge=0, le=65535)] = Field(
         default=9400, description="Port of every worker's Prometheus /metrics (0 disables)."
     )
+    final_scrape_seconds: Annotated[float, Field(ge=0, le=600)] = Field(
+        default=0.0,
+        description="Seconds a worker that finished its work keeps serving /metrics before it exits, "
+        "so that Prometheus scrapes the last step's values: set it to at least the scrape interval. "
+        "0 exits at once (the last step's values may then never be scraped).",
+    )
 
 
 class OREALRunSpec(SpecModel):

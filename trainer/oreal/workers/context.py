@@ -57,7 +57,7 @@ def open_run(args: argparse.Namespace, role: str) -> WorkerContext:
     if int(os.environ.get("LOCAL_RANK", "0")) > 0:
         port = 0  # under torchrun the pod's ranks share one port: local rank 0 serves it
     os.environ.setdefault("OREAL_RUN", run.metadata.name)
-    metrics.serve_metrics(port, role)
+    metrics.serve_metrics(port, role, run.spec.metrics.final_scrape_seconds)
     suffix = f"-{args.index}" if hasattr(args, "index") else ""
     work_dir = args.work_dir or Path(os.environ.get("OREAL_WORK_DIR", f"/tmp/oreal/{run.metadata.name}"))
     work_dir = Path(work_dir) / f"{role}{suffix}"

@@ -79,9 +79,15 @@ def run_worker(role: str, body: Callable[[], int]) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     _STOP["requested"] = False
+    code: int | None = None
     try:
-        return body()
+        code = body()
+        if code == 0:
+            metrics.hold_for_final_scrape()  # spec.metrics.finalScrapeSeconds; SIGTERM ends it
+        return code
     except Stopped as why:
+        if code == 0:
+            return 0  # the work was done: a stop during the final scrape interrupts nothing
         log.info("stopping on %s", why)
         return EXIT_INTERRUPTED
     except (WorkerError, DataError, MetricsServerError) as err:

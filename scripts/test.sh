@@ -20,13 +20,13 @@ ruff format --check .
 
 echo "test: pytest"
 # Exit code 5 (no tests collected) is a failure too: set -e stops on any non-zero code.
-python -m pytest -q "$@"
+python -m pytest -q --durations=15 "$@"
 
 # Tests marked `numerics` compare floating-point results. PyTorch picks its CPU kernels from
 # ATEN_CPU_CAPABILITY (default, avx2, avx512); CI machines differ, so the marked subset runs once
-# more with the portable `default` kernels (about 100 s on 2 cores), unless the whole run already
+# more with the portable `default` kernels (96-111 s on 2 cores, warm or cold TorchInductor cache), unless the whole run already
 # used them. Only for the full run (no arguments): a run of chosen tests stays what was asked for.
 if [ "$#" -eq 0 ] && [ "${ATEN_CPU_CAPABILITY:-}" != "default" ]; then
   echo "test: pytest -m numerics under ATEN_CPU_CAPABILITY=default"
-  ATEN_CPU_CAPABILITY=default python -m pytest -q -m numerics -p no:cacheprovider
+  ATEN_CPU_CAPABILITY=default python -m pytest -q -m numerics -p no:cacheprovider --durations=10
 fi

@@ -29,7 +29,8 @@ COMPARED = (
 )
 
 
-def launch(world_size: int, policy: Path, out: Path, backend: str, zero_stage: int = 2) -> None:
+def start(world_size: int, policy: Path, out: Path, backend: str, zero_stage: int = 2) -> list:
+    """The ranks of one training job (dist_worker.py), one thread each, started and not waited for."""
     port = str(free_port())
     procs = []
     for rank in range(world_size):
@@ -57,6 +58,13 @@ def launch(world_size: int, policy: Path, out: Path, backend: str, zero_stage: i
         procs.append(
             subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         )
+    return procs
+
+
+def launch(*jobs: tuple) -> None:
+    """Run the jobs (start()'s arguments) side by side and wait for all: the one-process reference
+    and the multi-rank job need not take turns (each rank is one thread)."""
+    procs = [p for job in jobs for p in start(*job)]
     for p in procs:
         output, _ = p.communicate(timeout=300)
         assert p.returncode == 0, output[-4000:]
@@ -78,26 +86,34 @@ def compare(one: Path, two: Path, initial: Path) -> None:
         assert_same_update(start, w1, w2)
 
 
+@pytest.fixture(scope="module")
+def torch_reference(tiny_qwen, tmp_path_factory) -> Path:
+    """World size 1 with the torch engine: the reference of both torch comparisons."""
+    out = tmp_path_factory.mktemp("ws1-torch")
+    launch((1, tiny_qwen, out, "torch"))
+    return out
+
+
 @pytest.mark.slow
-def test_world_size_two_matches_one_torch(tiny_qwen, tmp_path):
-    launch(1, tiny_qwen, tmp_path / "ws1", "torch")
-    launch(2, tiny_qwen, tmp_path / "ws2", "torch")
-    compare(tmp_path / "ws1", tmp_path / "ws2", tiny_qwen)
+def test_world_size_two_matches_one_torch(tiny_qwen, torch_reference, tmp_path):
+    launch((2, tiny_qwen, tmp_path / "ws2", "torch"))
+    compare(torch_reference, tmp_path / "ws2", tiny_qwen)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("zero_stage", [2, 3])
 def test_world_size_two_matches_one_deepspeed(tiny_qwen, tmp_path, zero_stage):
-    launch(1, tiny_qwen, tmp_path / "ws1", "deepspeed", zero_stage)
-    launch(2, tiny_qwen, tmp_path / "ws2", "deepspeed", zero_stage)
+    launch(
+        (1, tiny_qwen, tmp_path / "ws1", "deepspeed", zero_stage),
+        (2, tiny_qwen, tmp_path / "ws2", "deepspeed", zero_stage),
+    )
     compare(tmp_path / "ws1", tmp_path / "ws2", tiny_qwen)
 
 
 @pytest.mark.slow
-def test_world_size_three_with_an_idle_rank_matches_one_torch(tiny_qwen, tmp_path):
+def test_world_size_three_with_an_idle_rank_matches_one_torch(tiny_qwen, torch_reference, tmp_path):
     """The last batch keeps 2 samples: rank 2 runs dummy micro-batches and must not change the step."""
-    launch(1, tiny_qwen, tmp_path / "ws1", "torch")
-    launch(3, tiny_qwen, tmp_path / "ws3", "torch")
-    compare(tmp_path / "ws1", tmp_path / "ws3", tiny_qwen)
+    launch((3, tiny_qwen, tmp_path / "ws3", "torch"))
+    compare(torch_reference, tmp_path / "ws3", tiny_qwen)
     last = json.loads((tmp_path / "ws3" / "stats.json").read_text())[-1]
     assert last["kept_samples"] == 2 and "loss/policy" in last  # fewer kept samples than ranks

@@ -31,7 +31,11 @@ class Checkpoints:
 
     # -- checkpoints/step-NNNNNN -------------------------------------------------------------------
     def upload(self, step: int, directory: Path, move: bool = False) -> list[FileEntry]:
-        """Upload every file under `directory` as checkpoint `step`; returns the manifest entries."""
+        """Upload every file under `directory` as checkpoint `step`; returns the manifest entries.
+
+        A step trained again (resumed from an older checkpoint) saves over its checkpoint: the old
+        manifest is withdrawn first, so nobody trusts a half-replaced checkpoint."""
+        self.store.delete(layout.tree_commit(layout.checkpoint_dir(step)))
         return self._upload(layout.checkpoint_dir(step), directory, move)
 
     def commit(self, step: int, files: list[FileEntry]) -> None:

@@ -116,12 +116,17 @@ def resume(ctx: WorkerContext, trainer) -> int:
 
     A checkpoint whose files do not match its manifest is skipped for the next older one (every
     rank sees the same bytes, so all make the same choice); with none left the run starts over
-    from step 0 and replays the committed steps.
+    from step 0 and replays the committed steps. So is a checkpoint whose step has no stats yet: a
+    step is saved before it is committed (train_one), and a trainer stopped in between must train
+    that step again, or its stats would never be written.
     """
     from oreal.bucket import CorruptPartError
 
     local = ctx.work_dir / "resume"
     for step in reversed(ctx.bucket.checkpoints.committed_steps()):
+        if ctx.bucket.read_stats(step) is None:
+            log.info("checkpoint of step %d: the step was not committed; trying an older one", step)
+            continue
         shutil.rmtree(local, ignore_errors=True)
         try:
             ctx.bucket.checkpoints.download(step, local)

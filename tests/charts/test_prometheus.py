@@ -308,6 +308,7 @@ def panel_queries(board: dict, namespace: str, run: str = RUN) -> list[tuple[str
 
 def test_every_panel_query_returns_series_for_the_run(scraped: tuple) -> None:
     client, run_at, operator_at, (start, end), stats = scraped
+    assert [step["pass_rate"] for step in stats] == [0.5] * STEPS, "precondition: the verdicts were scripted"
     trained = [i for i, step in enumerate(stats) if "loss/policy" in step]
     assert trained == list(range(1, STEPS)), (
         f"precondition: steps 1.. train (scripted verdicts); trained {trained}"

@@ -8,23 +8,16 @@ wrong, so every group is learnable whatever the tiny model samples on this CPU's
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 if os.environ.get("OREAL_TEST_VERDICTS") == "alternating":
+    from support.verdicts import alternating, decided
+
     import oreal.workers.verifier as verifier_worker
 
     judged = verifier_worker.score
 
     def alternating_score(verifier, samples):
-        verdicts = judged(verifier, samples)
-        return [
-            dataclasses.replace(
-                v,
-                correct=v.sample_index % 2 == 0,
-                status="correct" if v.sample_index % 2 == 0 else "incorrect",
-            )
-            for v in verdicts
-        ]
+        return [decided(v, alternating(v)) for v in judged(verifier, samples)]
 
     verifier_worker.score = alternating_score

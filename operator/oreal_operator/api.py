@@ -21,6 +21,7 @@ credentials with an expiry (an exec credential plugin's) are renewed through `lo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -94,29 +95,35 @@ class Api:
         self.proxy = proxy
         self.requests: Counter[tuple[str, str]] = Counter()  # (verb, kind) -> count
         self._session: Any = None
+        self._renewing = asyncio.Lock()
 
     @classmethod
     def from_connection(cls, info: Any, login: Callable[[], Any] | None = None, timeout: float = 30.0) -> Api:
         """An Api for the server and credentials of a kopf.ConnectionInfo."""
         return cls(info.server, login=login, timeout=timeout, **_settings(info))
 
-    async def _renew(self) -> None:
-        """New credentials from `login` when these expire soon (a new session if the TLS side changed)."""
+    def _expiring(self) -> bool:
         if self.expires is None or self.login is None:
-            return
+            return False
         expires = self.expires if self.expires.tzinfo else self.expires.replace(tzinfo=UTC)
-        if datetime.now(UTC) < expires - RENEW_BEFORE:
+        return datetime.now(UTC) >= expires - RENEW_BEFORE
+
+    async def _renew(self) -> None:
+        """New credentials from `login` when these expire soon. One request renews them while the
+        others wait; `login` (an exec plugin, up to a minute) runs off the event loop. Requests in
+        flight keep the session: each request passes the TLS context it was sent with."""
+        if not self._expiring():
             return
-        settings = _settings(self.login())
-        if settings["ssl_context"] is not self.ssl and self._session is not None:
-            await self._session.close()
-            self._session = None
-        self.headers, self.ssl = settings["headers"], settings["ssl_context"]
-        self.token_file, self.expires, self.proxy = (
-            settings["token_file"],
-            settings["expires"],
-            settings["proxy"],
-        )
+        async with self._renewing:
+            if not self._expiring():  # renewed while this request waited
+                return
+            settings = _settings(await asyncio.to_thread(self.login))
+            self.headers, self.ssl = settings["headers"], settings["ssl_context"]
+            self.token_file, self.expires, self.proxy = (
+                settings["token_file"],
+                settings["expires"],
+                settings["proxy"],
+            )
 
     async def _request(
         self, verb: str, kind: str, url: str, *, body: Any = None, content_type: str | None = None
@@ -125,7 +132,7 @@ class Api:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
-                connector=aiohttp.TCPConnector(limit=64, ssl=self.ssl if self.ssl is not None else None),
+                connector=aiohttp.TCPConnector(limit=64),
             )
         self._refresh_token()
         headers = dict(self.headers)
@@ -137,7 +144,12 @@ class Api:
         API_REQUESTS.labels(verb=verb, kind=kind).inc()
         method = {"get": "GET", "list": "GET", "create": "POST", "patch": "PATCH", "delete": "DELETE"}[verb]
         async with self._session.request(
-            method, self.server + url, data=data, headers=headers, proxy=self.proxy
+            method,
+            self.server + url,
+            data=data,
+            headers=headers,
+            proxy=self.proxy,
+            ssl=True if self.ssl is None else self.ssl,
         ) as response:
             text = await response.text()
             if response.status >= 400:

@@ -109,13 +109,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    text = text.replace("Z", "+00:00")
-    return datetime.fromisoformat(text)
-
-
 def held_by_other(lease: dict[str, Any], me: str, observed_for: timedelta) -> str | None:
     """The identity of another replica that holds `lease`, or None when it is free, ours, or expired.
 

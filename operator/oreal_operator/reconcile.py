@@ -152,8 +152,7 @@ async def reconcile_run(ctl: Controller, key: Key) -> None:
         except ForeignObjectError as err:
             blocked = (v.NAME_TAKEN, one_line(str(err)))
         except ApiNotServed as err:
-            blocked = (v.API_MISSING, one_line(str(err)))
-            ctl.poke(key, ctl.status_seconds)
+            blocked = (v.API_MISSING, one_line(str(err)))  # the status tick tries again
         except ApiError as err:
             if err.status not in REJECTED_STATUSES:
                 raise

@@ -140,6 +140,15 @@ def test_the_api_client_connects_as_kopf_does_and_renews_expiring_credentials() 
     asyncio.run(api._renew())
     assert api.headers == {"Authorization": "Bearer new"} and len(logins) == 1
 
+    async def sixteen_requests_at_once() -> None:  # the reconcile workers share one Api
+        await asyncio.gather(*(again._renew() for _ in range(16)))
+
+    again = Api.from_connection(
+        kopf.ConnectionInfo(server="http://k", token="old", expiration=soon), login=login
+    )
+    asyncio.run(sixteen_requests_at_once())
+    assert again.headers == {"Authorization": "Bearer new"} and len(logins) == 2  # one login for all
+
 
 def test_the_operator_runs_where_the_kubernetes_library_is_not_installed(tmp_path: Path) -> None:
     """The operator image ships without `kubernetes` (Kopf imports all of its models when it is

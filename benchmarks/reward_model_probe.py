@@ -44,6 +44,7 @@ from oreal.training.engine import make_training_engine  # noqa: E402
 from oreal.training.logprobs import collate, response_logprobs  # noqa: E402
 from oreal.training.models import load_causal_lm  # noqa: E402
 from oreal.training.reward_model import TokenRewardModel  # noqa: E402
+from oreal.training.rm_fit import roc_auc as auc  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HEADER = (
@@ -64,26 +65,6 @@ class Sample:
 
 
 # ----------------------------------------------------------------------------- metrics
-
-
-def auc(scores: list[float], labels: list[bool]) -> float:
-    """P(score of a random positive > score of a random negative), ties count 1/2 (Mann-Whitney)."""
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    ranks = [0.0] * len(scores)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    pos = sum(labels)
-    neg = len(labels) - pos
-    if pos == 0 or neg == 0:
-        return float("nan")
-    rank_sum = sum(r for r, y in zip(ranks, labels, strict=True) if y)
-    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
 
 
 # ----------------------------------------------------------------------------- data

@@ -79,6 +79,8 @@ def test_prune_keeps_the_newest_and_final_is_its_own_tree(tmp_path):
     assert bucket.checkpoints.final_step() is None
     bucket.checkpoints.commit_final(5, bucket.checkpoints.upload_final(tmp_path / "local"))
     assert bucket.checkpoints.final_step() == 5
-    bucket.checkpoints.withdraw_final()  # before its files are replaced
+    entries = bucket.checkpoints.upload_final(tmp_path / "local")  # saved again: withdrawn first
     assert bucket.checkpoints.final_step() is None
+    bucket.checkpoints.commit_final(6, entries)
+    assert bucket.checkpoints.final_step() == 6
     assert bucket.checkpoints.committed_steps() == [3, 5]  # final/ is not a checkpoint

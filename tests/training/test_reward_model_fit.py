@@ -110,7 +110,12 @@ def test_read_jsonl_token_ids_text_and_errors(tmp_path):
     assert c.response_ids == tok("3", add_special_tokens=False)["input_ids"] and b.group == c.group == "1+1="
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"prompt": "1=", "response": "1"}) + "\n")
-    with pytest.raises(FitError, match=r"bad.jsonl:2: not a scored sample \(missing field 'reward'\)"):
+    with pytest.raises(FitError, match=r"bad.jsonl line 2: not a scored sample \(missing field 'reward'\)"):
+        rm_fit.read_jsonl(bad, tok)
+    bad.write_bytes(
+        json.dumps(rows[0]).encode() + b"\n\xff\xfe\n"
+    )  # a line that is not UTF-8: one line, no traceback
+    with pytest.raises(FitError, match="bad.jsonl line 2: not UTF-8 text"):
         rm_fit.read_jsonl(bad, tok)
 
 

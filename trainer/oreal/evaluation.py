@@ -248,15 +248,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
-def settings_from_args(args: argparse.Namespace) -> EvalSettings:
-    base = EvalSettings()
-    if args.spec:
-        from oreal.spec import SpecError, load_run
+def spec_from_args(args: argparse.Namespace):
+    """The run spec named by --spec (OREALRunSpec), or None."""
+    if not args.spec:
+        return None
+    from oreal.spec import SpecError, load_run
 
-        try:
-            base = EvalSettings.from_spec(load_run(args.spec).spec)
-        except SpecError as err:
-            raise EvalError(str(err)) from None
+    try:
+        return load_run(args.spec).spec
+    except SpecError as err:
+        raise EvalError(str(err)) from None
+
+
+def settings_from_args(args: argparse.Namespace, spec) -> EvalSettings:
+    """The spec's settings (or the defaults without one), with the flags given on top."""
+    base = EvalSettings() if spec is None else EvalSettings.from_spec(spec)
     flags = {
         "template": args.template,
         "system_prompt": args.system_prompt,
@@ -274,15 +280,13 @@ def settings_from_args(args: argparse.Namespace) -> EvalSettings:
     return replace(base, **{k: v for k, v in flags.items() if v is not None})
 
 
-def data_options(args: argparse.Namespace) -> dict[str, Any]:
-    """fsspec options for --data: with --spec, those of the run's store (its endpoint and region)."""
-    if not args.spec:
+def data_options(args: argparse.Namespace, spec) -> dict[str, Any]:
+    """fsspec options for --data: with a spec, those of the run's store (its endpoint and region)."""
+    if spec is None:
         return {}
-    from oreal.spec import load_run
     from oreal.spec.storage import storage_location
 
-    storage = load_run(args.spec).spec.storage
-    return storage_location(storage.uri or args.data, storage).fsspec_options(args.data)
+    return storage_location(spec.storage.uri or args.data, spec.storage).fsspec_options(args.data)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -294,15 +298,16 @@ def main(args: argparse.Namespace) -> int:
 
     output = args.output or Path("eval") / f"{Path(args.model).name}-{Path(args.data).stem}"
     try:
+        spec = spec_from_args(args)
         summary = evaluate(
             Path(args.model),
             args.data,
-            settings_from_args(args),
+            settings_from_args(args, spec),
             output,
             limit=args.limit,
             prompt_field=args.prompt_field,
             answer_field=args.answer_field,
-            storage_options=data_options(args),
+            storage_options=data_options(args, spec),
         )
     except (DataError, EvalError) as err:
         print(f"error: {err}", file=sys.stderr)

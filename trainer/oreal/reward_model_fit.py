@@ -141,6 +141,7 @@ class _Progress:
     """A rich progress bar on a terminal; otherwise one line per epoch (logs, CI)."""
 
     def __enter__(self) -> _Progress:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar, self.held = None, ""
@@ -151,6 +152,7 @@ class _Progress:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[note]}"),
                 TimeRemainingColumn(),
+                console=Console(stderr=True),  # the terminal it checked; stdout keeps the summary line
                 transient=False,
             )
             self.bar.__enter__()

@@ -31,11 +31,7 @@ class Checkpoints:
 
     # -- checkpoints/step-NNNNNN -------------------------------------------------------------------
     def upload(self, step: int, directory: Path, move: bool = False) -> list[FileEntry]:
-        """Upload every file under `directory` as checkpoint `step`; returns the manifest entries.
-
-        A step trained again (resumed from an older checkpoint) saves over its checkpoint: the old
-        manifest is withdrawn first, so nobody trusts a half-replaced checkpoint."""
-        self.store.delete(layout.tree_commit(layout.checkpoint_dir(step)))
+        """Upload every file under `directory` as checkpoint `step`; returns the manifest entries."""
         return self._upload(layout.checkpoint_dir(step), directory, move)
 
     def commit(self, step: int, files: list[FileEntry]) -> None:
@@ -88,10 +84,6 @@ class Checkpoints:
     def commit_final(self, step: int, files: list[FileEntry]) -> None:
         self._commit(layout.FINAL, step, files)
 
-    def withdraw_final(self) -> None:
-        """Delete final/'s manifest before its files are replaced, so nobody trusts a half-new final/."""
-        self.store.delete(layout.tree_commit(layout.FINAL))
-
     def final_step(self) -> int | None:
         """The step whose weights final/ holds, or None while final/ is not committed."""
         manifest = self._manifest(layout.FINAL)
@@ -103,7 +95,10 @@ class Checkpoints:
 
         `move`: the caller discards `directory` afterwards, so a local bucket takes the files as
         hard links instead of copies (a checkpoint is GBs: policy, reward model, both AdamW states).
+        A tree saved again (final/, or a step trained again after a resume from an older checkpoint)
+        loses its manifest first, so nobody trusts it half replaced until it is committed again.
         """
+        self.store.delete(layout.tree_commit(prefix))
         directory = Path(directory)
         entries = []
         for path in sorted(p for p in directory.rglob("*") if p.is_file()):

@@ -26,6 +26,7 @@ import torch
 
 from oreal.algorithm import reward_model_loss
 from oreal.algorithm.token_weights import sequence_logits
+from oreal.jsonl import JSONLError, json_objects
 from oreal.spec.models import OptimizerSpec
 from oreal.training.distributed import DistInfo
 from oreal.training.engine import make_training_engine
@@ -107,14 +108,14 @@ def read_jsonl(path: Path, tokenizer) -> list[FitSample]:
     prompt id in "prompt_id" (default: the prompt). "response_text" is checked when given."""
     out: list[FitSample] = []
     try:
-        lines = path.read_text().splitlines()
+        with path.open("rb") as handle:
+            rows = list(json_objects(handle))
     except OSError as err:
         raise FitError(f"{path}: {err.strerror or err}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    except JSONLError as err:
+        raise FitError(f"{path} {err}") from None
+    for n, row in rows:
         try:
-            row = json.loads(line)
             correct = bool(row["correct"]) if "correct" in row else float(row["reward"]) > 0
             if "response_token_ids" in row:
                 prompt_ids = [int(t) for t in row["prompt_token_ids"]]
@@ -129,9 +130,9 @@ def read_jsonl(path: Path, tokenizer) -> list[FitSample]:
             group = str(row.get("prompt_id", row.get("prompt", prompt_ids)))
         except (ValueError, KeyError, TypeError) as err:
             what = f"missing field {err}" if isinstance(err, KeyError) else str(err)
-            raise FitError(f"{path}:{n}: not a scored sample ({what})") from None
+            raise FitError(f"{path} line {n}: not a scored sample ({what})") from None
         if not prompt_ids:
-            raise FitError(f"{path}:{n}: empty prompt")
+            raise FitError(f"{path} line {n}: empty prompt")
         out.append(FitSample(prompt_ids, response_ids, correct, group, text))
     if not out:
         raise FitError(f"{path}: no samples")
@@ -361,7 +362,8 @@ def fit(
             tb = collate([s.prompt_ids for s in chunk], [s.response_ids for s in chunk], device)
             rewards = torch.tensor([1.0 if s.correct else -1.0 for s in chunk], device=device)
             scores = engine(input_ids=tb.input_ids, response_index=tb.response_index)
-            loss, _ = reward_model_loss(scores, tb.response_mask, rewards, float(len(batch)))
+            scored = sum(1 for s in batch if s.response_ids)  # as the trainer counts (TokenCounts.sequences)
+            loss, _ = reward_model_loss(scores, tb.response_mask, rewards, float(scored))
             engine.backward(loss, last=start + micro >= len(batch))
             loss_sum += float(loss.detach())
         engine.step(opt.lr_at(step, 0, total))

@@ -355,12 +355,7 @@ class OREALTrainer:
             ckpt.load_weights_into(self.policy.module, ckpt.load_safetensors_dir(directory / "policy"))
             self.policy.load_optimizer(directory / "optimizer" / "policy")
             if self.reward_model is not None:
-                rm_dir = directory / "reward_model"
-                module = self.reward_model.module
-                ckpt.load_weights_into(module, ckpt.load_safetensors_dir(rm_dir), prefix="backbone.")
-                head = ckpt.load_file(str(rm_dir / "reward_head.safetensors"))["weight"]
-                with torch.no_grad():
-                    module.head.weight.copy_(head.to(module.head.weight.dtype))
+                self.reward_model.module.load_weights(directory / "reward_model")
                 self.reward_model.load_optimizer(directory / "optimizer" / "reward_model")
         ckpt.load_rng(directory, self.dist.rank)
         self.next_step = int(state["next_step"])

@@ -90,13 +90,10 @@ def run_worker(role: str, body: Callable[[], int]) -> int:
             return 0  # the work was done: a stop during the final scrape interrupts nothing
         log.info("stopping on %s", why)
         return EXIT_INTERRUPTED
-    except (WorkerError, DataError, MetricsServerError) as err:
+    # Bad input, or a bucket written by another oreal: restarting cannot help until it is fixed.
+    except (WorkerError, DataError, MetricsServerError, LayoutVersionError, SchemaVersionError) as err:
         log.error("%s", describe(err))
         termination.write(describe(err))  # the pod's termination message (workers/termination.py)
-        return EXIT_PERMANENT  # restarting cannot help until the input is fixed
-    except (LayoutVersionError, SchemaVersionError) as err:  # written by another oreal: a restart can't help
-        log.error("%s", describe(err))
-        termination.write(describe(err))
         return EXIT_PERMANENT
     except BucketError as err:
         log.error("%s", describe(err))

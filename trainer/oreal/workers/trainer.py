@@ -98,12 +98,11 @@ def save_final(ctx: WorkerContext, trainer, step: int, saved_policy: Path | None
     """The last step's policy and reward model (full precision, HF format) under final/.
 
     No optimiser states: a finished run is not resumed, and one interrupted before `done` resumes
-    from the newest checkpoint and replays. Any earlier final/ is withdrawn before it is replaced.
+    from the newest checkpoint and replays. An earlier final/ is withdrawn before it is replaced
+    (Checkpoints upload).
     """
     local = ctx.work_dir / f"final-rank{rank()}"
     shutil.rmtree(local, ignore_errors=True)
-    if rank() == 0:
-        ctx.bucket.checkpoints.withdraw_final()
     trainer.save_weights(local, saved_policy=saved_policy)
     entries = gather(ctx.bucket.checkpoints.upload_final(local, move=True))
     if rank() == 0:
